@@ -1,0 +1,39 @@
+"""Research optimizers as drop-in ``torch.optim.Optimizer`` subclasses, and the registry that describes them.
+
+>>> import torch
+>>> import descend.optim as do
+>>> model = torch.nn.Linear(4, 2)
+>>> opt = do.create("adamw", model.parameters(), lr=1e-3)
+>>> spec = do.get("adamw")
+>>> sorted(spec.search_space)
+['betas', 'lr', 'weight_decay']
+"""
+
+from . import baselines as _baselines  # registers adamw, nadamw
+from .registry import (
+    Categorical,
+    ConvergenceCheck,
+    FloatRange,
+    IntRange,
+    OptimizerSpec,
+    available,
+    create,
+    get,
+    register,
+    spec_for_fixture,
+)
+
+# Each optimizer module registers itself on import; keep one import line per module below.
+
+__all__ = [
+    "Categorical",
+    "ConvergenceCheck",
+    "FloatRange",
+    "IntRange",
+    "OptimizerSpec",
+    "available",
+    "create",
+    "get",
+    "register",
+    "spec_for_fixture",
+]

@@ -1,0 +1,200 @@
+"""The optimizer registry: one :class:`OptimizerSpec` per optimizer.
+
+A spec says what an optimizer is (paper, reference implementation), how to build it (factory and
+documented defaults), how to tune it (a workload-agnostic search space, used by ``descend bench``), how
+to replay a recorded reference run (``fixture_names`` + ``from_fixture``) and which hyperparameters the
+contract tests use to check convergence.  Adding an optimizer is one module that calls :func:`register`.
+
+>>> import torch, descend.optim as do
+>>> "lion" in do.available()
+True
+>>> w = torch.nn.Parameter(torch.ones(3))
+>>> opt = do.create("lion", [w], lr=1e-3)
+>>> type(opt).__name__
+'Lion'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+__all__ = [
+    "Categorical",
+    "ConvergenceCheck",
+    "FloatRange",
+    "IntRange",
+    "OptimizerSpec",
+    "available",
+    "create",
+    "get",
+    "register",
+    "spec_for_fixture",
+]
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A real hyperparameter sampled uniformly (or log-uniformly) from ``[low, high]``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"FloatRange needs finite low < high, got [{self.low}, {self.high}]")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled FloatRange needs low > 0, got {self.low}")
+
+    def grid(self, n: int) -> list[float]:
+        """``n`` evenly spaced values (geometrically if ``log``), end points included."""
+        if n == 1:
+            return [math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2]
+        if self.log:
+            a, b = math.log(self.low), math.log(self.high)
+            return [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
+        return [self.low + (self.high - self.low) * i / (n - 1) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer hyperparameter in ``[low, high]``."""
+
+    low: int
+    high: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"IntRange needs low <= high, got [{self.low}, {self.high}]")
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A hyperparameter chosen from a finite set of values."""
+
+    choices: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError("Categorical needs at least one choice")
+
+
+Dimension = FloatRange | IntRange | Categorical
+
+
+@dataclass(frozen=True)
+class ConvergenceCheck:
+    """Documented hyperparameters under which the optimizer must reach a known optimum.
+
+    The contract tests run ``steps`` steps (with a ``schedule`` of the learning rate: ``"constant"``,
+    ``"cosine"`` to zero, or ``"linear"`` to zero) and assert the distance of the final iterate to the
+    optimum is below ``tolerance`` (relative to the distance at initialisation).
+    """
+
+    hyperparameters: Mapping[str, Any]
+    steps: int = 500
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    tolerance: float = 1e-2
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything the library, the benchmark and the tests need to know about one optimizer.
+
+    Attributes:
+        name: registry key (lower case, ``snake_case``).
+        factory: ``factory(params, **hyperparameters) -> torch.optim.Optimizer``.
+        paper: authors, year, title (and arXiv id).
+        reference: the reference implementation it is checked against (package==version or repo@commit).
+        defaults: the documented default hyperparameters (what :func:`create` uses when not overridden).
+        search_space: workload-agnostic tuning space; keys are factory keyword arguments.
+        summary: one line for listings.
+        requires_closure: ``step()`` needs a closure (line searches).  Such closures return the loss and
+            must *not* call ``backward()``; the optimizer computes gradients itself.
+        lr_key: the hyperparameter that scales every update (``None`` if there is none, e.g. line search);
+            the contract tests use it to check per-group learning rates and schedulers.
+        fixture_names: values of a fixture's ``"optimizer"`` key that this spec replays.
+        from_fixture: builds the optimizer for a fixture: ``from_fixture(fixture, params_by_name)``.
+            Maps the reference's hyperparameter names to descend's.  ``None`` = use
+            ``factory(list(params_by_name.values()), **fixture["hyperparameters"])``.
+        observables: ``observables(optimizer) -> {name: float}`` reported after each step and compared to
+            the fixture's ``extra[name][t]`` where the fixture records them (e.g. ``step_size``).
+        convergence: named convergence checks (``"quadratic"``, ``"rosenbrock"``) for the contract tests.
+        invalid: hyperparameter values that must raise ``ValueError`` (contract-tested), e.g.
+            ``{"lr": (-1.0,), "betas": ((1.0, 0.9),)}``.
+        matrix_only: the optimizer only accepts parameters with ``ndim >= 2`` (the tests then use 2-D
+            parameters only).
+    """
+
+    name: str
+    factory: Callable[..., torch.optim.Optimizer]
+    paper: str
+    reference: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    search_space: Mapping[str, Dimension] = field(default_factory=dict)
+    summary: str = ""
+    requires_closure: bool = False
+    lr_key: str | None = "lr"
+    fixture_names: tuple[str, ...] = ()
+    from_fixture: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.optim.Optimizer] | None = None
+    observables: Callable[[torch.optim.Optimizer], Mapping[str, float]] | None = None
+    convergence: Mapping[str, ConvergenceCheck] = field(default_factory=dict)
+    invalid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    matrix_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.lower() or " " in self.name:
+            raise ValueError(f"spec name must be lower-case snake_case, got {self.name!r}")
+        unknown = set(self.search_space) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"{self.name}: search-space keys {sorted(unknown)} have no documented default")
+
+    def create(self, params: Iterable[Any], **hyperparameters: Any) -> torch.optim.Optimizer:
+        """Build the optimizer with the documented defaults, overridden by ``hyperparameters``."""
+        return self.factory(params, **{**self.defaults, **hyperparameters})
+
+
+_REGISTRY: dict[str, OptimizerSpec] = {}
+
+
+def register(spec: OptimizerSpec, *, replace: bool = False) -> OptimizerSpec:
+    """Add ``spec`` to the registry (``replace=True`` to overwrite an existing name)."""
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"an optimizer named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> OptimizerSpec:
+    """The spec registered under ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown optimizer {name!r}; available: {', '.join(available())}") from None
+
+
+def available() -> list[str]:
+    """Names of all registered optimizers, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> torch.optim.Optimizer:
+    """Build the optimizer registered under ``name`` with its defaults overridden by ``hyperparameters``."""
+    return get(name).create(params, **hyperparameters)
+
+
+def spec_for_fixture(fixture_optimizer: str) -> OptimizerSpec:
+    """The spec that replays fixtures whose ``"optimizer"`` key is ``fixture_optimizer``."""
+    matches = [s for s in _REGISTRY.values() if fixture_optimizer in s.fixture_names]
+    if not matches:
+        raise LookupError(f"no registered optimizer replays fixtures of {fixture_optimizer!r}")
+    if len(matches) > 1:
+        raise LookupError(f"several optimizers claim fixtures of {fixture_optimizer!r}: "
+                          f"{[s.name for s in matches]}")
+    return matches[0]
