@@ -20,3 +20,11 @@ def fixture_files(prefix: str = "") -> list[Path]:
             raise RuntimeError(f"golden fixtures not found at {FIXTURES} (set DESCEND_SHARED)")
         pytest.skip(f"golden fixtures not found at {FIXTURES} (set DESCEND_SHARED)", allow_module_level=True)
     return sorted(FIXTURES.glob(f"{prefix}*.json"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread per test process: the suite runs 2 processes on 2 cores."""
+    import torch
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

@@ -130,6 +130,10 @@ class OptimizerSpec:
             ``{"lr": (-1.0,), "betas": ((1.0, 0.9),)}``.
         matrix_only: the optimizer only accepts parameters with ``ndim >= 2`` (the tests then use 2-D
             parameters only).
+        elementwise: every coordinate is updated from its own gradient history only (Adam-like); the
+            property tests then check that splitting a tensor does not change the update.
+        zero_lr_freezes: ``lr = 0`` makes ``step()`` leave the parameters untouched (``False`` for Mechanic,
+            whose learned scale still moves the accumulated offset).
     """
 
     name: str
@@ -147,6 +151,8 @@ class OptimizerSpec:
     convergence: Mapping[str, ConvergenceCheck] = field(default_factory=dict)
     invalid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     matrix_only: bool = False
+    elementwise: bool = False
+    zero_lr_freezes: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or " " in self.name:
