@@ -10,6 +10,8 @@
 """
 
 from . import baselines as _baselines  # registers adamw, nadamw
+
+# Each optimizer module registers itself on import; keep one import line per module below.
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -22,10 +24,10 @@ from .registry import (
     register,
     spec_for_fixture,
 )
-
-# Each optimizer module registers itself on import; keep one import line per module below.
+from .soap import SOAP
 
 __all__ = [
+    "SOAP",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
