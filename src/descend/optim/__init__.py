@@ -9,7 +9,7 @@
 ['betas', 'lr', 'weight_decay']
 """
 
-from . import baselines as _baselines  # registers adamw, nadamw
+from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 
 # Each optimizer module registers itself on import; keep one import line per module below.
 from .registry import (
@@ -24,6 +24,7 @@ from .registry import (
     register,
     spec_for_fixture,
 )
+from .shampoo import Shampoo
 from .soap import SOAP
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "FloatRange",
     "IntRange",
     "OptimizerSpec",
+    "Shampoo",
     "available",
     "create",
     "get",
