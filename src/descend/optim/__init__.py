@@ -12,6 +12,8 @@
 from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 
 # Each optimizer module registers itself on import; keep one import line per module below.
+from . import schedules  # schedule registry (logarithmic step size); not optimizers
+from .agd import AcceleratedSGD
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -29,6 +31,7 @@ from .soap import SOAP
 
 __all__ = [
     "SOAP",
+    "AcceleratedSGD",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
@@ -39,5 +42,6 @@ __all__ = [
     "create",
     "get",
     "register",
+    "schedules",
     "spec_for_fixture",
 ]
