@@ -1,0 +1,124 @@
+"""One trial: (workload, scale, optimizer, hyperparameters, seed, steps) → a loss curve and final metrics.
+
+Every optimizer gets the same learning-rate schedule (linear warm-up over the first 5 % of steps, then cosine
+decay to zero — judged at the end of training, after the decay) unless it has no learning rate (line
+searches).  Only the training steps (forward, backward, optimizer step) are timed; evaluation runs off the
+clock at ``evaluations`` evenly spaced checkpoints.  A non-finite training loss ends the trial as diverged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import optim as do
+from .workloads import get_workload
+
+__all__ = ["TrialResult", "run_trial", "schedule"]
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced.  ``curve`` rows: step, train_time (s), train_loss and the evaluation metrics."""
+
+    curve: list[dict[str, float]]
+    final: dict[str, float]
+    diverged: bool
+    train_time: float
+    eval_time: float
+    total_time: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overhead(self) -> float:
+        """Fraction of the trial's wall time spent outside training steps and evaluation (harness cost)."""
+        return max(self.total_time - self.train_time - self.eval_time, 0.0) / max(self.total_time, 1e-12)
+
+
+def schedule(t: int, steps: int, warmup_fraction: float = 0.05) -> float:
+    """Multiplier of the base lr at step ``t``: linear warm-up then cosine decay to 0 at ``steps``."""
+    warm = max(1, round(warmup_fraction * steps))
+    if t < warm:
+        return (t + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * min(t - warm, steps - warm) / max(steps - warm, 1)))
+
+
+def _checkpoints(steps: int, evaluations: int) -> set[int]:
+    return {round(steps * (i + 1) / evaluations) for i in range(evaluations)} | {steps}
+
+
+def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
+              steps: int, *, evaluations: int = 20, threads: int | None = None,
+              progress: Callable[[int], None] | None = None) -> TrialResult:
+    """Train ``workload`` at ``scale`` with ``optimizer`` for ``steps`` steps and return its curve.
+
+    ``hyperparameters`` may come from JSON: lists are turned back into tuples (``betas``).  ``progress(k)``
+    is called after every step with the number of steps done.
+    """
+    hyperparameters = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    start = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    task = get_workload(workload).build(seed, scale)
+    spec = do.get(optimizer)
+    params = task.params
+    if optimizer == "muon" and task.model is not None:
+        from ..optim.muon import muon_param_groups
+
+        params = muon_param_groups(task.model)
+    opt = spec.create(params, **hyperparameters)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule(t, steps))
+             if spec.lr_key is not None else None)
+    at = _checkpoints(steps, evaluations)
+    curve: list[dict[str, float]] = []
+    train_time = eval_time = 0.0
+    diverged = False
+    loss_ema = math.nan
+    for t in range(steps):
+        t0 = time.perf_counter()
+        if spec.requires_closure:
+            loss = opt.step(lambda t=t: task.train_loss(t))
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss = task.train_loss(t)
+            loss.backward()
+            opt.step()
+        value = float(loss.detach()) if loss is not None else math.nan
+        train_time += time.perf_counter() - t0
+        if sched is not None:
+            sched.step()
+        if progress is not None:
+            progress(t + 1)
+        loss_ema = value if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * value
+        if not math.isfinite(value) or (t + 1 in at and not all(bool(torch.isfinite(p).all()) for p in _flat(params))):
+            diverged = True
+            curve.append({"step": t + 1, "train_time": train_time, "train_loss": math.inf, "val_loss": math.inf})
+            break
+        if t + 1 in at:
+            t1 = time.perf_counter()
+            metrics = dict(task.evaluate())
+            eval_time += time.perf_counter() - t1
+            curve.append({"step": t + 1, "train_time": train_time, "train_loss": loss_ema, **metrics})
+    final = dict(curve[-1]) if curve else {"val_loss": math.inf}
+    if diverged:
+        final = {"step": curve[-1]["step"], "val_loss": math.inf, "train_loss": math.inf}
+    return TrialResult(curve=curve, final=final, diverged=diverged, train_time=train_time, eval_time=eval_time,
+                       total_time=time.perf_counter() - start, info=dict(task.info))
+
+
+def _flat(params: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    for p in params:
+        if isinstance(p, dict):
+            out.extend(p["params"])
+        else:
+            out.append(p)
+    return out
