@@ -55,7 +55,7 @@ def test_create_with_defaults_and_step(spec: do.OptimizerSpec) -> None:
         step(spec, opt, prob, t)
     for p in prob.params:
         assert torch.isfinite(p).all()
-    assert prob.loss().item() == pytest.approx(before, rel=0.5)  # a sane first few steps, no blow-up
+    assert prob.loss().item() <= 1.5 * before  # a sane first few steps, no blow-up
 
 
 # ------------------------------------------------------------------------------------------ convergence

@@ -13,7 +13,9 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 
 # Each optimizer module registers itself on import; keep one import line per module below.
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
+from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
+from .linesearch import SLS
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -26,17 +28,21 @@ from .registry import (
     register,
     spec_for_fixture,
 )
+from .salsa import SaLSA
 from .shampoo import Shampoo
 from .soap import SOAP
 
 __all__ = [
+    "SLS",
     "SOAP",
     "AcceleratedSGD",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
     "IntRange",
+    "LayerwiseAdamSLS",
     "OptimizerSpec",
+    "SaLSA",
     "Shampoo",
     "available",
     "create",
