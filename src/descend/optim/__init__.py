@@ -16,6 +16,7 @@ from . import schedules  # schedule registry (logarithmic step size); not optimi
 from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
 from .linesearch import SLS
+from .muon import Muon, muon_param_groups
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -41,12 +42,14 @@ __all__ = [
     "FloatRange",
     "IntRange",
     "LayerwiseAdamSLS",
+    "Muon",
     "OptimizerSpec",
     "SaLSA",
     "Shampoo",
     "available",
     "create",
     "get",
+    "muon_param_groups",
     "register",
     "schedules",
     "spec_for_fixture",
