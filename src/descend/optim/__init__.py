@@ -16,6 +16,7 @@ from . import schedules  # schedule registry (logarithmic step size); not optimi
 from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
 from .linesearch import SLS
+from .mechanic import Mechanic, mechanize
 from .muon import Muon, muon_param_groups
 from .registry import (
     Categorical,
@@ -42,6 +43,7 @@ __all__ = [
     "FloatRange",
     "IntRange",
     "LayerwiseAdamSLS",
+    "Mechanic",
     "Muon",
     "OptimizerSpec",
     "SaLSA",
@@ -49,6 +51,7 @@ __all__ = [
     "available",
     "create",
     "get",
+    "mechanize",
     "muon_param_groups",
     "register",
     "schedules",

@@ -1,0 +1,483 @@
+"""Mechanic: golden fixtures, live comparison with mechanic-pytorch, resume into a fresh optimizer, bases,
+schedulers, parameter groups, grad=None and argument checks."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+import descend.optim as do
+from descend.optim import replay
+from descend.optim.mechanic import DEFAULT_S_BETAS, Mechanic, mechanize, resolve_base
+
+from ..conftest import fixture_files
+
+FIXTURES = fixture_files("mechanic__")
+SHAPES = {"weight": (4, 6), "bias": (4,), "conv": (3, 2, 2, 2)}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_fixture_replays(path) -> None:
+    r = replay.replay_file(path)
+    assert r.passed, f"{path.name}: max |err| {r.max_abs_error:.3g}, err/tol {r.max_ratio:.3g}"
+    assert "s_sum" in r.observable_ratios
+    # the reference's operation order is followed: float64 trajectories agree to (nearly) the last bit
+    assert r.max_ratio < 1e-2
+
+
+def test_fixtures_exist() -> None:
+    assert {p.stem for p in FIXTURES} >= {"mechanic__sgd_base", "mechanic__adam_base",
+                                          "mechanic__sgd_momentum_store_delta"}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _params(seed: int = 0, dtype: torch.dtype = torch.float64) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
+            for s in SHAPES.values()]
+
+
+def _grads(seed: int, steps: int, dtype: torch.dtype = torch.float64) -> list[list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(1000 + seed)
+    return [[torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES.values()]
+            for _ in range(steps)]
+
+
+def _drive(opt: torch.optim.Optimizer, params: list[torch.Tensor], grads: list[list[torch.Tensor]],
+           missing: Callable[[int, int], bool] = lambda t, i: False) -> list[list[torch.Tensor]]:
+    """Feed ``grads`` (``missing(t, i)``: parameter i has no gradient at step t); snapshot after each step."""
+    out = []
+    for t, gs in enumerate(grads):
+        for i, (p, g) in enumerate(zip(params, gs, strict=True)):
+            p.grad = None if missing(t, i) else g.clone()
+        opt.step()
+        out.append([p.detach().clone() for p in params])
+    return out
+
+
+def _s_sum_reference(opt: torch.optim.Optimizer) -> float:
+    return float(opt.state["_mechanic"]["s"].sum())
+
+
+# ------------------------------------------------------------------------------------------ live reference
+
+CASES = {
+    "sgd": (torch.optim.SGD, {"lr": 0.5}, {}),
+    "sgd_nesterov_wd_store": (torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True,
+                                                "weight_decay": 1e-3}, {"store_delta": True}),
+    "adam": (torch.optim.Adam, {"lr": 1e-2}, {"s_decay": 0.1, "s_init": 1e-6}),
+    "adamw_store": (torch.optim.AdamW, {"lr": 3e-3, "weight_decay": 0.1},
+                    {"store_delta": True, "betas": (0.9, 0.99, 0.999)}),
+    "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "momentum": 0.5}, {"eps": 1e-6}),
+}
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("gaps", [False, True], ids=["all_grads", "missing_grads"])
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_matches_mechanic_pytorch_bitwise(case: str, gaps: bool) -> None:
+    """float64, random gradients, two parameter groups with different lrs; optionally some parameters
+    without gradient at some steps (also the reference's re-scaled reconstruction of their offset)."""
+    ref_pkg = pytest.importorskip("mechanic_pytorch")
+    base_cls, base_kw, mech_kw = CASES[case]
+    grads = _grads(3, 25)
+
+    def missing(t: int, i: int) -> bool:
+        return gaps and ((i == 1 and t % 3 == 1) or (i == 2 and t < 4))
+
+    def groups(ps: list[torch.Tensor]) -> list[dict]:
+        return [{"params": ps[:2]}, {"params": ps[2:], "lr": base_kw["lr"] * 0.5}]
+
+    with default_dtype(torch.float64):  # the reference allocates its tuner with the default dtype
+        p_ref = _params(3)
+        ref = ref_pkg.mechanize(base_cls, **mech_kw)(groups(p_ref), **base_kw)
+        expected, ref_s = [], []
+        for t, gs in enumerate(grads):
+            for i, (p, g) in enumerate(zip(p_ref, gs, strict=True)):
+                p.grad = None if missing(t, i) else g.clone()
+            ref.step()
+            expected.append([p.detach().clone() for p in p_ref])
+            ref_s.append(_s_sum_reference(ref))
+
+    renamed = {{"betas": "s_betas", "eps": "s_eps"}.get(k, k): v for k, v in mech_kw.items()}
+    p_ours = _params(3)
+    ours = mechanize(base_cls, **renamed)(groups(p_ours), **base_kw)
+    for t, gs in enumerate(grads):
+        for i, (p, g) in enumerate(zip(p_ours, gs, strict=True)):
+            p.grad = None if missing(t, i) else g.clone()
+        ours.step()
+        for a, b in zip(p_ours, expected[t], strict=True):
+            assert torch.equal(a, b), f"step {t + 1}: max |diff| {(a - b).abs().max():.3g}"
+        assert ours.s_sum == ref_s[t]
+
+
+@pytest.mark.reference
+def test_matches_mechanic_pytorch_in_float32() -> None:
+    """float32 parameters; the reference's tuner in float32 (default dtype) vs ours with tuner_dtype=float32
+    (same arithmetic) and with the float64 default (close)."""
+    ref_pkg = pytest.importorskip("mechanic_pytorch")
+    grads = _grads(5, 20, torch.float32)
+    p_ref = _params(5, torch.float32)
+    ref = ref_pkg.mechanize(torch.optim.Adam)(p_ref, lr=1e-2)
+    expected = _drive(ref, p_ref, grads)
+    for tuner_dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-4)):
+        p = _params(5, torch.float32)
+        got = _drive(mechanize(torch.optim.Adam, tuner_dtype=tuner_dtype)(p, lr=1e-2), p, grads)
+        for a, b in zip(got[-1], expected[-1], strict=True):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------------------------------ algorithm
+
+
+def test_first_step_is_tiny_and_follows_the_formula() -> None:
+    """Σs starts at 0: after step 1, x = x_ref + u · Σ_i β_i m0 s_init / (n ε) with m0 = 1e-6."""
+    p = _params(0)
+    x0 = [q.detach().clone() for q in p]
+    opt = mechanize(torch.optim.SGD)(p, lr=1.0)
+    gs = _grads(0, 1)[0]
+    for q, g in zip(p, gs, strict=True):
+        q.grad = g.clone()
+    opt.step()
+    n = len(DEFAULT_S_BETAS)
+    s1 = sum(b * 1e-6 * 1e-8 / n / 1e-8 for b in DEFAULT_S_BETAS)
+    assert opt.s_sum == pytest.approx(s1, rel=1e-12)
+    for q, x, g in zip(p, x0, gs, strict=True):
+        torch.testing.assert_close(q.detach(), x - g * s1, rtol=1e-12, atol=1e-15)
+
+
+def test_mechanic_tunes_a_badly_scaled_sgd() -> None:
+    """The paper's claim in miniature: SGD with a 1000x too small lr barely moves; Mechanic finds the scale."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(40, generator=g, dtype=torch.float64)
+
+    def run(make: Callable[[list[torch.Tensor]], torch.optim.Optimizer]) -> float:
+        w = torch.nn.Parameter(torch.zeros(8, dtype=torch.float64))
+        opt = make([w])
+        for _ in range(300):
+            opt.zero_grad()
+            loss = 0.5 * ((A @ w - b) ** 2).mean()
+            loss.backward()
+            opt.step()
+        return float(0.5 * ((A @ w.detach() - b) ** 2).mean())
+
+    best = float(0.5 * ((A @ torch.linalg.lstsq(A, b).solution - b) ** 2).mean())
+    plain = run(lambda ps: torch.optim.SGD(ps, lr=1e-4))
+    tuned = run(lambda ps: mechanize(torch.optim.SGD)(ps, lr=1e-4))
+    assert tuned - best < 0.05 * (plain - best)
+
+
+@pytest.mark.parametrize("store_delta", [False, True])
+def test_wrapping_an_instance_equals_mechanize(store_delta: bool) -> None:
+    grads = _grads(1, 10)
+    p1, p2 = _params(1), _params(1)
+    a = _drive(mechanize(torch.optim.AdamW, store_delta=store_delta)(p1, lr=1e-2), p1, grads)
+    b = _drive(Mechanic(torch.optim.AdamW(p2, lr=1e-2), store_delta=store_delta), p2, grads)
+    assert all(torch.equal(x, y) for x, y in zip(a[-1], b[-1], strict=True))
+
+
+# ------------------------------------------------------------------------------------------ bases
+
+
+def _least_squares(params_dtype: torch.dtype = torch.float64) -> tuple[list[torch.Tensor], Callable]:
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    Y = X @ torch.randn(5, 3, generator=g, dtype=torch.float64) + 0.5
+    W = torch.nn.Parameter(torch.zeros(3, 5, dtype=params_dtype))
+    c = torch.nn.Parameter(torch.zeros(3, dtype=params_dtype))
+
+    def loss() -> torch.Tensor:
+        return 0.5 * ((X.to(params_dtype) @ W.T + c - Y.to(params_dtype)) ** 2).mean()
+
+    return [W, c], loss
+
+
+def _bases() -> dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]]:
+    bases: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1),
+        "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
+        "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01),
+        "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=1e-2),
+    }
+    try:
+        from lion_pytorch import Lion  # a sign-based (Lion-like) base from a third-party package
+
+        bases["lion_pytorch"] = lambda ps: Lion(ps, lr=1e-4)
+    except ImportError:
+        pass
+    if "lion" in do.available():
+        bases["descend_lion"] = lambda ps: do.create("lion", ps, lr=1e-4)
+    return bases
+
+
+@pytest.mark.parametrize("name", list(_bases()))
+def test_works_with_many_bases(name: str) -> None:
+    params, loss = _least_squares()
+    opt = Mechanic(_bases()[name](params))
+    start = float(loss().detach())
+    for _ in range(150):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert float(loss().detach()) < 0.5 * start, f"{name}: {start:.3g} -> {float(loss().detach()):.3g}"
+    assert opt.s_sum > 0
+
+
+def test_lbfgs_base_gets_the_cached_loss_first() -> None:
+    params, loss = _least_squares()
+    calls = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    opt = Mechanic(torch.optim.LBFGS(params, lr=0.5, max_iter=3))
+    start = float(loss().detach())
+    returned = opt.step(closure)
+    assert float(returned.detach()) == pytest.approx(start)
+    assert calls == 3  # Mechanic's evaluation stands in for LBFGS's first one (max_iter 3 -> 2 more)
+    for _ in range(20):
+        opt.step(closure)
+    assert float(loss().detach()) < start
+
+
+# ------------------------------------------------------------------------------------------ state
+
+
+def _resume(make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], dtype: torch.dtype,
+            steps: int = 16, split: int = 7, gaps: bool = True) -> None:
+    grads = _grads(2, steps, dtype)
+
+    def missing(t: int, i: int) -> bool:
+        return gaps and i == 1 and t % 4 == 2
+
+    p1 = _params(2, dtype)
+    straight = _drive(make(p1), p1, grads, missing)[-1]
+
+    p2 = _params(2, dtype)
+    opt = make(p2)
+    _drive(opt, p2, grads[:split], missing)
+    buf = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "params": [p.detach() for p in p2]}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    p3 = _params(99, dtype)  # a fresh model and optimizer
+    with torch.no_grad():
+        for p, v in zip(p3, saved["params"], strict=True):
+            p.copy_(v)
+    fresh = make(p3)
+    fresh.load_state_dict(saved["opt"])
+    assert fresh.state["mechanic"]["s"].dtype == torch.float64
+    resumed = _drive(fresh, p3, grads[split:], lambda t, i: missing(t + split, i))[-1]
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b), f"resumed run differs by {(a.double() - b.double()).abs().max():.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16],
+                         ids=["float64", "float32", "bfloat16"])
+@pytest.mark.parametrize("store_delta", [False, True], ids=["reconstruct", "store_delta"])
+@pytest.mark.parametrize("base", ["SGD", "Adam", "AdamW"])
+def test_state_dict_round_trip_into_a_fresh_optimizer_is_bitwise(base: str, store_delta: bool,
+                                                                 dtype: torch.dtype) -> None:
+    kw = {"SGD": {"lr": 0.05, "momentum": 0.9}, "Adam": {"lr": 1e-2}, "AdamW": {"lr": 1e-2}}[base]
+    _resume(lambda ps: mechanize(base, store_delta=store_delta)(ps, **kw), dtype)
+
+
+def test_state_layout() -> None:
+    p = _params(0, torch.float32)
+    opt = mechanize(torch.optim.AdamW, store_delta=True)(p, lr=1e-3)
+    p[1].grad = None
+    for q in (p[0], p[2]):
+        q.grad = torch.ones_like(q)
+    opt.step()
+    tuner = opt.state["mechanic"]
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in tuner.items()} == {
+        **{k: (torch.float64, (6,)) for k in "smvr"}, "step": (torch.int64, ())}
+    assert set(opt.state[p[0]]) == {"step", "exp_avg", "exp_avg_sq", "mechanic_ref", "mechanic_delta"}
+    assert p[1] not in opt.state  # no gradient, no state
+    assert opt.state is opt.base.state and opt.param_groups is opt.base.param_groups
+    sd = opt.state_dict()
+    assert "mechanic" in sd["state"] and 1 not in sd["state"]
+
+
+def test_bfloat16_parameters_keep_float32_offsets() -> None:
+    p = _params(0, torch.bfloat16)
+    opt = mechanize(torch.optim.Adam, store_delta=True)(p, lr=1e-2)
+    _drive(opt, p, _grads(0, 3, torch.bfloat16))
+    assert opt.state[p[0]]["mechanic_ref"].dtype == torch.float32
+    assert opt.state[p[0]]["mechanic_delta"].dtype == torch.float32
+    assert all(q.dtype == torch.bfloat16 and torch.isfinite(q).all() for q in p)
+
+
+def test_load_checks_the_number_of_betas_and_accepts_a_plain_base_state() -> None:
+    p = _params(0)
+    opt = mechanize(torch.optim.Adam)(p, lr=1e-2)
+    _drive(opt, p, _grads(0, 3))
+    other = mechanize(torch.optim.Adam, s_betas=(0.9, 0.99))(_params(0), lr=1e-2)
+    with pytest.raises(ValueError, match="s_betas"):
+        other.load_state_dict(opt.state_dict())
+
+    plain = torch.optim.Adam(p, lr=1e-2)
+    _drive(plain, p, _grads(0, 3))
+    warm = mechanize(torch.optim.Adam)(p, lr=1e-2)
+    warm.load_state_dict(plain.state_dict())  # warm start from a base checkpoint: the tuner starts afresh
+    assert "mechanic" not in warm.state and int(warm.state[p[0]]["step"]) == 3
+    _drive(warm, p, _grads(1, 2))
+    assert int(warm.state["mechanic"]["step"]) == 2 and int(warm.state[p[0]]["step"]) == 5
+
+
+def test_loaded_state_is_not_shared_with_the_source() -> None:
+    p = _params(0)
+    opt = mechanize(torch.optim.SGD, store_delta=True)(p, lr=0.1)
+    _drive(opt, p, _grads(0, 2))
+    sd = opt.state_dict()
+    copy_opt = mechanize(torch.optim.SGD, store_delta=True)(p, lr=0.1)
+    copy_opt.load_state_dict(sd)
+    assert copy_opt.state["mechanic"]["s"] is not opt.state["mechanic"]["s"]
+    assert copy_opt.state[p[0]]["mechanic_delta"] is not opt.state[p[0]]["mechanic_delta"]
+
+
+def test_deepcopy_keeps_the_base() -> None:
+    p = _params(0)
+    opt = mechanize(torch.optim.Adam)(p, lr=1e-2)
+    _drive(opt, p, _grads(0, 2))
+    clone = copy.deepcopy(opt)
+    assert isinstance(clone.base, torch.optim.Adam)
+    assert clone.state is clone.base.state and clone.param_groups is clone.base.param_groups
+    assert clone.s_sum == opt.s_sum
+
+
+# ------------------------------------------------------------------------------------------ groups, lr
+
+
+def test_scheduler_on_mechanic_drives_the_base_lr() -> None:
+    p = _params(0)
+    opt = mechanize(torch.optim.AdamW)(p, lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for gs in _grads(0, 3):
+        for q, g in zip(p, gs, strict=True):
+            q.grad = g
+        opt.step()
+        sched.step()
+    assert opt.base.param_groups[0]["lr"] == pytest.approx(1e-2 / 8)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], "lr": 0.3})
+    assert len(opt.base.param_groups) == 2 and opt.base.param_groups[1]["weight_decay"] == 0.01
+
+
+def test_group_with_zero_lr_from_the_start_never_moves() -> None:
+    p = _params(0)
+    before = [q.detach().clone() for q in p]
+    opt = mechanize(torch.optim.Adam)([{"params": p[:2]}, {"params": p[2:], "lr": 0.0}], lr=1e-2)
+    _drive(opt, p, _grads(0, 10))
+    assert torch.equal(p[2], before[2])
+    assert not torch.equal(p[0], before[0])
+
+
+def test_no_gradient_at_all_leaves_the_tuner_alone() -> None:
+    p = _params(0)
+    opt = mechanize(torch.optim.Adam)(p, lr=1e-2)
+    opt.step()
+    assert len(opt.state) == 0
+
+
+def test_closure_is_evaluated_once_and_its_loss_returned() -> None:
+    params, loss = _least_squares()
+    opt = mechanize(torch.optim.SGD)(params, lr=0.1)
+    calls = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    expected = float(loss().detach())
+    with torch.no_grad():  # the closure still gets gradients
+        got = opt.step(closure)
+    assert float(got.detach()) == pytest.approx(expected) and calls == 1
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"s_decay": -1.0}, "s_decay"),
+    ({"s_betas": ()}, "s_betas"),
+    ({"s_betas": (0.9, 1.0)}, "s_betas"),
+    ({"s_betas": "0.9"}, "s_betas"),
+    ({"s_init": 0.0}, "s_init"),
+    ({"s_eps": -1.0}, "s_eps"),
+    ({"store_delta": "no"}, "store_delta"),
+    ({"tuner_dtype": torch.float16}, "tuner_dtype"),
+])
+def test_invalid_arguments_raise(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        mechanize(torch.optim.SGD, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        mechanize(torch.optim.SGD)(_params(0), lr=0.1, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        Mechanic(torch.optim.SGD(_params(0), lr=0.1), **kwargs)
+
+
+def test_negative_lr_raises_naming_lr() -> None:
+    with pytest.raises(ValueError, match="lr"):
+        mechanize(torch.optim.Adam)(_params(0), lr=-1.0)
+
+
+def test_base_resolution_is_restricted_to_torch_optim() -> None:
+    assert resolve_base("torch.optim.SGD") is torch.optim.SGD
+    assert resolve_base("AdamW") is torch.optim.AdamW
+    assert resolve_base(torch.optim.Adam) is torch.optim.Adam
+    for bad in ("os.system", "torch.nn.Linear", "torch.optim.Optimizer", "torch.optim.lr_scheduler.StepLR",
+                "__import__", "torch.optim.SGD.step", 3, torch.nn.Linear):
+        with pytest.raises(ValueError, match="base"):
+            resolve_base(bad)
+    with pytest.raises(ValueError, match="base"):
+        mechanize(mechanize(torch.optim.SGD))
+    with pytest.raises(TypeError):
+        Mechanic(Mechanic(torch.optim.SGD(_params(0), lr=0.1)))
+
+
+def test_mechanize_returns_one_class_per_configuration() -> None:
+    a = mechanize(torch.optim.SGD)
+    assert a is mechanize("torch.optim.SGD") and a is not mechanize(torch.optim.SGD, s_decay=0.1)
+    assert a.__name__ == "MechanicSGD" and issubclass(a, Mechanic)
+    opt = mechanize(torch.optim.SGD, s_decay=0.1)(_params(0), lr=0.1, s_init=1e-6)
+    assert (opt.s_decay, opt.s_init) == (0.1, 1e-6)
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_registry_entry() -> None:
+    spec = do.get("mechanic")
+    opt = do.create("mechanic", _params(0), lr=2e-3)
+    assert isinstance(opt, Mechanic) and isinstance(opt.base, torch.optim.AdamW)
+    assert opt.param_groups[0]["lr"] == 2e-3 and opt.param_groups[0]["weight_decay"] == 0.0
+    sgd = do.create("mechanic", _params(0), lr=0.1, base="torch.optim.SGD", weight_decay=0.0)
+    assert isinstance(sgd.base, torch.optim.SGD)
+    assert spec.observables is not None and spec.observables(opt) == {"s_sum": 0.0}
+    assert set(spec.search_space) <= set(spec.defaults)
