@@ -15,8 +15,10 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
 from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
+from .frugal import FRUGAL, frugal_param_groups
 from .linesearch import SLS
 from .mechanic import Mechanic, mechanize
+from .mfac import MFAC
 from .muon import Muon, muon_param_groups
 from .registry import (
     Categorical,
@@ -35,6 +37,8 @@ from .shampoo import Shampoo
 from .soap import SOAP
 
 __all__ = [
+    "FRUGAL",
+    "MFAC",
     "SLS",
     "SOAP",
     "AcceleratedSGD",
@@ -50,6 +54,7 @@ __all__ = [
     "Shampoo",
     "available",
     "create",
+    "frugal_param_groups",
     "get",
     "mechanize",
     "muon_param_groups",
