@@ -23,8 +23,8 @@ def fixture_files(prefix: str = "") -> list[Path]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One intra-op thread per test process: the suite runs 2 processes on 2 cores."""
+    """One intra-op thread per test process: the suite runs 2 processes on 2 cores, and tiny tensors gain
+    nothing from threads (LAPACK calls on small matrices were 10^4x slower with oversubscribed threads)."""
     import torch
 
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)

@@ -122,6 +122,8 @@ def run(
     sampler: Annotated[str, typer.Option(help="tpe | cd (coordinate-descent grid)")] = "tpe",
     tune_fraction: Annotated[float, typer.Option(help="tuning budget as a fraction of the full budget")] = 0.5,
     budget_scale: Annotated[float, typer.Option(help="multiply every workload's default budget")] = 1.0,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads per trial (timings compare only at equal threads)")
+                       ] = 1,
     executor: Annotated[str, typer.Option(help="local | ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     parallel: Annotated[int, typer.Option(min=1, help="trials in flight (ray)")] = 2,
@@ -133,13 +135,13 @@ def run(
     from .bench.protocol import Plan
     from .bench.storage import Storage, StorageError
 
-    cells = _parse_cells(suite, workloads)
     opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
     imports = tuple(":".join(w.split(":")[:2]) for w in (workloads or []) if "." in w.split(":")[0])
     plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
     try:
+        cells = _parse_cells(suite, workloads)  # an unknown workload is a KeyError: a clean exit 2, no traceback
         plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
-                    sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale,
+                    sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports)
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
@@ -227,9 +229,13 @@ def worker(
     """Run pending trials of the plans in a shared database until none is left."""
     from .bench.executors import drain
     from .bench.protocol import Plan
-    from .bench.storage import Storage
+    from .bench.storage import Storage, StorageError
 
-    db = Storage(storage)
+    try:
+        db = Storage(storage)
+    except StorageError as exc:  # a corrupt or foreign database: exit 2 like `run` and `report`
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     total = 0
     for name, cfg in db.plans().items():
         if plan is None or name == plan:

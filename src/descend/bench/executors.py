@@ -64,7 +64,7 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
 
 
 def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Callable[..., TrialResult]:
-    """An executor that runs each trial as a Ray task (one CPU each, one torch thread each)."""
+    """An executor that runs each trial as a Ray task (one CPU each; torch threads as the plan says)."""
     import ray
 
     if not ray.is_initialized():
@@ -76,7 +76,7 @@ def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Cal
         return run_trial(*args, **kwargs)
 
     def run(*args: Any, progress: Callable[[int], None] | None = None, **kwargs: Any) -> TrialResult:
-        result = ray.get(_remote.remote(*args, threads=1, **kwargs))
+        result = ray.get(_remote.remote(*args, **kwargs))
         if progress is not None:
             progress(args[5] if len(args) > 5 else kwargs.get("steps", 0))
         return result

@@ -62,6 +62,7 @@ class Plan:
     budget_scale: float = 1.0
     evaluations: int = 20
     seed: int = 0
+    threads: int = 1
     workload_imports: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -75,6 +76,8 @@ class Plan:
             raise ValueError(f"sampler must be 'tpe' or 'cd', got {self.sampler!r}")
         if not self.budget_scale > 0:
             raise ValueError(f"budget_scale must be > 0, got {self.budget_scale}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.cells or not self.optimizers:
             raise ValueError("a plan needs at least one workload and one optimizer")
         for name in self.optimizers:
@@ -98,6 +101,7 @@ class Plan:
         d["cells"] = tuple(tuple(c) for c in d["cells"])
         d["optimizers"] = tuple(d["optimizers"])
         d["workload_imports"] = tuple(d.get("workload_imports", ()))
+        d.setdefault("threads", 1)
         for path in d["workload_imports"]:
             get_workload(path)
         return cls(**d)
@@ -141,8 +145,8 @@ def suggest(trial: Any, space: Mapping[str, Dimension]) -> dict[str, Any]:
 
 
 def _grid(dim: Dimension, points: int = 5) -> list[Any]:
-    if isinstance(dim, FloatRange):
-        return dim.grid(points)
+    if isinstance(dim, FloatRange):  # clamped: exp(log(low)) can round just outside [low, high]
+        return [min(max(v, dim.low), dim.high) for v in dim.grid(points)]
     if isinstance(dim, IntRange):
         if dim.high == dim.low:
             return [dim.low]
@@ -217,10 +221,15 @@ def _study_name(plan: Plan, item: WorkItem) -> str:
     return f"{plan.name}/{item.cell}"
 
 
-def _sampler(plan: Plan, cell: str) -> Any:
+def _sampler(plan: Plan, cell: str, asked: int = 0) -> Any:
+    """The cell's TPE sampler, seeded by the plan seed, the cell and the number of trials ``asked`` so far.
+
+    Every ask builds a fresh study object; seeding by ``asked`` too keeps one fresh sampler from replaying the
+    same random draws (two identical start-up trials would waste the budget) while staying deterministic.
+    """
     import optuna
 
-    seed = int(hashlib.sha256(f"{plan.seed}/{cell}".encode()).hexdigest()[:8], 16)
+    seed = int(hashlib.sha256(f"{plan.seed}/{cell}/{asked}".encode()).hexdigest()[:8], 16)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, plan.trials // 3)))
 
 
@@ -334,7 +343,7 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
                 return None
             hp = best_config(storage, plan, item)
             res = run(w, s, item.optimizer, hp, item.seed, plan.steps(w, s), evaluations=plan.evaluations,
-                      progress=progress)
+                      threads=plan.threads, progress=progress)
             row = _row(plan, item, -1, plan.steps(w, s), hp, res)
             return row if storage.add_run(row) else None
 
@@ -356,12 +365,14 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
                 return None
             study.enqueue_trial({k: (repr(v) if isinstance(spec.search_space[k], Categorical) else v)
                                  for k, v in nxt.items()}, skip_if_exists=False)
+        study.sampler = _sampler(plan, item.cell, len(study.get_trials(deepcopy=False)))
         trial = study.ask()
         trial.set_user_attr("owner", owner_id())
     hp = {**suggest(trial, spec.search_space)}
     steps = plan.tune_steps(w, s)
     try:
-        res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations, progress=progress)
+        res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations, threads=plan.threads,
+                  progress=progress)
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise

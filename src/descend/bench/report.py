@@ -3,8 +3,9 @@
 The report only reads the database.  For each cell (workload, scale):
 
 * final validation metric per optimizer, mean and 95 % bootstrap CI over the final seeds;
-* the **target** is tuned AdamW's mean final validation loss (or, without AdamW in the plan, the best
-  optimizer's); steps- and wall-time-to-target on each seed's curve, misses counted as not reached;
+* the **target** is the worst final validation value over tuned AdamW's seeds (so the baseline reaches it on
+  every seed; without AdamW in the plan, the best optimizer's mean); steps- and wall-time-to-target on each
+  seed's curve, misses counted as not reached;
 * the **speedup over AdamW**: steps AdamW needs to reach this optimizer's final loss, interpolated on AdamW's
   mean curve, ÷ steps used (a lower bound, marked ``≥``, when AdamW never gets there), with a CI over seeds.
 
@@ -138,7 +139,9 @@ def summarize(storage: Storage, plan_name: str, baseline: str = "adamw") -> Summ
             continue
         means = {o: statistics.fmean(r.final.get(m, math.inf) for r in rows) for o, rows in by_opt.items()}
         base_rows = by_opt.get(baseline)
-        targets[key] = means[baseline] if base_rows else min(means.values())
+        # the target: the worst final value over tuned AdamW's seeds, so the baseline reaches it on every seed
+        # (AlgoPerf sets targets the baseline reliably reaches); without AdamW, the best optimizer's mean
+        targets[key] = (max(r.final.get(m, math.inf) for r in base_rows) if base_rows else min(means.values()))
         base_curve = _mean_curve([r.curve for r in base_rows], m) if base_rows else None
         cells[key] = {}
         for o, rows in sorted(by_opt.items()):
@@ -333,7 +336,8 @@ figure{{display:inline-block;margin:6px}}figcaption{{font-size:12px;color:#444}}
 <body><h1>descend bench: {esc(summary.plan)}</h1>
 <p>Every optimizer got the same number of tuning trials from its registry search space, the same schedule
 (5 % warm-up, cosine to zero) and the same seeds; the best configuration was retrained on fresh seeds and judged at
-the end of training. Target per workload = tuned {esc(summary.baseline or "best optimizer")}'s mean final value.
+the end of training. Target per workload = the worst final value over the seeds of tuned
+{esc(summary.baseline or "best optimizer")}.
 Speedup = steps AdamW needs to reach the optimizer's final value (on AdamW's mean curve) ÷ steps used (≥ = AdamW
 never reaches it: lower bound). Evaluation is off the clock; times are training-step wall time on the machine below.
 Harness overhead (outside training steps and evaluation): median {_fmt(statistics.median(overhead) * 100 if overhead

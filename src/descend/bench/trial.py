@@ -70,10 +70,8 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
     task = get_workload(workload).build(seed, scale)
     spec = do.get(optimizer)
     params = task.params
-    if optimizer == "muon" and task.model is not None:
-        from ..optim.muon import muon_param_groups
-
-        params = muon_param_groups(task.model)
+    if spec.module_groups is not None and task.model is not None:
+        params = spec.module_groups(task.model, {**spec.defaults, **hyperparameters})
     opt = spec.create(params, **hyperparameters)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule(t, steps))
              if spec.lr_key is not None else None)

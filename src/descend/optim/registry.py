@@ -132,6 +132,10 @@ class OptimizerSpec:
             parameters only).
         elementwise: every coordinate is updated from its own gradient history only (Adam-like); the
             property tests then check that splitting a tensor does not change the update.
+        module_groups: ``module_groups(model, hyperparameters) -> param groups`` for optimizers that treat
+            parts of a model differently (Muon: embeddings, head and vectors to AdamW).  The benchmark uses
+            it when a workload provides its ``nn.Module``; ``hyperparameters`` are the defaults merged with
+            the overrides.
         zero_lr_freezes: ``lr = 0`` makes ``step()`` leave the parameters untouched (``False`` for Mechanic,
             whose learned scale still moves the accumulated offset).
     """
@@ -153,6 +157,7 @@ class OptimizerSpec:
     matrix_only: bool = False
     elementwise: bool = False
     zero_lr_freezes: bool = True
+    module_groups: Callable[[torch.nn.Module, Mapping[str, Any]], list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or " " in self.name:
