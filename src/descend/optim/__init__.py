@@ -13,10 +13,12 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 
 # Each optimizer module registers itself on import; keep one import line per module below.
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
+from .adabelief import AdaBelief
 from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
 from .frugal import FRUGAL, frugal_param_groups
 from .linesearch import SLS
+from .lion import Lion
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
 from .muon import Muon, muon_param_groups
@@ -35,6 +37,7 @@ from .registry import (
 from .salsa import SaLSA
 from .shampoo import Shampoo
 from .soap import SOAP
+from .sophia import SophiaG, gnb_hessian_update
 
 __all__ = [
     "FRUGAL",
@@ -42,20 +45,24 @@ __all__ = [
     "SLS",
     "SOAP",
     "AcceleratedSGD",
+    "AdaBelief",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
     "IntRange",
     "LayerwiseAdamSLS",
+    "Lion",
     "Mechanic",
     "Muon",
     "OptimizerSpec",
     "SaLSA",
     "Shampoo",
+    "SophiaG",
     "available",
     "create",
     "frugal_param_groups",
     "get",
+    "gnb_hessian_update",
     "mechanize",
     "muon_param_groups",
     "register",

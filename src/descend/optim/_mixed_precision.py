@@ -5,9 +5,9 @@ cannot move in bfloat16: ``0.999 * s`` rounds back to ``s``), the update is comp
 copy of the parameter and of its gradient, and the result is rounded once into the parameter.  float32 and
 float64 parameters keep their state in their own dtype and are updated in place.
 
-``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's dtype;
-:func:`restore_state_dtypes` undoes that for low-precision parameters so that a resumed run stays bitwise
-identical to an uninterrupted one.
+``torch.optim.Optimizer.load_state_dict`` would round that float32 state to the parameter's dtype; load
+through :func:`descend.optim._state.load_state_dict_keeping_dtypes` (or call :func:`restore_state_dtypes`
+after torch's ``load_state_dict``) so that a resumed run stays bitwise identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def state_dtype(p: torch.Tensor) -> torch.dtype:
 
 
 def restore_state_dtypes(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any]) -> None:
-    """After ``load_state_dict``: give low-precision parameters back their float32 state from ``state_dict``."""
+    """After torch's ``load_state_dict``: give low-precision parameters back their float32 state."""
     saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
     params = chain.from_iterable(g["params"] for g in optimizer.param_groups)
-    for pid, p in zip(saved_ids, params):
+    for pid, p in zip(saved_ids, params, strict=True):
         if p.dtype not in LOW_PRECISION or pid not in state_dict["state"]:
             continue
         for key, value in state_dict["state"][pid].items():
