@@ -21,6 +21,7 @@ bench = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
 
 DEFAULT_OPTIMIZERS = ("adamw", "nadamw", "lion", "adabelief", "soap", "muon")
+STATS = {"train": 0.0, "eval": 0.0}  # seconds of training steps / evaluation run by this process
 
 
 def _parse_cells(suite: str | None, workloads: list[str] | None) -> list[tuple[str, str]]:
@@ -80,6 +81,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
     steps_task = progress.add_task("steps", total=1)
     state = {"board": _leaderboard_table(storage, plan.name), "last": 0.0}
+    stats = STATS
 
     def on_event(kind: str, item: Any, row: Any) -> None:
         if kind == "start":
@@ -87,6 +89,8 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
                 plan.tune_steps(item.workload, item.scale)
             progress.reset(steps_task, total=steps, description=f"{item.cell} {item.phase} seed {item.seed}")
         elif kind == "done":
+            stats["train"] += row.train_time
+            stats["eval"] += row.eval_time
             progress.advance(overall)
             if item.phase == "final" or time.time() - state["last"] > 5:
                 state["board"] = _leaderboard_table(storage, plan.name)
@@ -97,7 +101,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
             progress.update(steps_task, completed=k)
 
     if quiet:
-        return drain(storage, plan, parallel=parallel, executor=executor)
+        return drain(storage, plan, parallel=parallel, executor=executor, on_event=on_event)
     with Live(Group(progress, state["board"]), refresh_per_second=4, transient=False) as live:
         def on_event_live(kind: str, item: Any, row: Any) -> None:
             on_event(kind, item, row)
@@ -157,7 +161,13 @@ def run(
         raise typer.BadParameter("executor must be local or ray")
     start = time.time()
     n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
-    typer.echo(f"{n} trials run in {time.time() - start:.0f} s; results in {db.url} (plan {plan.name!r})")
+    wall = time.time() - start
+    typer.echo(f"{n} trials run in {wall:.0f} s; results in {db.url} (plan {plan.name!r})")
+    if n and executor == "local" and wall > 0:
+        harness = max(wall - STATS["train"] - STATS["eval"], 0.0)
+        typer.echo(f"time: training steps {STATS['train']:.0f} s, evaluation {STATS['eval']:.0f} s, harness "
+                   f"(data, models, tuning bookkeeping, storage) {harness:.0f} s = {100 * harness / wall:.1f} % "
+                   "of the wall time")
     if report is not None:
         _write_report(db, plan.name, report)
 

@@ -35,11 +35,14 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
     Work claimed by another live process is waited for, not duplicated.
     """
     parallel = max(parallel, 1)
+    import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first step: keep that out of trials)
+
     done = 0
     in_flight: dict[Future[RunRow | None], WorkItem] = {}
+    finished: set[str] = set()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         while True:
-            for item in pending_work(storage, plan):
+            for item in pending_work(storage, plan, finished):
                 if len(in_flight) >= parallel:
                     break
                 if item.phase == "final" and item in in_flight.values():

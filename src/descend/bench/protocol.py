@@ -233,24 +233,35 @@ def _sampler(plan: Plan, cell: str, asked: int = 0) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, plan.trials // 3)))
 
 
+_STUDIES: dict[tuple[str, str], Any] = {}
+
+
 def _study(storage: Storage, plan: Plan, item: WorkItem) -> Any:
+    """The cell's Optuna study (created once per process and database, then reused)."""
     import optuna
 
-    return optuna.create_study(study_name=_study_name(plan, item), storage=storage.optuna(),
-                               sampler=_sampler(plan, item.cell), direction="minimize", load_if_exists=True)
+    key = (storage.url, _study_name(plan, item))
+    if key not in _STUDIES:
+        _STUDIES[key] = optuna.create_study(study_name=key[1], storage=storage.optuna(),
+                                            sampler=_sampler(plan, item.cell), direction="minimize",
+                                            load_if_exists=True)
+    return _STUDIES[key]
 
 
-def _reap_dead_trials(storage: Storage, plan: Plan, item: WorkItem, study: Any) -> None:
+def _reap_dead_trials(storage: Storage, plan: Plan, item: WorkItem, study: Any, orphans: bool = False) -> None:
     """Settle RUNNING trials whose owner process died (same host), so they stop holding budget.
 
     A trial whose result was stored before its process died is completed with the stored value; any other
-    is marked failed (it does not count toward the budget, and its work is redone).
+    is marked failed (it does not count toward the budget, and its work is redone).  With ``orphans`` (only
+    while holding the cell's tune-ask claim) a RUNNING trial with no owner is settled too: its asker died
+    between ``ask`` and recording its owner, both done under that claim.
     """
     import optuna
     from optuna.trial import TrialState
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    dead = [t for t in running if owner_alive(t.user_attrs.get("owner", "")) is False]
+    dead = [t for t in running if owner_alive(t.user_attrs.get("owner", "")) is False
+            or (orphans and "owner" not in t.user_attrs)]
     if dead:
         stored = {r.trial_number: r for r in storage.runs(plan=plan.name, phase="tune", cell=item.cell)}
         for t in dead:
@@ -271,7 +282,9 @@ def tune_counts(storage: Storage, plan: Plan, item: WorkItem) -> tuple[int, int]
     study = _study(storage, plan, item)
     _reap_dead_trials(storage, plan, item, study)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    # a RUNNING trial without an owner is being asked right now or is an orphan (see _reap_dead_trials): not
+    # counted, so the cell stays pending and run_work, under the claim, settles it or waits for the asker
+    running = sum("owner" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return done, running
 
 
@@ -295,21 +308,33 @@ def best_config(storage: Storage, plan: Plan, item: WorkItem) -> dict[str, Any]:
     return min(rows, key=lambda r: (value(r), r.trial_number)).hyperparameters
 
 
-def pending_work(storage: Storage, plan: Plan) -> Iterator[WorkItem]:
-    """Work still to do, in order: for each cell its tuning trials, then its final seeds."""
+def pending_work(storage: Storage, plan: Plan, finished: set[str] | None = None) -> Iterator[WorkItem]:
+    """Work still to do, in order: for each cell its tuning trials, then its final seeds.
+
+    ``finished`` (optional) caches what was found complete (``cell`` = everything, ``cell/tune`` = tuning;
+    both only ever grow), so repeated scans skip it without queries.
+    """
     for w, s in plan.cells:
         for o in plan.optimizers:
             tune = WorkItem(w, s, o, "tune", TUNE_SEED)
-            done, running = tune_counts(storage, plan, tune)
+            if finished is not None and tune.cell in finished:
+                continue
+            if finished is not None and f"{tune.cell}/tune" in finished:
+                done, running = plan.trials, 0
+            else:
+                done, running = tune_counts(storage, plan, tune)
+                if finished is not None and done >= plan.trials:
+                    finished.add(f"{tune.cell}/tune")
             if done + running < plan.trials and not _cd_converged(storage, plan, tune):
                 yield tune
                 continue
             if done < plan.trials and not _cd_converged(storage, plan, tune):
                 continue  # others are still tuning this cell
-            for k in range(1, plan.seeds + 1):
-                item = WorkItem(w, s, o, "final", k)
-                if not storage.has_run(plan.name, item.cell, "final", k, -1):
-                    yield item
+            todo = [k for k in range(1, plan.seeds + 1) if not storage.has_run(plan.name, tune.cell, "final", k, -1)]
+            if not todo and finished is not None:
+                finished.add(tune.cell)
+            for k in todo:
+                yield WorkItem(w, s, o, "final", k)
 
 
 def _cd_history(storage: Storage, plan: Plan, item: WorkItem) -> list[tuple[dict[str, Any], float]]:
@@ -353,7 +378,7 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
         if not ok:
             return None
         study = _study(storage, plan, item)
-        _reap_dead_trials(storage, plan, item, study)
+        _reap_dead_trials(storage, plan, item, study, orphans=True)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if done + running >= plan.trials:

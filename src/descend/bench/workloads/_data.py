@@ -18,8 +18,18 @@ def cache_dir() -> Path:
     return path
 
 
+_MEMORY: dict[str, Any] = {}
+
+
 def cached(key: str, make: Callable[[], Any]) -> Any:
-    """``make()`` once per key, stored with ``torch.save`` (atomic rename, so concurrent workers are safe)."""
+    """``make()`` once per key, stored with ``torch.save`` (atomic rename, so concurrent workers are safe)
+    and kept in memory for the rest of the process.  Callers must not modify the value in place."""
+    if key not in _MEMORY:
+        _MEMORY[key] = _cached_on_disk(key, make)
+    return _MEMORY[key]
+
+
+def _cached_on_disk(key: str, make: Callable[[], Any]) -> Any:
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir() / f"{digest}.pt"
     if path.exists():
