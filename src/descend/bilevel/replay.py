@@ -1,0 +1,419 @@
+"""Replay golden bilevel-solver trajectories recorded from the authors' code (format ``descend-bilevel-fixture/1``).
+
+A fixture records a short deterministic run of a reference solver: the problem (every array), the reference's
+hyperparameters, the starting point, the iterates after recorded outer iterations, and per-iteration
+observables.  Replaying it builds the problem, maps the reference's hyperparameter names onto the descend
+solver (strictly: an unknown or missing name makes the file uninterpretable), runs the solver one outer
+iteration at a time and compares every recorded iterate within the fixture's tolerance
+``|actual − expected| ≤ atol + rtol·|expected|``, and every observable within its own tolerance (the
+``exact`` ones exactly).
+
+Command line::
+
+    python -m descend.bilevel.replay ../shared/reference/bilevel/*.json
+
+prints one line per fixture (max |err| of the iterates, max err/tol over iterates and observables) and exits
+with status 1 if a fixture fails and 2 if one cannot be interpreted.  Nothing is skipped silently: an
+observable the replayer does not know is an error; one without a tolerance is listed as unchecked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .bome import BOME
+from .lancbio import LancBiO
+from .oracles import Oracles
+from .problems import BilevelProblem, bome_toy_coreset, lancbio_synthetic_from_arrays
+from .solver import AIDSolver, BilevelSolver
+from .stochastic import AmIGO, StocBiO
+
+__all__ = ["FixtureError", "ReplayResult", "check_fixture", "load_fixture", "main", "replay", "replay_file"]
+
+FORMAT = "descend-bilevel-fixture/1"
+_REQUIRED = ("format", "solver", "dtype", "problem", "hyperparameters", "init", "trajectory_iterations",
+             "trajectory", "tolerance")
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class FixtureError(ValueError):
+    """The file is not a fixture this replayer can interpret."""
+
+
+@dataclass
+class ReplayResult:
+    """Outcome of replaying one fixture."""
+
+    name: str
+    solver: str
+    iterations: int
+    max_abs_error: float
+    max_ratio: float  # over iterates and observables: max |diff| / (atol + rtol |expected|)
+    first_failing_iteration: int | None
+    observable_ratios: dict[str, float] = field(default_factory=dict)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (self.first_failing_iteration is None and math.isfinite(self.max_ratio)
+                and self.max_ratio <= 1.0)
+
+
+def check_fixture(fx: Any, where: str = "fixture") -> None:
+    """Raise :class:`FixtureError` unless ``fx`` has the keys and values the format requires."""
+    if not isinstance(fx, dict):
+        raise FixtureError(f"{where}: a fixture is a JSON object")
+    if fx.get("format") != FORMAT:
+        raise FixtureError(f"{where}: format {fx.get('format')!r} is not {FORMAT!r}")
+    missing = [k for k in _REQUIRED if k not in fx]
+    if missing:
+        raise FixtureError(f"{where}: missing keys {missing}")
+    if fx["dtype"] not in _DTYPES:
+        raise FixtureError(f"{where}: dtype {fx['dtype']!r} is not one of {sorted(_DTYPES)}")
+    if fx["solver"] not in _SOLVERS:
+        raise FixtureError(f"{where}: unknown solver {fx['solver']!r} (known: {sorted(_SOLVERS)})")
+    if not isinstance(fx["problem"], dict) or fx["problem"].get("name") not in _PROBLEMS:
+        raise FixtureError(f"{where}: unknown problem {fx['problem'].get('name')!r} (known: {sorted(_PROBLEMS)})")
+    tol = fx["tolerance"]
+    if not isinstance(tol, dict) or not {"rtol", "atol"} <= set(tol):
+        raise FixtureError(f"{where}: tolerance needs 'rtol' and 'atol'")
+    its = fx["trajectory_iterations"]
+    if [e.get("k") for e in fx["trajectory"]] != its:
+        raise FixtureError(f"{where}: trajectory entries do not match trajectory_iterations")
+
+
+def load_fixture(path: str | Path) -> dict[str, Any]:
+    """Read and check a fixture file; raise :class:`FixtureError` if it is not a readable fixture."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            fx = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FixtureError(f"{path}: cannot read a JSON fixture ({exc})") from exc
+    check_fixture(fx, str(path))
+    return fx
+
+
+# ----------------------------------------------------------------------------------------------------
+# problems
+
+
+def _t(values: Any, dt: torch.dtype, what: str) -> Tensor:
+    try:
+        return torch.tensor(values, dtype=dt)
+    except (TypeError, ValueError) as exc:
+        raise FixtureError(f"{what}: not a numeric array ({exc})") from exc
+
+
+def _lancbio_problem(prob: Mapping[str, Any], init: Mapping[str, Any], dt: torch.dtype) -> BilevelProblem:
+    n = int(prob["n"])
+    c, c_x, c_y = (_t(prob[k], dt, f"problem.{k}") for k in ("c", "c_x", "c_y"))
+    G = _t(prob["G"], dt, "problem.G").reshape(n, n)
+    return lancbio_synthetic_from_arrays(c, c_x, c_y, G, float(prob["gamma"]), _t(init["x0"], dt, "init.x0"),
+                                         _t(init["y0"], dt, "init.y0"))
+
+
+def _bome_problem(prob: Mapping[str, Any], init: Mapping[str, Any], dt: torch.dtype) -> BilevelProblem:
+    dim, ncts = int(prob["dim"]), int(prob["ncts"])
+    target = _t(prob["xcts0"], dt, "problem.xcts0").reshape(dim)
+    points = _t(prob["xcts"], dt, "problem.xcts").reshape(ncts, dim)
+    # the reference's lower variable is x and its upper variable w: ours are y and x
+    return bome_toy_coreset(target, points, x0=_t(init["w0"], dt, "init.w0"), y0=_t(init["x0"], dt, "init.x0"))
+
+
+_PROBLEMS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], torch.dtype], BilevelProblem]] = {
+    "lancbio_synthetic": _lancbio_problem,
+    "bome_toy_coreset": _bome_problem,
+}
+
+# ----------------------------------------------------------------------------------------------------
+# solvers: reference hyperparameter names → descend, and the map fixture variable → solver state key
+
+_LANCBIO_REPO = {"K": None, "T": "inner_steps", "lam": "lr_outer", "theta": "lr_inner", "min_lam": "min_lr_outer",
+                 "b": "lr_outer_decay", "min_theta": "min_lr_inner", "a": "lr_inner_decay"}
+
+
+@dataclass
+class _SolverSpec:
+    factory: Callable[..., BilevelSolver]
+    names: dict[str, str | None]  # reference name -> descend keyword (None: the iteration count)
+    variables: dict[str, str]  # fixture variable -> solver state key
+    fixed: dict[str, Any] = field(default_factory=dict)
+    iterations_key: str = "K"
+    family: str = "lancbio_repo"
+
+
+_LANCBIO_VARS = {"x": "x", "y": "y", "v": "v"}
+_SOLVERS: dict[str, _SolverSpec] = {
+    "lancbio": _SolverSpec(LancBiO, {**_LANCBIO_REPO, "m": "subspace_dim", "dim_max": "max_subspace_dim",
+                                     "dim_inc": "growth", "dim_fre": "growth_period"}, _LANCBIO_VARS),
+    "amigo_cg": _SolverSpec(AmIGO, {**_LANCBIO_REPO, "hessian_q": "hessian_steps"}, _LANCBIO_VARS,
+                            {"v_solver": "cg"}),
+    "amigo_gd": _SolverSpec(AmIGO, {**_LANCBIO_REPO, "hessian_q": "hessian_steps"}, _LANCBIO_VARS,
+                            {"v_solver": "gd"}),
+    "soba": _SolverSpec(AmIGO, {**_LANCBIO_REPO, "hessian_q": "hessian_steps"}, _LANCBIO_VARS,
+                        {"v_solver": "gd"}),  # the reference's SOBA is its AmIGO-GD code (T = Q = 1)
+    "stocbio": _SolverSpec(StocBiO, {**_LANCBIO_REPO, "hessian_q": "hessian_steps"}, _LANCBIO_VARS),
+    "bome": _SolverSpec(BOME, {"maxIter": None, "k": "inner_steps", "eta": "eta", "x_lr": "lr_lower",
+                               "w_lr": "lr_outer", "xhat_lr": "lr_inner"}, {"x": "y", "w": "x"},
+                        {"phi": "grad_norm", "damping": 1e-4}, "maxIter", "bome"),
+}
+
+
+def _build(fx: Mapping[str, Any], name: str) -> tuple[BilevelSolver, BilevelProblem, int, _SolverSpec]:
+    spec = _SOLVERS[fx["solver"]]
+    dt = _DTYPES[fx["dtype"]]
+    try:
+        problem = _PROBLEMS[fx["problem"]["name"]](fx["problem"], fx["init"], dt)
+    except (KeyError, ValueError) as exc:
+        raise FixtureError(f"{name}: cannot build problem {fx['problem'].get('name')!r}: {exc}") from exc
+    hp = dict(fx["hyperparameters"])
+    unknown = sorted(set(hp) - set(spec.names))
+    missing = sorted(set(spec.names) - set(hp))
+    if unknown or missing:
+        raise FixtureError(f"{name}: hyperparameters of {fx['solver']!r}: unknown {unknown}, missing {missing}")
+    kwargs: dict[str, Any] = dict(spec.fixed)
+    for ref, ours in spec.names.items():
+        if ours is not None:
+            kwargs[ours] = hp[ref]
+    if spec.family == "lancbio_repo" and "v0" in fx["init"] and fx["solver"] != "stocbio":
+        kwargs["v0"] = _t(fx["init"]["v0"], dt, "init.v0")
+    iterations = int(hp[spec.iterations_key])
+    try:
+        solver = spec.factory(problem, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise FixtureError(f"{name}: cannot build {fx['solver']!r} from the fixture's hyperparameters: "
+                           f"{exc}") from exc
+    return solver, problem, iterations, spec
+
+
+# ----------------------------------------------------------------------------------------------------
+# observables
+
+
+def _reference_hypergrad_norm(o: Oracles, x: Tensor, y: Tensor, v: Tensor, settings: Mapping[str, Any]) -> float:
+    """The LancBiO repository's read-only hypergradient estimate (README: ``hypergrad_norm_estimate``)."""
+    theta, eps = float(settings["theta"]), float(settings["eps"])
+    for _ in range(int(settings["gd_steps"])):
+        d = o.grad_inner_y(x, y)
+        y = y - theta * d
+        if float(torch.linalg.vector_norm(d)) < eps:
+            break
+    gx_f, b = o.grad_outer(x, y)
+    op = o.hessian_operator(x, y)
+    r = op(v)[0] - b
+    p = -r
+    for _ in range(int(settings["cg_steps"])):
+        Ap = op(p)[0]
+        alpha = (r * r).sum() / (p * Ap).sum()
+        v = v + alpha * p
+        r_new = r + alpha * Ap
+        beta = (r_new * r_new).sum() / (r * r).sum()
+        p = -r_new + beta * p
+        r = r_new
+        if float(torch.linalg.vector_norm(r)) < eps:
+            break
+    return float(torch.linalg.vector_norm(gx_f - o.jvp(x, y, v)))
+
+
+def _lancbio_repo_observables(solver: BilevelSolver, fx: Mapping[str, Any], diagnostics: bool) -> dict[str, Any]:
+    assert isinstance(solver, AIDSolver)
+    o = Oracles(solver.problem)  # separate counters: the diagnostics are off the books
+    x, y, v = solver.x, solver.y, solver.v
+    _, fy = o.grad_outer(x, y)
+    out: dict[str, Any] = {
+        "lam_k": solver.info["lr_outer"], "theta_k": solver.info["lr_inner"],
+        "residual_norm": float(torch.linalg.vector_norm(fy - o.hvp(x, y, v))),
+        "g_opt": float(torch.linalg.vector_norm(o.grad_inner_y(x, y))),
+        "f_value": float(o.outer_value(x, y)),
+    }
+    settings = fx.get("observables", {}).get("diagnostic_settings")
+    if settings is not None and diagnostics:
+        out["hypergrad_norm_estimate"] = _reference_hypergrad_norm(o, x, y, v, settings)
+    if isinstance(solver, LancBiO):
+        out.update({"m": solver.m, "restart": bool(solver.restarted), "basis_size": int(solver.info["basis_size"]),
+                    "lanczos_alpha": solver.info["lanczos_alpha"], "lanczos_beta": solver.info["lanczos_beta"]})
+    return out
+
+
+def _bome_observables(solver: BilevelSolver, fx: Mapping[str, Any], diagnostics: bool) -> dict[str, Any]:
+    assert isinstance(solver, BOME)
+    return {"xhat": solver.y_hat.tolist(), "g_gap": solver.info["g_gap"], "lambda": solver.info["lambda"],
+            "f_value": float(solver.oracles.outer_value(solver.x, solver.y))}
+
+
+_OBSERVERS = {"lancbio_repo": _lancbio_repo_observables, "bome": _bome_observables}
+# observables summarising a whole run: name -> function(list of per-iteration observables) -> value
+_SUMMARIES: dict[str, Callable[[list[dict[str, Any]]], Any]] = {
+    "restart_iterations": lambda rows: [i + 1 for i, r in enumerate(rows) if r.get("restart")],
+    "clipped_iterations": lambda rows: [i + 1 for i, r in enumerate(rows) if r.get("lambda") == 0.0],
+}
+_NOT_OBSERVABLES = ("iterations", "diagnostic_settings")
+
+
+class _Comparator:
+    """Accumulates max |diff| and max |diff|/(atol + rtol |expected|)."""
+
+    def __init__(self, rtol: float, atol: float) -> None:
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.max_abs = 0.0
+        self.max_ratio = 0.0
+        self.first_fail: int | None = None
+
+    def compare(self, actual: Any, expected: Any, k: int) -> None:
+        a = torch.as_tensor(actual, dtype=torch.float64).reshape(-1)
+        e = torch.as_tensor(expected, dtype=torch.float64).reshape(-1)
+        if a.shape != e.shape:
+            raise FixtureError(f"iteration {k}: {a.numel()} values where the fixture has {e.numel()}")
+        if not bool(torch.isfinite(a).all()):
+            r = math.inf
+        else:
+            diff = (a - e).abs()
+            bound = self.atol + self.rtol * e.abs()
+            ratio = torch.where(diff == 0, torch.zeros_like(diff), diff / bound)
+            r = float(ratio.max()) if ratio.numel() else 0.0
+            self.max_abs = max(self.max_abs, float(diff.max()) if diff.numel() else 0.0)
+        self.max_ratio = max(self.max_ratio, r)
+        if r > 1.0 and self.first_fail is None:
+            self.first_fail = k
+
+
+_COSTLY = ("hypergrad_norm_estimate",)
+
+
+def replay(fx: Mapping[str, Any], name: str = "fixture", diagnostics: bool = True) -> ReplayResult:
+    """Replay one (already loaded) fixture; a numerical mismatch is reported in the result, not raised.
+
+    ``diagnostics=False`` does not recompute the costly read-only diagnostics (:data:`_COSTLY`: the LancBiO
+    repository's 500-step hypergradient estimate, ~95 % of the replay time); they are then listed in
+    ``ReplayResult.unchecked``.  Raises :class:`FixtureError` if the fixture cannot be interpreted.
+    """
+    check_fixture(fx, name)
+    solver, _, iterations, spec = _build(fx, name)
+    tol = fx["tolerance"]
+    traj = {int(e["k"]): e for e in fx["trajectory"]}
+    if max(traj, default=0) > iterations:
+        raise FixtureError(f"{name}: trajectory goes beyond {iterations} iterations")
+    cmp = _Comparator(tol["rtol"], tol["atol"])
+    observables = {k: v for k, v in (fx.get("observables") or {}).items() if k not in _NOT_OBSERVABLES}
+    otol = fx.get("observables_tolerance") or {}
+    exact = set(otol.get("exact", []))
+    float_tol: dict[str, Any] = dict(otol.get("float", {}))
+    for key, val in otol.items():  # per-name tolerances given beside "float" (BOME: xhat)
+        if key not in ("float", "exact", "why") and isinstance(val, dict) and "rtol" in val:
+            float_tol[key] = val
+    rows: list[dict[str, Any]] = []
+    for k in range(1, iterations + 1):
+        try:
+            solver.step()
+        except ValueError as exc:
+            return ReplayResult(name, fx["solver"], k, math.inf, math.inf, k, unchecked=[str(exc)])
+        rows.append(_OBSERVERS[spec.family](solver, fx, diagnostics))
+        if k in traj:
+            state = solver.state()
+            for var, value in traj[k].items():
+                if var == "k":
+                    continue
+                if var not in spec.variables:
+                    raise FixtureError(f"{name}: unknown trajectory variable {var!r}")
+                cmp.compare(state[spec.variables[var]], value, k)
+
+    obs_ratios: dict[str, float] = {}
+    unchecked: list[str] = []
+    first_fail = cmp.first_fail
+    for key, expected in observables.items():
+        if key in _SUMMARIES or not isinstance(expected, list) or len(expected) != iterations:
+            actual_all: Any = _SUMMARIES[key](rows) if key in _SUMMARIES else None
+            if actual_all is None:
+                if key in exact or key in float_tol:
+                    raise FixtureError(f"{name}: observable {key!r} has a tolerance but no per-iteration values")
+                unchecked.append(key)
+                continue
+            ok = actual_all == expected if key in exact else None
+            if ok is None:
+                raise FixtureError(f"{name}: summary observable {key!r} has no exact tolerance")
+            obs_ratios[key] = 0.0 if ok else math.inf
+            if not ok and first_fail is None:
+                first_fail = iterations
+            continue
+        if not diagnostics and key in _COSTLY:
+            unchecked.append(key)
+            continue
+        if key not in rows[0]:
+            raise FixtureError(f"{name}: the replayer does not compute observable {key!r}")
+        if key in exact:
+            bad = [i + 1 for i, (r, e) in enumerate(zip(rows, expected, strict=True)) if r[key] != e]
+            obs_ratios[key] = math.inf if bad else 0.0
+            if bad:
+                first_fail = bad[0] if first_fail is None else min(first_fail, bad[0])
+        elif key in float_tol:
+            c = _Comparator(float_tol[key]["rtol"], float_tol[key].get("atol", 0.0))
+            for i, (r, e) in enumerate(zip(rows, expected, strict=True)):
+                c.compare(r[key], e, i + 1)
+            obs_ratios[key] = c.max_ratio
+            if c.first_fail is not None:
+                first_fail = c.first_fail if first_fail is None else min(first_fail, c.first_fail)
+        else:
+            unchecked.append(key)
+    return ReplayResult(name=name, solver=fx["solver"], iterations=iterations, max_abs_error=cmp.max_abs,
+                        max_ratio=max([cmp.max_ratio, *obs_ratios.values()]), first_failing_iteration=first_fail,
+                        observable_ratios=obs_ratios, unchecked=unchecked)
+
+
+def replay_file(path: str | Path, diagnostics: bool = True) -> ReplayResult:
+    """Load and replay the fixture at ``path`` (see :func:`replay`)."""
+    return replay(load_fixture(path), Path(path).name, diagnostics)
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status (0 ok, 1 a failure, 2 uninterpretable)."""
+    ap = argparse.ArgumentParser(prog="python -m descend.bilevel.replay", description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+", help="fixture files (a directory means every *.json in it)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each observable's err/tol")
+    ap.add_argument("--no-diagnostics", action="store_true",
+                    help="skip (and list as unchecked) the costly read-only diagnostics")
+    args = ap.parse_args(argv)
+    files = _expand(args.files)
+    if not files:
+        print("no fixture files given", file=sys.stderr)
+        return 2
+    failed = unreadable = 0
+    width = max(len(f.name) for f in files)
+    print(f"{'fixture':<{width}}  {'solver':<9} {'iters':>5} {'max|err|':>10} {'err/tol':>9}  result")
+    for f in files:
+        try:
+            r = replay_file(f, diagnostics=not args.no_diagnostics)
+        except FixtureError as exc:
+            unreadable += 1
+            print(f"{f.name:<{width}}  CANNOT INTERPRET: {exc}")
+            continue
+        status = "ok" if r.passed else f"FAIL (first at iteration {r.first_failing_iteration})"
+        failed += not r.passed
+        extra = f"  unchecked: {', '.join(r.unchecked)}" if r.unchecked else ""
+        print(f"{f.name:<{width}}  {r.solver:<9} {r.iterations:>5} {r.max_abs_error:>10.2e} {r.max_ratio:>9.2e}  "
+              f"{status}{extra}")
+        if args.verbose:
+            for key, val in r.observable_ratios.items():
+                print(f"{'':<{width}}    {key:<24} err/tol {val:.2e}")
+    print(f"{len(files) - failed - unreadable} passed, {failed} failed, {unreadable} not interpretable")
+    return 2 if unreadable else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
