@@ -80,7 +80,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
     steps_task = progress.add_task("steps", total=1)
-    state = {"board": _leaderboard_table(storage, plan.name), "last": 0.0}
+    state = {"board": None if quiet else _leaderboard_table(storage, plan.name), "last": time.time()}
     stats = STATS
 
     def on_event(kind: str, item: Any, row: Any) -> None:
@@ -92,7 +92,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
             stats["train"] += row.train_time
             stats["eval"] += row.eval_time
             progress.advance(overall)
-            if item.phase == "final" or time.time() - state["last"] > 5:
+            if not quiet and time.time() - state["last"] > 10:  # summarizing reads every stored curve
                 state["board"] = _leaderboard_table(storage, plan.name)
                 state["last"] = time.time()
 
