@@ -1,0 +1,100 @@
+"""The HTML report: summarised numbers, and the page rendering every figure in a real (headless) browser."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from descend.bench.report import leaderboard_rows, summarize, write_html
+from descend.bench.storage import Storage
+
+from .conftest import SMALL_CELL, Finished, small_plan
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("no headless browser (chromium) found; scripts/test.sh installs it — the report must be "
+                    "checked in CI")
+    pytest.skip("chromium not installed (install it, e.g. `apt-get install chromium`, to check the report "
+                "renders; in CI this test fails instead of skipping)")
+
+
+def _render(html_path, tmp_path) -> dict[str, str]:
+    """Load the page in headless Chromium and return the attributes its script set on <body>."""
+    cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", html_path.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", proc.stdout)
+    assert body, f"no <body> in the dumped DOM: {proc.stdout[:500]!r}"
+    return dict(re.findall(r'(data-[\w-]+)="([^"]*)"', body.group(1)))
+
+
+def test_report_renders_in_the_browser(finished_plan: Finished, tmp_path):
+    summary = summarize(Storage(finished_plan.url), finished_plan.plan.name)
+    path = write_html(summary, tmp_path / "sub" / "report.html")
+    text = path.read_text(encoding="utf-8")
+    n_imgs = text.count("<img ")
+    assert n_imgs >= 4  # loss vs step, loss vs time, speedup, performance profile
+    attrs = _render(path, tmp_path)
+    assert "data-figures" in attrs, f"the page's load script did not run: {attrs}"
+    assert int(attrs["data-figures"]) == n_imgs
+    assert int(attrs["data-rendered"]) == int(attrs["data-figures"]) > 0
+
+
+def test_a_broken_figure_is_detected(tmp_path):
+    """The browser check itself: an image that cannot be decoded is counted as not rendered."""
+    page = tmp_path / "broken.html"
+    page.write_text('<!doctype html><html><body><img src="data:image/png;base64,AAAA"><script>'
+                    'window.addEventListener("load", function () { var ok = 0;'
+                    "for (var i = 0; i < document.images.length; i++) if (document.images[i].naturalWidth > 0) ok++;"
+                    'document.body.setAttribute("data-figures", document.images.length);'
+                    'document.body.setAttribute("data-rendered", ok); });</script></body></html>')
+    attrs = _render(page, tmp_path)
+    assert attrs == {"data-figures": "1", "data-rendered": "0"}
+
+
+def test_summary_numbers(finished_plan: Finished):
+    storage, plan = Storage(finished_plan.url), finished_plan.plan
+    summary = summarize(storage, plan.name)
+    key = f"{SMALL_CELL[0]}:{SMALL_CELL[1]}"
+    assert summary.missing == []
+    assert set(summary.cells) == {key} and set(summary.cells[key]) == set(plan.optimizers)
+    assert summary.baseline == "adamw" and math.isfinite(summary.targets[key])
+    for o, r in summary.cells[key].items():
+        finals = sorted(storage.runs(plan=plan.name, phase="final", cell=f"{key}:{o}"), key=lambda x: x.seed)
+        assert r.final == [x.final[summary.metric[key]] for x in finals]
+        assert r.tune_trials == plan.trials and r.steps_used == plan.steps(*SMALL_CELL)
+        lo, hi = r.ci
+        assert lo <= r.mean <= hi
+        assert len(r.steps_to_target) == len(r.time_to_target) == len(r.speedups) == plan.seeds
+    assert [s.value for s in summary.cells[key]["adamw"].speedups] == [1.0] * plan.seeds
+    rows = leaderboard_rows(summary)
+    assert [r["optimizer"] for r in rows] == sorted(plan.optimizers, key=lambda o: summary.cells[key][o].mean)
+    profile = summary.profile()
+    assert set(profile) == set(plan.optimizers) and all(0 <= v <= 1 for rho in profile.values() for v in rho)
+
+
+def test_incomplete_plan_is_reported_as_missing(tmp_path):
+    storage = Storage(str(tmp_path / "b.db"))
+    plan = small_plan(name="unrun")
+    storage.save_plan(plan.name, plan.to_dict())
+    summary = summarize(storage, plan.name)
+    assert summary.cells == {} and len(summary.missing) == len(plan.optimizers)
+    path = write_html(summary, tmp_path / "r.html")
+    assert "Incomplete" in path.read_text(encoding="utf-8")
+    with pytest.raises(KeyError):
+        summarize(storage, "no_such_plan")
