@@ -128,9 +128,52 @@ def finite(x: float) -> bool:
 
 
 class LineSearchOptimizer(torch.optim.Optimizer):
-    """Base class: dtype-preserving ``load_state_dict`` and the common start of a line-search step."""
+    """Base class: dtype-preserving ``load_state_dict`` and the common frame of a line-search step.
+
+    Subclasses validate their hyperparameters, then call ``super().__init__(params, defaults,
+    repeat_rng=...)``; they implement :meth:`_check_group` and either :meth:`_group_step` (one line search
+    per parameter group) or :meth:`_step` (the whole step).
+    """
 
     _name = "line search"
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, repeat_rng: bool) -> None:
+        self.repeat_rng = bool(repeat_rng)
+        self.last_step_info: dict[str, float] = {}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        """Validate one group's hyperparameters (they may have been changed since construction)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
+        for group in self.param_groups:
+            self._check_group(group)
+        runner, loss, ok = self._begin(closure, self.repeat_rng)
+        info: dict[str, float] = {"loss": float(loss)}
+        if ok:
+            info.update(self._step(float(loss), runner))
+        runner.finish()
+        self.last_step_info = info
+        return loss
+
+    def _step(self, f0: float, runner: StepClosure) -> dict[str, float]:
+        """The step after a finite start point (loss ``f0``): by default one :meth:`_group_step` per group
+        with a gradient and a nonzero ``lr``; the info of the first group whose info has a step size."""
+        info: dict[str, float] = {}
+        for group in self.param_groups:
+            params = active(group)
+            if params and group["lr"] != 0:
+                g_info = self._group_step(group, params, f0, runner)
+                if "step_size" not in info:
+                    info.update(g_info)
+        return info
+
+    def _group_step(self, group: dict[str, Any], params: list[torch.Tensor], f0: float,
+                    runner: StepClosure) -> dict[str, float]:
+        """Search and update one group (``params``: its parameters with a gradient); return its info."""
+        raise NotImplementedError
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

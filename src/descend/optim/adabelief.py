@@ -59,10 +59,10 @@ from typing import Any
 
 import torch
 
+from ._base import KeepsStateDtypes, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
-from ._state import load_state_dict_keeping_dtypes
-from ._validate import check_betas, check_float, check_no_sparse_or_complex
+from ._validate import check_betas, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = [
@@ -141,7 +141,7 @@ def rectified_step_multiplier(step: int, beta1: float, beta2: float) -> float | 
 # ---------------------------------------------------------------------------------------------------------
 
 
-class AdaBelief(torch.optim.Optimizer):
+class AdaBelief(KeepsStateDtypes):
     """AdaBelief (Zhuang et al. 2020) with the options of ``adabelief-pytorch==0.2.1``.
 
     Args:
@@ -184,18 +184,10 @@ class AdaBelief(torch.optim.Optimizer):
         super().add_param_group(param_group)
         _check_group(self.param_groups[-1])
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        load_state_dict_keeping_dtypes(self, state_dict)  # keeps float32 state of bf16 params
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            check_no_sparse_or_complex("AdaBelief", group["params"])
+        loss = begin_step(self, closure, "AdaBelief")
         for group in self.param_groups:
             lr, wd, eps = float(group["lr"]), float(group["weight_decay"]), float(group["eps"])
             beta1, beta2 = (float(b) for b in group["betas"])

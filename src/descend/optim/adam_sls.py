@@ -124,21 +124,10 @@ class LayerwiseAdamSLS(LineSearchOptimizer):
         _check(defaults)
         check_int("warmup_steps", warmup_steps, 0)
         self.warmup_steps = warmup_steps
-        self.repeat_rng = bool(repeat_rng)
-        self.last_step_info: dict[str, float] = {}
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        for group in self.param_groups:
-            _check(group)
-        runner, loss, ok = self._begin(closure, self.repeat_rng)
-        info: dict[str, float] = {"loss": float(loss)}
-        if ok:
-            info.update(self._step(float(loss), runner))
-        runner.finish()
-        self.last_step_info = info
-        return loss
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check(group)
 
     def _step(self, f0: float, runner: StepClosure) -> dict[str, float]:
         groups = self.param_groups

@@ -80,7 +80,8 @@ from typing import Any
 
 import torch
 
-from ._validate import check_float, check_no_sparse_or_complex
+from ._base import begin_step
+from ._validate import check_float
 from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["AcceleratedSGD", "agd_alpha"]
@@ -156,12 +157,7 @@ class AcceleratedSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            check_no_sparse_or_complex("AcceleratedSGD", group["params"])
+        loss = begin_step(self, closure, "AcceleratedSGD")
         for group in self.param_groups:
             lr = check_float("lr", group["lr"], 0.0)
             mu = check_float("mu", group["mu"], 0.0)

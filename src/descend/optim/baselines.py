@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ._validate import check_betas, check_float, check_no_sparse_or_complex
+from ._base import begin_step
+from ._validate import check_betas, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["AdamW", "NAdamW"]
@@ -28,7 +29,18 @@ def _validate_adam_args(hp: dict[str, Any]) -> None:
     check_float("weight_decay", hp.get("weight_decay", 0.0), 0.0)
 
 
-class AdamW(torch.optim.AdamW):
+class _CheckedStep(torch.optim.Optimizer):
+    """Mixin for torch's optimizers: ``step`` evaluates the closure (gradients enabled) and rejects sparse or
+    complex inputs before torch's ``step`` (called without the closure) creates any state."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = begin_step(self, closure, type(self).__name__)
+        super().step()
+        return loss
+
+
+class AdamW(_CheckedStep, torch.optim.AdamW):
     """``torch.optim.AdamW`` with descend's argument checks and input checks.
 
     The math is torch's (Loshchilov & Hutter 2019, Algorithm 2).  What is added: invalid hyperparameters
@@ -40,18 +52,8 @@ class AdamW(torch.optim.AdamW):
         _validate_adam_args({"lr": lr, **kwargs})
         super().__init__(params, lr=lr, **kwargs)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        check_no_sparse_or_complex(type(self).__name__, (p for g in self.param_groups for p in g["params"]))
-        super().step()
-        return loss
 
-
-class NAdamW(torch.optim.NAdam):
+class NAdamW(_CheckedStep, torch.optim.NAdam):
     """``torch.optim.NAdam(decoupled_weight_decay=True)`` (NAdamW) with descend's checks.
 
     Besides the checks of :class:`AdamW`, this fixes a resume defect of torch's NAdam: its ``mu_product``
@@ -64,16 +66,6 @@ class NAdamW(torch.optim.NAdam):
         _validate_adam_args({"lr": lr, **kwargs})
         kwargs.setdefault("decoupled_weight_decay", True)
         super().__init__(params, lr=lr, **kwargs)
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        check_no_sparse_or_complex(type(self).__name__, (p for g in self.param_groups for p in g["params"]))
-        super().step()
-        return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         dtypes = {k: v["mu_product"].dtype for k, v in state_dict["state"].items() if "mu_product" in v}

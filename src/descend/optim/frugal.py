@@ -70,8 +70,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._state import load_state_dict_keeping_dtypes
-from ._validate import check_betas, check_choice, check_float, check_int, check_no_sparse_or_complex
+from ._base import KeepsStateDtypes, begin_step
+from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 
 __all__ = ["FRUGAL", "PROJECTIONS", "frugal_param_groups"]
@@ -112,7 +112,7 @@ def frugal_param_groups(model: nn.Module, target_modules: Sequence[str] = _DEFAU
     return [{"params": regular, "is_proj_params": False}, {"params": proj, "is_proj_params": True}]
 
 
-class FRUGAL(torch.optim.Optimizer):
+class FRUGAL(KeepsStateDtypes):
     """FRUGAL: AdamW on a projected subspace of each projected tensor, signSGD/SGD on the complement.
 
     Args:
@@ -177,11 +177,6 @@ class FRUGAL(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     # ---------------------------------------------------------------------------------- bookkeeping
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As ``torch.optim.Optimizer.load_state_dict``, but index lists, block flags, counters and the
-        generator state keep their saved (integer / bool / uint8) dtypes instead of the parameter's."""
-        load_state_dict_keeping_dtypes(self, state_dict)
 
     @staticmethod
     def projected(group: Mapping[str, Any], p: torch.Tensor) -> bool:
@@ -283,11 +278,7 @@ class FRUGAL(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One FRUGAL step; ``closure`` (optional) re-evaluates the loss with gradients enabled."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        check_no_sparse_or_complex("FRUGAL", [p for g in self.param_groups for p in g["params"]])
+        loss = begin_step(self, closure, "FRUGAL")
         for group in self.param_groups:
             if not any(p.grad is not None for p in group["params"]):
                 continue

@@ -58,7 +58,7 @@ State (per parameter, replicated per group): ``step_size`` (accepted :math:`\eta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -66,7 +66,6 @@ import torch
 from ._linesearch_common import (
     LineSearchOptimizer,
     StepClosure,
-    active,
     finite,
     read_scalars,
     sq_norm,
@@ -108,29 +107,16 @@ class SLS(LineSearchOptimizer):
                         n_batches_per_epoch=n_batches_per_epoch, reset_option=reset_option, eta_max=eta_max,
                         bound_step_size=bound_step_size, line_search=line_search, max_trials=max_trials)
         _check(defaults)
-        self.repeat_rng = bool(repeat_rng)
-        self.last_step_info: dict[str, float] = {}
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        for group in self.param_groups:
-            _check(group)
-        runner, loss, ok = self._begin(closure, self.repeat_rng)
-        info: dict[str, float] = {"loss": float(loss)}
-        if ok:
-            f0 = float(loss)
-            for group in self.param_groups:
-                params = active(group)
-                if not params or group["lr"] == 0:
-                    continue
-                before = runner.trials
-                eta = self._search(group, params, f0, runner)
-                if "step_size" not in info:
-                    info.update(step_size=eta, line_search_trials=float(runner.trials - before))
-        runner.finish()
-        self.last_step_info = info
-        return loss
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check(group)
+
+    def _group_step(self, group: dict[str, Any], params: list[torch.Tensor], f0: float,
+                    runner: StepClosure) -> dict[str, float]:
+        before = runner.trials
+        eta = self._search(group, params, f0, runner)
+        return {"step_size": eta, "line_search_trials": float(runner.trials - before)}
 
     def _search(self, group: Mapping[str, Any], params: list[torch.Tensor], f0: float,
                 runner: StepClosure) -> float:

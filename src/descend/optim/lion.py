@@ -47,10 +47,10 @@ from typing import Any
 
 import torch
 
+from ._base import KeepsStateDtypes, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
-from ._state import load_state_dict_keeping_dtypes
-from ._validate import check_betas, check_float, check_no_sparse_or_complex
+from ._validate import check_betas, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["Lion", "lion_update"]
@@ -65,7 +65,7 @@ def lion_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, *, lr: float,
     m.mul_(beta2).add_(g * (1.0 - beta2))
 
 
-class Lion(torch.optim.Optimizer):
+class Lion(KeepsStateDtypes):
     """Lion (Chen et al. 2023): sign of an interpolated momentum, decoupled weight decay.
 
     Args:
@@ -101,18 +101,10 @@ class Lion(torch.optim.Optimizer):
             group.setdefault("lr_init", float(group["lr"]))
             check_float("lr (initial, with decoupled_weight_decay=True)", group["lr_init"], 0.0, low_open=True)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        load_state_dict_keeping_dtypes(self, state_dict)  # keeps float32 state of bf16 params
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            check_no_sparse_or_complex("Lion", group["params"])
+        loss = begin_step(self, closure, "Lion")
         for group in self.param_groups:
             lr = float(group["lr"])
             beta1, beta2 = group["betas"]

@@ -112,7 +112,8 @@ from typing import Any
 
 import torch
 
-from ._validate import check_betas, check_choice, check_float, check_no_sparse_or_complex
+from ._base import begin_step
+from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["Mechanic", "mechanic", "mechanize", "resolve_base"]
@@ -259,13 +260,9 @@ class Mechanic(torch.optim.Optimizer):
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Run the base optimizer's step, then re-scale the accumulated offset with the tuned scale."""
-        loss = None
         grad_enabled = torch.is_grad_enabled()
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = begin_step(self, closure, type(self).__name__)
         params = [p for group in self.param_groups for p in group["params"]]
-        check_no_sparse_or_complex(type(self).__name__, params)
         active = [p for p in params if p.grad is not None]
         with torch.no_grad():
             before = [p.detach().to(_compute_dtype(p), copy=True) for p in active]

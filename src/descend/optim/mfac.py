@@ -58,9 +58,9 @@ from typing import Any
 
 import torch
 
+from ._base import KeepsStateDtypes, begin_step
 from ._linalg import ldl_spd, ldl_spd_solve
-from ._state import load_state_dict_keeping_dtypes
-from ._validate import check_choice, check_float, check_int, check_no_sparse_or_complex
+from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 
 __all__ = ["MFAC"]
@@ -68,7 +68,7 @@ __all__ = ["MFAC"]
 _WINDOW_DTYPES = (torch.float32, torch.float64)
 
 
-class MFAC(torch.optim.Optimizer):
+class MFAC(KeepsStateDtypes):
     """M-FAC optimizer: SGD preconditioned by the inverse of a sliding-window empirical Fisher.
 
     Args:
@@ -163,12 +163,8 @@ class MFAC(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One M-FAC step; ``closure`` (optional) re-evaluates the loss with gradients enabled."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = begin_step(self, closure, "MFAC")
         params = self._all_params()
-        check_no_sparse_or_complex("MFAC", params)
         with_grad = [p for p in params if p.grad is not None]
         if not with_grad:
             return loss
@@ -198,14 +194,6 @@ class MFAC(torch.optim.Optimizer):
                 offset += p.numel()
         state["step"] += 1
         return loss
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As ``torch.optim.Optimizer.load_state_dict``, but every state tensor keeps its saved dtype.
-
-        torch casts state tensors to the parameter's dtype on load; the window, ``GGᵀ``, the momentum
-        buffer and the integer ring position are restored exactly as saved instead.
-        """
-        load_state_dict_keeping_dtypes(self, state_dict)
 
 
 def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> MFAC:

@@ -85,8 +85,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._base import begin_step
 from ._linalg import NS_COEFFICIENTS, newton_schulz
-from ._validate import check_betas, check_choice, check_float, check_int, check_no_sparse_or_complex
+from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["ADJUST_LR_FNS", "NORMALIZATIONS", "Muon", "muon_param_groups", "shape_factor"]
@@ -231,11 +232,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """One step of Muon (matrix parameters) and AdamW (the others); returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        check_no_sparse_or_complex("Muon", (p for g in self.param_groups for p in g["params"]))
+        loss = begin_step(self, closure, "Muon")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -78,7 +78,7 @@ State: per parameter ``exp_avg`` (:math:`m`), ``exp_avg_sq`` (:math:`v`); per gr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -86,7 +86,6 @@ import torch
 from ._linesearch_common import (
     LineSearchOptimizer,
     StepClosure,
-    active,
     finite,
     read_scalars,
     state_dtype,
@@ -129,26 +128,10 @@ class SaLSA(LineSearchOptimizer):
                         use_mv=use_mv, decrease_factor=decrease_factor, growth_factor=growth_factor, eps=eps,
                         max_trials=max_trials, bias_correction=bias_correction)
         _check(defaults)
-        self.repeat_rng = bool(repeat_rng)
-        self.last_step_info: dict[str, float] = {}
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        for group in self.param_groups:
-            _check(group)
-        runner, loss, ok = self._begin(closure, self.repeat_rng)
-        info: dict[str, float] = {"loss": float(loss)}
-        if ok:
-            for group in self.param_groups:
-                params = active(group)
-                if params and group["lr"] != 0:
-                    g_info = self._group_step(group, params, float(loss), runner)
-                    if "step_size" not in info:
-                        info.update(g_info)
-        runner.finish()
-        self.last_step_info = info
-        return loss
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check(group)
 
     def _group_step(self, group: dict[str, Any], params: list[torch.Tensor], f0: float,
                     runner: StepClosure) -> dict[str, float]:

@@ -85,8 +85,9 @@ from typing import Any
 
 import torch
 
+from ._base import begin_step
 from ._linalg import matrix_inverse_root
-from ._validate import check_choice, check_float, check_int, check_no_sparse_or_complex
+from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["Shampoo", "block_slices", "merged_shape"]
@@ -280,11 +281,7 @@ class Shampoo(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One Shampoo step; ``closure`` (optional) re-evaluates the loss with gradients enabled."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        check_no_sparse_or_complex("Shampoo", (p for g in self.param_groups for p in g["params"]))
+        loss = begin_step(self, closure, "Shampoo")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None or p.numel() == 0:

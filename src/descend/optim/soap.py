@@ -77,9 +77,10 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from ._base import begin_step
 from ._linalg import eigenbasis_descending, refresh_eigenbasis_qr
 from ._mixed_precision import restore_state_dtypes, state_dtype
-from ._validate import check_betas, check_choice, check_float, check_int, check_no_sparse_or_complex
+from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 
 __all__ = ["SOAP"]
@@ -221,12 +222,7 @@ class SOAP(Optimizer):
         Args:
             closure: re-evaluates the model and returns the loss (run with gradients enabled).
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            check_no_sparse_or_complex("SOAP", group["params"])
+        loss = begin_step(self, closure, "SOAP")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

@@ -53,9 +53,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ._base import KeepsStateDtypes, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
-from ._state import load_state_dict_keeping_dtypes
 from ._validate import check_betas, check_float, check_no_sparse_or_complex
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
@@ -80,7 +80,7 @@ def sophia_hessian_ema(h: torch.Tensor, g: torch.Tensor, *, beta2: float) -> Non
     h.mul_(beta2).add_(g * g * (1.0 - beta2))
 
 
-class SophiaG(torch.optim.Optimizer):
+class SophiaG(KeepsStateDtypes):
     """Sophia with the Gauss-Newton-Bartlett Hessian estimator (Liu et al. 2023).
 
     Args:
@@ -116,9 +116,6 @@ class SophiaG(torch.optim.Optimizer):
         super().add_param_group(param_group)
         _check_group(self.param_groups[-1])
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        load_state_dict_keeping_dtypes(self, state_dict)  # keeps float32 state of bf16 params
-
     def _state(self, p: torch.Tensor) -> dict[str, Any]:
         state = self.state[p]
         if len(state) == 0:
@@ -133,12 +130,7 @@ class SophiaG(torch.optim.Optimizer):
         """One optimization step.  ``bs`` (optional) overrides the groups' ``bs`` for this step only."""
         if bs is not None:
             check_float("bs", bs, 0.0, low_open=True)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            check_no_sparse_or_complex("SophiaG", group["params"])
+        loss = begin_step(self, closure, "SophiaG")
         for group in self.param_groups:
             lr = float(group["lr"])
             beta1 = float(group["betas"][0])
