@@ -20,7 +20,6 @@ observable the replayer does not know is an error; one without a tolerance is li
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._fixtures import Comparator, FixtureError, check_tolerance, expand_paths, read_json
 from .bome import BOME
 from .lancbio import LancBiO
 from .oracles import Oracles
@@ -44,10 +44,6 @@ FORMAT = "descend-bilevel-fixture/1"
 _REQUIRED = ("format", "solver", "dtype", "problem", "hyperparameters", "init", "trajectory_iterations",
              "trajectory", "tolerance")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-class FixtureError(ValueError):
-    """The file is not a fixture this replayer can interpret."""
 
 
 @dataclass
@@ -84,9 +80,7 @@ def check_fixture(fx: Any, where: str = "fixture") -> None:
         raise FixtureError(f"{where}: unknown solver {fx['solver']!r} (known: {sorted(_SOLVERS)})")
     if not isinstance(fx["problem"], dict) or fx["problem"].get("name") not in _PROBLEMS:
         raise FixtureError(f"{where}: unknown problem {fx['problem'].get('name')!r} (known: {sorted(_PROBLEMS)})")
-    tol = fx["tolerance"]
-    if not isinstance(tol, dict) or not {"rtol", "atol"} <= set(tol):
-        raise FixtureError(f"{where}: tolerance needs 'rtol' and 'atol'")
+    check_tolerance(fx, where)
     its = fx["trajectory_iterations"]
     if [e.get("k") for e in fx["trajectory"]] != its:
         raise FixtureError(f"{where}: trajectory entries do not match trajectory_iterations")
@@ -94,11 +88,7 @@ def check_fixture(fx: Any, where: str = "fixture") -> None:
 
 def load_fixture(path: str | Path) -> dict[str, Any]:
     """Read and check a fixture file; raise :class:`FixtureError` if it is not a readable fixture."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            fx = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FixtureError(f"{path}: cannot read a JSON fixture ({exc})") from exc
+    fx = read_json(path)
     check_fixture(fx, str(path))
     return fx
 
@@ -260,33 +250,6 @@ _SUMMARIES: dict[str, Callable[[list[dict[str, Any]]], Any]] = {
 _NOT_OBSERVABLES = ("iterations", "diagnostic_settings")
 
 
-class _Comparator:
-    """Accumulates max |diff| and max |diff|/(atol + rtol |expected|)."""
-
-    def __init__(self, rtol: float, atol: float) -> None:
-        self.rtol, self.atol = float(rtol), float(atol)
-        self.max_abs = 0.0
-        self.max_ratio = 0.0
-        self.first_fail: int | None = None
-
-    def compare(self, actual: Any, expected: Any, k: int) -> None:
-        a = torch.as_tensor(actual, dtype=torch.float64).reshape(-1)
-        e = torch.as_tensor(expected, dtype=torch.float64).reshape(-1)
-        if a.shape != e.shape:
-            raise FixtureError(f"iteration {k}: {a.numel()} values where the fixture has {e.numel()}")
-        if not bool(torch.isfinite(a).all()):
-            r = math.inf
-        else:
-            diff = (a - e).abs()
-            bound = self.atol + self.rtol * e.abs()
-            ratio = torch.where(diff == 0, torch.zeros_like(diff), diff / bound)
-            r = float(ratio.max()) if ratio.numel() else 0.0
-            self.max_abs = max(self.max_abs, float(diff.max()) if diff.numel() else 0.0)
-        self.max_ratio = max(self.max_ratio, r)
-        if r > 1.0 and self.first_fail is None:
-            self.first_fail = k
-
-
 _COSTLY = ("hypergrad_norm_estimate",)
 
 
@@ -303,7 +266,7 @@ def replay(fx: Mapping[str, Any], name: str = "fixture", diagnostics: bool = Tru
     traj = {int(e["k"]): e for e in fx["trajectory"]}
     if max(traj, default=0) > iterations:
         raise FixtureError(f"{name}: trajectory goes beyond {iterations} iterations")
-    cmp = _Comparator(tol["rtol"], tol["atol"])
+    cmp = Comparator(tol["rtol"], tol["atol"])
     observables = {k: v for k, v in (fx.get("observables") or {}).items() if k not in _NOT_OBSERVABLES}
     otol = fx.get("observables_tolerance") or {}
     exact = set(otol.get("exact", []))
@@ -356,7 +319,7 @@ def replay(fx: Mapping[str, Any], name: str = "fixture", diagnostics: bool = Tru
             if bad:
                 first_fail = bad[0] if first_fail is None else min(first_fail, bad[0])
         elif key in float_tol:
-            c = _Comparator(float_tol[key]["rtol"], float_tol[key].get("atol", 0.0))
+            c = Comparator(float_tol[key]["rtol"], float_tol[key].get("atol", 0.0))
             for i, (r, e) in enumerate(zip(rows, expected, strict=True)):
                 c.compare(r[key], e, i + 1)
             obs_ratios[key] = c.max_ratio
@@ -374,13 +337,6 @@ def replay_file(path: str | Path, diagnostics: bool = True) -> ReplayResult:
     return replay(load_fixture(path), Path(path).name, diagnostics)
 
 
-def _expand(paths: Sequence[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status (0 ok, 1 a failure, 2 uninterpretable)."""
     ap = argparse.ArgumentParser(prog="python -m descend.bilevel.replay", description=__doc__.split("\n\n")[0])
@@ -389,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-diagnostics", action="store_true",
                     help="skip (and list as unchecked) the costly read-only diagnostics")
     args = ap.parse_args(argv)
-    files = _expand(args.files)
+    files = expand_paths(args.files)
     if not files:
         print("no fixture files given", file=sys.stderr)
         return 2

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._fixtures import Comparator, FixtureError, check_tolerance, expand_paths, read_json
 from . import registry
 
 __all__ = ["FixtureError", "ReplayResult", "load_fixture", "main", "replay", "replay_file"]
@@ -42,10 +42,6 @@ FORMAT = "descend-optimizer-fixture/1"
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _REQUIRED = ("format", "optimizer", "dtype", "mode", "hyperparameters", "param_order", "params",
              "trajectory", "tolerance")
-
-
-class FixtureError(ValueError):
-    """The file is not a fixture this replayer can interpret."""
 
 
 @dataclass
@@ -67,11 +63,7 @@ class ReplayResult:
 
 def load_fixture(path: str | Path) -> dict[str, Any]:
     """Read and check a fixture file; raise :class:`FixtureError` if it is not a readable fixture."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            fx = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FixtureError(f"{path}: cannot read a JSON fixture ({exc})") from exc
+    fx = read_json(path)
     check_fixture(fx, str(path))
     return fx
 
@@ -98,9 +90,7 @@ def check_fixture(fx: Any, where: str = "fixture") -> None:
             raise FixtureError(f"{where}: unknown problem kind {kind!r} (known: {sorted(_PROBLEMS)})")
     else:
         raise FixtureError(f"{where}: unknown mode {fx['mode']!r}")
-    tol = fx["tolerance"]
-    if not isinstance(tol, dict) or not {"rtol", "atol"} <= set(tol):
-        raise FixtureError(f"{where}: tolerance needs 'rtol' and 'atol'")
+    check_tolerance(fx, where)
     for name in fx["param_order"]:
         if name not in fx["params"]:
             raise FixtureError(f"{where}: parameter {name!r} of param_order has no entry in params")
@@ -162,33 +152,6 @@ def _default_dtype(name: str | None) -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-class _Comparator:
-    """Accumulates max |diff| and max |diff|/(atol + rtol |expected|) over a run."""
-
-    def __init__(self, rtol: float, atol: float) -> None:
-        self.rtol, self.atol = float(rtol), float(atol)
-        self.max_abs = 0.0
-        self.max_ratio = 0.0
-        self.first_fail: int | None = None
-
-    def ratio(self, actual: torch.Tensor, expected: torch.Tensor, step: int) -> float:
-        actual = actual.detach().to(torch.float64).reshape(-1)
-        expected = expected.reshape(-1)
-        if actual.shape != expected.shape:
-            raise FixtureError(f"step {step}: {actual.numel()} values where the fixture has {expected.numel()}")
-        diff = (actual - expected).abs()
-        bound = self.atol + self.rtol * expected.abs()
-        if not bool(torch.isfinite(actual).all()):
-            r = math.inf
-        else:
-            r = float((diff / bound).max()) if diff.numel() else 0.0
-            self.max_abs = max(self.max_abs, float(diff.max()) if diff.numel() else 0.0)
-        self.max_ratio = max(self.max_ratio, r)
-        if r > 1.0 and self.first_fail is None:
-            self.first_fail = step
-        return r
-
-
 def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
     """Replay one (already loaded) fixture against the registered descend optimizer.
 
@@ -208,8 +171,8 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
     replay_opts = fx.get("replay", {}) or {}
     extra = fx.get("extra", {}) or {}
     step_kwargs = dict(replay_opts.get("step_kwargs", {}))
-    cmp = _Comparator(fx["tolerance"]["rtol"], fx["tolerance"]["atol"])
-    obs_cmp: dict[str, _Comparator] = {}
+    cmp = Comparator(fx["tolerance"]["rtol"], fx["tolerance"]["atol"])
+    obs_cmp: dict[str, Comparator] = {}
     hessian_updates = {int(u["after_step"]): u["grads"] for u in extra.get("hessian_updates", [])}
     steps = len(fx["trajectory"])
 
@@ -256,13 +219,13 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
 
             for n in order:
                 expected = torch.tensor(fx["trajectory"][t][n], dtype=torch.float64)
-                cmp.ratio(P[n], expected, t + 1)
+                cmp.compare(P[n], expected, t + 1)
             if spec.observables is not None:
                 for key, value in spec.observables(opt).items():
                     recorded = extra.get(key)
                     if isinstance(recorded, list) and len(recorded) == steps:
-                        c = obs_cmp.setdefault(key, _Comparator(cmp.rtol, cmp.atol))
-                        c.ratio(torch.tensor([float(value)]), torch.tensor([float(recorded[t])]), t + 1)
+                        c = obs_cmp.setdefault(key, Comparator(cmp.rtol, cmp.atol))
+                        c.compare([float(value)], [float(recorded[t])], t + 1)
             if t + 1 in hessian_updates:
                 g = hessian_updates[t + 1]
                 for n in order:
@@ -290,13 +253,6 @@ def replay_file(path: str | Path) -> ReplayResult:
     return replay(fx, Path(path).name)
 
 
-def _expand(paths: Sequence[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     import descend.optim  # noqa: F401  (registers every optimizer)
@@ -304,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m descend.optim.replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", help="fixture files (a directory means every *.json in it)")
     args = ap.parse_args(argv)
-    files = _expand(args.files)
+    files = expand_paths(args.files)
     if not files:
         print("no fixture files given", file=sys.stderr)
         return 2
