@@ -123,6 +123,16 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
                     [{"params": h, "use_muon": True, **hp},
                      {"params": e, "use_muon": False, **adam}], momentum=0.95, nesterov=True)],
                 patch=lambda: _default_dtype_arg(ns_fn, ns), ns_dtype=args.ns_dtype))
+            # SOAP with the reference's defaults (a re-implementation of nikhilvyas/SOAP, same numerics)
+            out.append(Entry("pytorch_optimizer.SOAP+AdamW",
+                             lambda h, e: [pytorch_optimizer.SOAP(h, lr=3e-3), torch.optim.AdamW(e, **adam)],
+                             ns_dtype="n/a"))
+            # ScalableShampoo: blocked Kronecker factors with grafting, roots every 100 steps like descend's
+            out.append(Entry("pytorch_optimizer.ScalableShampoo+AdamW",
+                             lambda h, e: [pytorch_optimizer.ScalableShampoo(
+                                 h, lr=1e-3, start_preconditioning_step=1, preconditioning_compute_steps=100),
+                                 torch.optim.AdamW(e, **adam)],
+                             ns_dtype="n/a"))
         except Exception as exc:  # not installed, or an API change
             print(f"# pytorch_optimizer: unavailable ({exc!r})", file=sys.stderr)
         try:
