@@ -1,0 +1,107 @@
+"""``descend bilevel`` benchmark: storage, resumability, selection, report and CLI (tiny settings, < 60 s)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from descend.bilevel import bench as bb
+from descend.cli import app
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    db = bb.BilevelStorage(str(tmp_path_factory.mktemp("bl") / "bench.db"))
+    plan = bb.Plan(problem="quadratic", solvers=["aid_cg", "soba"], grid="tiny", seeds=2, tune_seeds=1,
+                   budget=bb.parse_budget("6it"), n_eval=3)
+    n = bb.run_plan(plan, db)
+    return db, plan, n
+
+
+def test_tiny_run_stores_expected_rows_and_resumes(tiny):
+    db, plan, n = tiny
+    grid = len(plan.grid_configs())
+    assert grid == 2
+    expected = len(plan.solvers) * (grid * plan.tune_seeds + plan.seeds)
+    assert n == expected
+    runs = db.runs(plan.name)
+    assert len(runs) == expected
+    assert sum(r.phase == "final" for r in runs) == len(plan.solvers) * plan.seeds
+    for r in runs:
+        assert [row["iteration"] for row in r.history] == [0.0, 2.0, 4.0, 6.0]
+        assert r.history[-1]["oracle_calls"] == sum(r.history[-1][k] for k in bb.ORACLE_KEYS) > 0
+        assert "hypergrad_sq" in r.history[-1] and r.provenance["torch"]
+        assert r.provenance["solver_kwargs"]["lr_inner"] > 0
+    # the final runs use the configuration the selection picks
+    for s in plan.solvers:
+        best = bb.select_config(db.runs(plan.name, "tune", s))
+        assert {r.config["ratio"] for r in db.runs(plan.name, "final", s)} == {best["ratio"]}
+    assert bb.run_plan(plan, db) == 0  # resumable: nothing new
+    assert len(db.runs(plan.name)) == expected
+    plan3 = bb.Plan(problem="quadratic", solvers=["aid_cg"], grid="tiny", seeds=3, tune_seeds=1,
+                    budget=bb.parse_budget("6it"), n_eval=3)
+    assert bb.run_plan(plan3, db) == 1  # one more final seed only
+
+
+def _run(config, values, diverged=False, seed=0):
+    hist = [{"time": float(i), "oracle_calls": 10.0 * i, "outer_value": v} for i, v in enumerate(values)]
+    return bb.BilevelRun("p", "quadratic", "s", "tune", config, seed, hist, diverged)
+
+
+def test_selection_by_median_validation_value():
+    a, b, c = {"step": 1, "ratio": 1}, {"step": 2, "ratio": 1}, {"step": 3, "ratio": 1}
+    runs = [_run(a, [3, 0.5]), _run(a, [3, 1.0], seed=1), _run(a, [3, 1.2], seed=2),  # median 1.0, best mean
+            _run(b, [3, 0.7]), _run(b, [3, 0.8], seed=1), _run(b, [3, 9.0], seed=2),  # median 0.8
+            _run(c, [3, 0.1], diverged=True), _run(c, [3, 0.1], diverged=True, seed=1), _run(c, [3, 0.1], seed=2)]
+    assert bb.select_config(runs) == b
+    # area under the median curve: a's median curve is 3, 1.0 — b's 3, 0.8 (c: diverged median)
+    assert bb.select_config(runs, "auc") == b
+    assert bb.select_config([_run(a, [1, math.inf], diverged=True)]) is None
+
+
+def test_band_and_budget():
+    xs, lo, mid, hi = bb.band([_run({}, [4, 2, 1]).history, _run({}, [8, 4, 2]).history], "time", "outer_value",
+                              points=3)
+    assert xs == [0.0, 1.0, 2.0] and mid == [6.0, 3.0, 1.5]
+    assert all(a <= m <= c for a, m, c in zip(lo, mid, hi, strict=True))
+    assert bb.parse_budget("2s") == bb.Budget(2.0, "s") and bb.parse_budget("300it") == bb.Budget(300.0, "it")
+    with pytest.raises(ValueError, match="budget"):
+        bb.parse_budget("fast")
+
+
+def test_report_html(tiny, tmp_path):
+    db, plan, _ = tiny
+    s = bb.summarize(db, plan.name)
+    assert set(s.results) == {"aid_cg", "soba"} and math.isfinite(s.target)
+    rows = bb.table_rows(s)
+    assert all("(" in r["time_to_target"] for r in rows)
+    html = bb.write_html(s, tmp_path / "r.html").read_text()
+    assert html.count("<img") >= 2 and "data-figures" in html and "data:image/png;base64," in html
+    assert "| aid_cg |" in bb.markdown_table(s)
+
+
+def test_cli_list_and_errors(tmp_path):
+    r = CliRunner().invoke(app, ["bilevel", "list"])
+    assert r.exit_code == 0 and "hyper_cleaning_digits" in r.output and "aid_cg" in r.output
+    db = str(tmp_path / "x.db")
+    r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "nope", "--storage", db])
+    assert r.exit_code == 2 and "unknown problem 'nope'" in r.output
+    r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--solvers", "aid_cg,foo",
+                                 "--storage", db])
+    assert r.exit_code == 2 and "unknown solver(s) foo" in r.output
+    r = CliRunner().invoke(app, ["bilevel", "report", "--storage", db])
+    assert r.exit_code == 2 and "no bilevel plan" in r.output
+
+
+def test_cli_tiny_run_and_report(tmp_path):
+    db, out = str(tmp_path / "b.db"), tmp_path / "rep.html"
+    args = ["bilevel", "run", "--problem", "quadratic", "--solvers", "aid_cg", "--grid", "tiny", "--seeds", "1",
+            "--tune-seeds", "1", "--budget", "3it", "--storage", db, "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "3 runs done" in r.output
+    assert "0 runs done" in CliRunner().invoke(app, args).output
+    r = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--out", str(out)])
+    assert r.exit_code == 0 and out.exists()
