@@ -26,7 +26,7 @@ Operator = Callable[[Tensor], Tensor]
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).sum()
+    return torch.vdot(a.reshape(-1), b.reshape(-1))  # one fused pass, no temporary
 
 
 def conjugate_gradient(apply_A: Operator, b: Tensor, steps: int, v0: Tensor | None = None,
