@@ -162,7 +162,7 @@ def run(
     start = time.time()
     n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
     wall = time.time() - start
-    typer.echo(f"{n} trials run in {wall:.0f} s; results in {db.url} (plan {plan.name!r})")
+    typer.echo(f"\n{n} trials run in {wall:.0f} s; results in {db.url} (plan {plan.name!r})")
     if n and executor == "local" and wall > 0:
         harness = max(wall - STATS["train"] - STATS["eval"], 0.0)
         typer.echo(f"time: training steps {STATS['train']:.0f} s, evaluation {STATS['eval']:.0f} s, harness "
