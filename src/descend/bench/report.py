@@ -301,6 +301,26 @@ def leaderboard_rows(summary: Summary) -> list[dict[str, str]]:
     return out
 
 
+#: After load, the page records how many of its figures rendered (``data-figures`` / ``data-rendered`` on
+#: ``<body>``), so a headless browser can check the report.
+RENDER_CHECK = """<script>
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
+  document.body.setAttribute("data-figures", imgs.length);
+  document.body.setAttribute("data-rendered", ok);
+});
+</script>"""
+
+
+def write_page(doc: str, path: str | Path) -> Path:
+    """Write a self-contained HTML page, with the figure render check before ``</body>``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc.replace("</body>", RENDER_CHECK + "</body>", 1), encoding="utf-8")
+    return path
+
+
 def write_html(summary: Summary, path: str | Path) -> Path:
     """Write the self-contained HTML report and return its path."""
     names = sorted({o for c in summary.cells.values() for o in c})
@@ -350,16 +370,6 @@ hyperparameters</th></tr>{table}</table>
 <h2>Figures</h2>{images}
 <h2>Provenance</h2><table>{prov}</table>
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by descend.</p>
-<script>
-window.addEventListener("load", function () {{
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
-  document.body.setAttribute("data-figures", imgs.length);
-  document.body.setAttribute("data-rendered", ok);
-}});
-</script></body></html>
+</body></html>
 """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return write_page(doc, path)

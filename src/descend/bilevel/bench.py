@@ -692,7 +692,7 @@ def _curve_figure(summary: BilevelSummary, x_key: str, colors: dict[str, Any]) -
 
 def write_html(summary: BilevelSummary, path: str | Path) -> Path:
     """One self-contained HTML file (figures as base64 PNG, like ``descend bench report``)."""
-    from ..bench.report import _colors
+    from ..bench.report import _colors, write_page
 
     esc = html.escape
     colors = _colors(list(summary.results))
@@ -727,19 +727,9 @@ calls to target are medians over seeds, misses counted as not reached. Evaluatio
 <h2>Plan</h2><table>{plan}</table>
 <h2>Provenance</h2><table>{prov}</table>
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by descend.</p>
-<script>
-window.addEventListener("load", function () {{
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
-  document.body.setAttribute("data-figures", imgs.length);
-  document.body.setAttribute("data-rendered", ok);
-}});
-</script></body></html>
+</body></html>
 """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return write_page(doc, path)
 
 
 def describe() -> str:
