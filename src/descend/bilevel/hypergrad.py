@@ -210,7 +210,7 @@ def hypergradient(problem: BilevelProblem, x: Tensor, y: Tensor, method: str = "
                 v = neumann(apply_A, b, steps, step)
             else:
                 v = lanczos_solve(apply_A, b, steps, v0)
-            grad = gx_f - oracles.jvp(x, y, v)
+            grad = gx_f - apply.jvp(v)  # the same graph of ∇_y g as the products
         elif method == "fixed_point":
             gx_f, b = oracles.grad_outer(x, y)
             vjp = _fp_vjp(problem, oracles, x, y, step, None)

@@ -14,8 +14,6 @@ seeded run is reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -34,6 +32,29 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
 
 def _leaf(t: Tensor) -> Tensor:
     return t.detach().requires_grad_(True)
+
+
+class HessianOperator:
+    """v ↦ (∇²_yy g v, ∇²_xy g v or None) from one graph of ∇_y g at a fixed (x, y); see
+    :meth:`Oracles.hessian_operator`."""
+
+    def __init__(self, counts: dict[str, int], xl: Tensor, yl: Tensor, gy: Tensor, cross: bool) -> None:
+        self.counts, self.xl, self.yl, self.gy, self.cross = counts, xl, yl, gy, cross
+
+    def __call__(self, v: Tensor) -> tuple[Tensor, Tensor | None]:
+        self.counts["hvp"] += 1
+        if self.cross:
+            self.counts["jvp"] += 1
+            Av, Jv = torch.autograd.grad(self.gy, (self.yl, self.xl), v, retain_graph=True, allow_unused=True)
+            return (torch.zeros_like(self.yl) if Av is None else Av), (torch.zeros_like(self.xl) if Jv is None else Jv)
+        (Av,) = torch.autograd.grad(self.gy, self.yl, v, retain_graph=True, allow_unused=True)
+        return (torch.zeros_like(self.yl) if Av is None else Av), None
+
+    def jvp(self, v: Tensor) -> Tensor:
+        """J v = ∂/∂x ⟨∇_y g(x, y), v⟩ from the same graph; one ``jvp``."""
+        self.counts["jvp"] += 1
+        (Jv,) = torch.autograd.grad(self.gy, self.xl, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.xl) if Jv is None else Jv
 
 
 class Oracles:
@@ -113,28 +134,19 @@ class Oracles:
 
     # second order -------------------------------------------------------------------------------------------
     def hessian_operator(self, x: Tensor, y: Tensor, idx: Tensor | None = None,
-                         cross: bool = False) -> Callable[[Tensor], tuple[Tensor, Tensor | None]]:
-        """A function v ↦ (A v, J v or None) at the fixed point (x, y), built once (∇_y g with its graph).
+                         cross: bool = False) -> HessianOperator:
+        """The operator v ↦ (A v, J v or None) at the fixed point (x, y), built once (∇_y g with its graph).
 
         Each application counts one ``hvp`` (and one ``jvp`` when ``cross``); building it counts nothing
-        extra beyond the graph of ∇_y g, which is part of the products' cost.
+        extra beyond the graph of ∇_y g, which is part of the products' cost.  ``operator.jvp(v)`` reuses the
+        same graph for a lone J v (one ``jvp``).
         """
         xl, yl = _leaf(x), _leaf(y)
         with torch.enable_grad():
             val = self.problem.inner_on(xl, yl, idx)
             check_finite("the inner objective g(x, y)", val.detach())
             (gy,) = torch.autograd.grad(val, yl, create_graph=True)
-
-        def apply(v: Tensor) -> tuple[Tensor, Tensor | None]:
-            self.counts["hvp"] += 1
-            if cross:
-                self.counts["jvp"] += 1
-                Av, Jv = torch.autograd.grad(gy, (yl, xl), v, retain_graph=True, allow_unused=True)
-                return (torch.zeros_like(y) if Av is None else Av), (torch.zeros_like(x) if Jv is None else Jv)
-            (Av,) = torch.autograd.grad(gy, yl, v, retain_graph=True, allow_unused=True)
-            return (torch.zeros_like(y) if Av is None else Av), None
-
-        return apply
+        return HessianOperator(self.counts, xl, yl, gy, cross)
 
     def hvp(self, x: Tensor, y: Tensor, v: Tensor, idx: Tensor | None = None) -> Tensor:
         """A v = ∇²_yy g(x, y) v; one ``hvp``."""
