@@ -71,8 +71,8 @@ _claims = sa.Table(
 )
 
 
-class StorageError(RuntimeError):
-    """The database cannot be used as a descend benchmark database."""
+class StorageError(RuntimeError, ValueError):
+    """The database cannot be used as a descend benchmark database (or a request conflicts with it)."""
 
 
 def owner_id() -> str:
@@ -191,19 +191,10 @@ class Storage:
     # -------------------------------------------------------------------------------------------- plan
     def save_plan(self, name: str, config: Mapping[str, Any]) -> None:
         """Store (or confirm) the plan ``name``; a different config under the same name is an error."""
-        text = dumps(config)
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_plan.c.config).where(_plan.c.name == name)).first()
-            if row is None:
-                conn.execute(_plan.insert().values(name=name, config=text, created=time.time()))
-            elif row[0] != text:
-                raise StorageError(f"plan {name!r} already exists with another configuration; "
-                                   "use another --name or the same options")
+        save_plan(self.engine, _plan, name, config)
 
     def plans(self) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(_plan.c.name, _plan.c.config).order_by(_plan.c.created)).all()
-        return {name: loads(cfg) for name, cfg in rows}
+        return load_plans(self.engine, _plan)
 
     # -------------------------------------------------------------------------------------------- runs
     def add_run(self, row: RunRow) -> bool:
@@ -278,6 +269,26 @@ class Storage:
         finally:
             if ok:
                 self.release(key)
+
+
+def save_plan(engine: sa.Engine, table: sa.Table, name: str, config: Mapping[str, Any]) -> None:
+    """Store (or confirm) plan ``name`` in a plan ``table`` (name, config, created); a different config under the
+    same name raises :class:`StorageError`.  Shared by the optimizer and the bilevel benchmarks."""
+    text = dumps(config)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(table.c.config).where(table.c.name == name)).first()
+        if row is None:
+            conn.execute(table.insert().values(name=name, config=text, created=time.time()))
+        elif row[0] != text:
+            raise StorageError(f"plan {name!r} already exists with another configuration; "
+                               "use another --name or the same options")
+
+
+def load_plans(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
+    """Every plan of a plan ``table``, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table.c.name, table.c.config).order_by(table.c.created)).all()
+    return {name: loads(cfg) for name, cfg in rows}
 
 
 def normalize_url(url: str) -> str:

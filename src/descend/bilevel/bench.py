@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..bench import metrics
-from ..bench.storage import Storage, dumps, loads
+from ..bench.storage import Storage, dumps, load_plans, loads, save_plan
 
 __all__ = [
     "GRIDS",
@@ -229,18 +229,10 @@ class BilevelStorage:
             _meta.create_all(conn)
 
     def save_plan(self, name: str, config: dict[str, Any]) -> None:
-        text = dumps(config)
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_bl_plans.c.config).where(_bl_plans.c.name == name)).first()
-            if row is None:
-                conn.execute(_bl_plans.insert().values(name=name, config=text, created=time.time()))
-            elif row[0] != text:
-                raise ValueError(f"plan {name!r} already exists with another configuration; use another --name")
+        save_plan(self.engine, _bl_plans, name, config)
 
     def plans(self) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(_bl_plans.c.name, _bl_plans.c.config).order_by(_bl_plans.c.created)).all()
-        return {n: loads(c) for n, c in rows}
+        return load_plans(self.engine, _bl_plans)
 
     def add(self, run: BilevelRun) -> bool:
         """Insert a finished run; ``False`` (nothing stored) if it is already there."""
