@@ -14,6 +14,8 @@ seeded run is reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -32,6 +34,17 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
 
 def _leaf(t: Tensor) -> Tensor:
     return t.detach().requires_grad_(True)
+
+
+def _grad_xy(fn: Callable[[Tensor, Tensor, Tensor | None], Tensor], what: str, x: Tensor, y: Tensor,
+             idx: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(∂fn/∂x, ∂fn/∂y) at (x, y), zeros where fn does not depend on an argument; non-finite values raise."""
+    xl, yl = _leaf(x), _leaf(y)
+    with torch.enable_grad():
+        val = fn(xl, yl, idx)
+        check_finite(what, val.detach())
+        gx, gy = torch.autograd.grad(val, (xl, yl), allow_unused=True)
+    return (torch.zeros_like(x) if gx is None else gx), (torch.zeros_like(y) if gy is None else gy)
 
 
 class HessianOperator:
@@ -105,22 +118,12 @@ class Oracles:
     def grad_outer(self, x: Tensor, y: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(∇_x f, ∇_y f) at (x, y); one ``grad_outer`` call."""
         self.counts["grad_outer"] += 1
-        xl, yl = _leaf(x), _leaf(y)
-        with torch.enable_grad():
-            val = self.problem.outer_on(xl, yl, idx)
-            check_finite("the outer objective f(x, y)", val.detach())
-            gx, gy = torch.autograd.grad(val, (xl, yl), allow_unused=True)
-        return (torch.zeros_like(x) if gx is None else gx), (torch.zeros_like(y) if gy is None else gy)
+        return _grad_xy(self.problem.outer_on, "the outer objective f(x, y)", x, y, idx)
 
     def grad_inner(self, x: Tensor, y: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(∇_x g, ∇_y g) at (x, y); one ``grad_inner`` call."""
         self.counts["grad_inner"] += 1
-        xl, yl = _leaf(x), _leaf(y)
-        with torch.enable_grad():
-            val = self.problem.inner_on(xl, yl, idx)
-            check_finite("the inner objective g(x, y)", val.detach())
-            gx, gy = torch.autograd.grad(val, (xl, yl), allow_unused=True)
-        return (torch.zeros_like(x) if gx is None else gx), (torch.zeros_like(y) if gy is None else gy)
+        return _grad_xy(self.problem.inner_on, "the inner objective g(x, y)", x, y, idx)
 
     def grad_inner_y(self, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         """∇_y g at (x, y); one ``grad_inner`` call."""
