@@ -400,13 +400,30 @@ def _state_equal(a: dict, b: dict) -> bool:
                                              for n in sa[k]) for k in sa)
 
 
+def _copy(P: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.detach().clone().requires_grad_(True) for p in P]
+
+
+def _equal(P: list[torch.Tensor], Q: list[torch.Tensor]) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(P, Q, strict=True))
+
+
+def _lockstep(a: torch.optim.Optimizer, P: list[torch.Tensor], b: torch.optim.Optimizer, Q: list[torch.Tensor],
+              loss: Callable[[list[torch.Tensor], int], torch.Tensor], steps: range) -> None:
+    """Step ``a`` on ``P`` and ``b`` on ``Q`` over the same batches; the parameters must stay bitwise equal."""
+    for t in steps:
+        a.step(lambda t=t: loss(P, t))
+        b.step(lambda t=t: loss(Q, t))
+        assert _equal(P, Q), t
+
+
 @pytest.mark.parametrize("zero_to_none", [True, False], ids=["set_to_none", "zero_in_place"])
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_torch_closure_convention_gives_the_same_iterates(cls: type, zero_to_none: bool) -> None:
     """``zero_grad(); loss.backward(); return loss`` (LBFGS's closure) and the no-backward closure give
     bitwise the same iterates: the trial losses are the same computations, only autograd differs."""
     P1, loss = _data(20)
-    P2 = [p.detach().clone().requires_grad_(True) for p in P1]
+    P2 = _copy(P1)
     a, b = cls(_groups(cls, P1), init_step_size=3.0), cls(_groups(cls, P2), init_step_size=3.0)
     for t in range(12):
         def torch_closure(t: int = t) -> torch.Tensor:
@@ -417,7 +434,7 @@ def test_torch_closure_convention_gives_the_same_iterates(cls: type, zero_to_non
         fa = a.step(lambda t=t: loss(P1, t))
         fb = b.step(torch_closure)
         assert torch.equal(fa, fb)
-        assert all(torch.equal(x, y) for x, y in zip(P1, P2, strict=True)), t
+        assert _equal(P1, P2), t
         # after the step p.grad is the gradient at the start point in both conventions
         assert all(torch.equal(x.grad, y.grad) for x, y in zip(P1, P2, strict=True))
         assert a.last_step_info == b.last_step_info
@@ -429,7 +446,7 @@ def test_torch_closure_convention_gives_the_same_iterates(cls: type, zero_to_non
 def test_lightning_style_closure_returning_a_detached_loss(cls: type) -> None:
     """PyTorch Lightning's closure back-propagates and returns ``loss.detach().clone()``."""
     P1, loss = _data(21)
-    P2 = [p.detach().clone().requires_grad_(True) for p in P1]
+    P2 = _copy(P1)
     a, b = cls(_groups(cls, P1)), cls(_groups(cls, P2))
     for t in range(6):
         def closure(t: int = t) -> torch.Tensor:
@@ -439,7 +456,7 @@ def test_lightning_style_closure_returning_a_detached_loss(cls: type) -> None:
             return value.detach().clone()
         a.step(lambda t=t: loss(P1, t))
         b.step(closure=closure)
-        assert all(torch.equal(x, y) for x, y in zip(P1, P2, strict=True))
+        assert _equal(P1, P2)
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
@@ -464,7 +481,7 @@ def test_no_gradient_is_a_no_op(cls: type) -> None:
     opt = cls(params)
     out = opt.step(lambda: torch.tensor([1.0]))
     assert torch.equal(out, torch.tensor([1.0]))
-    assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True)) and not opt.state
+    assert _equal(params, before) and not opt.state
     assert opt.step(lambda: None) is None and not opt.state
     # parameters that require grad but on which the loss does not depend
     P, loss = _data(23)
@@ -485,11 +502,9 @@ def test_closure_raising_mid_search_restores_parameters_and_state(cls: type, tor
     parameters and state are exactly those before the step, and the following steps equal those of an
     optimizer which never saw the failure."""
     P, loss = _data(24)
-    Q = [p.detach().clone().requires_grad_(True) for p in P]
+    Q = _copy(P)
     opt, twin = cls(_groups(cls, P)), cls(_groups(cls, Q))
-    for t in range(3):
-        opt.step(lambda t=t: loss(P, t))
-        twin.step(lambda t=t: loss(Q, t))
+    _lockstep(opt, P, twin, Q, loss, range(3))
     x_before = [p.detach().clone() for p in P]
     s_before = copy.deepcopy(opt.state_dict())
     calls = [0]
@@ -498,7 +513,7 @@ def test_closure_raising_mid_search_restores_parameters_and_state(cls: type, tor
     def failing() -> torch.Tensor:
         calls[0] += 1
         if calls[0] == 2:  # the first evaluation, then the failure at the first trial
-            moved.append(not all(torch.equal(p, x) for p, x in zip(P, x_before, strict=True)))
+            moved.append(not _equal(P, x_before))
             raise _Boom
         if torch_convention:
             opt.zero_grad()
@@ -510,12 +525,9 @@ def test_closure_raising_mid_search_restores_parameters_and_state(cls: type, tor
     with pytest.raises(_Boom):
         opt.step(failing)
     assert calls[0] == 2 and moved == [True]
-    assert all(torch.equal(p, x) for p, x in zip(P, x_before, strict=True))
+    assert _equal(P, x_before)
     assert _state_equal(opt.state_dict(), s_before)
-    for t in range(3, 6):
-        opt.step(lambda t=t: loss(P, t))
-        twin.step(lambda t=t: loss(Q, t))
-        assert all(torch.equal(p, q) for p, q in zip(P, Q, strict=True))
+    _lockstep(opt, P, twin, Q, loss, range(3, 6))
 
 
 # ---------------------------------------------------------------------------------------------- torch contract
@@ -533,13 +545,10 @@ def test_state_dict_with_python_number_scalars_loads(cls: type) -> None:
         for k, v in st.items():
             if v.dim() == 0:
                 st[k] = int(v) if k == "step" else float(v)
-    Q = [p.detach().clone().requires_grad_(True) for p in P]
+    Q = _copy(P)
     other = cls(_groups(cls, Q))
     other.load_state_dict(sd)
-    for t in range(8, 14):
-        opt.step(lambda t=t: loss(P, t))
-        other.step(lambda t=t: loss(Q, t))
-        assert all(torch.equal(p, q) for p, q in zip(P, Q, strict=True))
+    _lockstep(opt, P, other, Q, loss, range(8, 14))
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
@@ -562,7 +571,7 @@ def test_copy_then_step_equals_step(cls: type, how: str) -> None:
         opt.step(lambda t=t: loss(P, t) + 1e-3 * torch.rand(()))  # random closure: repeat_rng matters
         torch.manual_seed(t)
         opt2.step(lambda t=t: loss(P2, t) + 1e-3 * torch.rand(()))
-        assert all(torch.equal(p, q) for p, q in zip(P, P2, strict=True))
+        assert _equal(P, P2)
         assert opt.last_step_info == opt2.last_step_info
 
 
@@ -643,7 +652,7 @@ def test_named_parameters(cls: type) -> None:
     for _ in range(4):
         a.step(lambda: ((model(x) - y) ** 2).mean())
         b.step(lambda: ((twin(x) - y) ** 2).mean())
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters(), strict=True))
+    assert _equal(list(model.parameters()), list(twin.parameters()))
     assert "param_names" in a.state_dict()["param_groups"][0]
 
 
@@ -651,12 +660,9 @@ def test_named_parameters(cls: type) -> None:
 def test_one_element_tensor_lr(cls: type) -> None:
     """``lr=torch.tensor([0.5])`` (ndim 1) behaves as ``lr=0.5``."""
     P1, loss = _data(30)
-    P2 = [p.detach().clone().requires_grad_(True) for p in P1]
+    P2 = _copy(P1)
     a, b = cls(_groups(cls, P1), lr=0.5), cls(_groups(cls, P2), lr=torch.tensor([0.5]))
-    for t in range(5):
-        a.step(lambda t=t: loss(P1, t))
-        b.step(lambda t=t: loss(P2, t))
-    assert all(torch.equal(p, q) for p, q in zip(P1, P2, strict=True))
+    _lockstep(a, P1, b, P2, loss, range(5))
     with pytest.raises(ValueError, match="lr"):
         cls(P1, lr=torch.tensor([0.5, 0.5]))
 
