@@ -711,3 +711,23 @@ def test_one_cycle_lr_cycles_adam_beta1() -> None:
         if t < 19:
             sched.step()
     assert lrs[0] == pytest.approx(1 / 25) and max(lrs) == pytest.approx(1.0) and lrs[-1] < 1e-3
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_float64_state_loads_into_float32_parameters(cls: type) -> None:
+    """Moments take the parameters' dtype (as torch's loader does), scalars stay float64, and the run goes on."""
+    P, loss = _data(33)
+    opt = cls(_groups(cls, P))
+    for t in range(4):
+        opt.step(lambda t=t: loss(P, t))
+    P32 = [p.detach().float().requires_grad_(True) for p in P]
+    opt32 = cls(_groups(cls, P32))
+    opt32.load_state_dict(opt.state_dict())
+    for st in opt32.state.values():
+        assert st["step_size"].dtype == torch.float64
+        assert "exp_avg" not in st or st["exp_avg"].dtype == st["exp_avg_sq"].dtype == torch.float32
+    for t in range(4, 8):
+        opt32.step(lambda t=t: loss(P32, t))
+    for st in opt32.state.values():
+        assert "exp_avg" not in st or st["exp_avg"].dtype == torch.float32
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in P32)

@@ -50,7 +50,8 @@ parameters and optimizer state are left untouched and the non-finite loss is ret
 ``self.state[p]`` of the parameters it concerns (a per-group scalar is replicated in every parameter of the
 group that has state, an optimizer-wide one in every parameter with state), so ``state_dict()`` round-trips
 it and parameters without gradients get no state; a state_dict holding Python numbers instead (older
-checkpoints) loads too.  ``load_state_dict`` keeps the dtype each tensor was saved with, checks that every
+checkpoints) loads too.  ``load_state_dict`` keeps scalars in float64 and moments in the dtype of this
+parameter's moments (float32 for bfloat16/float16 parameters, which torch's loader would round), checks that every
 parameter's state has exactly this optimizer's keys and validates the saved hyperparameters like the
 constructor; ``add_param_group`` validates too.  ``copy.deepcopy`` and pickle keep every public attribute
 (``repeat_rng``, ``warmup_steps``, ``last_step_info``).
@@ -89,6 +90,7 @@ __all__ = [
 
 Closure = Callable[[], Any]
 _LOW = (torch.bfloat16, torch.float16)
+_MOMENTS = frozenset({"exp_avg", "exp_avg_sq"})  # per-coordinate state; every other key is a scalar
 _RngState = tuple[torch.Tensor, list[torch.Tensor] | None]
 
 
@@ -410,6 +412,13 @@ class LineSearchOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{name}.load_state_dict: the state of parameter {pid} has keys {sorted(st)}, "
                                  f"expected {sorted(self._state_keys)} (a state_dict of another optimizer?)")
         load_state_dict_keeping_dtypes(self, state_dict)
+        # scalars keep their float64; moments take the dtype this parameter's moments have (float32 for
+        # bfloat16/float16 parameters), e.g. a float64 run's state loaded into float32 parameters
+        for group in self.param_groups:
+            for p in group["params"]:
+                for key, value in self.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and key in _MOMENTS and value.dtype != state_dtype(p):
+                        self.state[p][key] = value.to(state_dtype(p))
 
     def __getstate__(self) -> dict[str, Any]:
         # torch keeps only defaults, state and param_groups; keep every public attribute
