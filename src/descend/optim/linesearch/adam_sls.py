@@ -64,6 +64,9 @@ arithmetic for every decision; a non-finite trial loss is a rejected trial that 
 a non-finite start loss/gradient skips the step; ``combine_threshold`` (merging groups whose step size
 collapsed, 0 = off by default in the reference) is not implemented.
 
+LR schedulers scale ``lr``; ``OneCycleLR(cycle_momentum=True)`` finds ``betas`` and cycles ``betas[0]``
+(Adam's :math:`\beta_1`), keeping the other entries.
+
 State: per parameter ``exp_avg``, ``exp_avg_sq`` (float32 for bfloat16/float16 parameters), per group
 (replicated) ``step_size``, ``avg_decrease``, ``avg_norm``, optimizer-wide (replicated) ``step``,
 ``warmup_done``, ``next_group``: all 0-d float64.

@@ -71,6 +71,9 @@ Known deviations from the reference, and why:
   a rejected trial; the package raises ``ValueError('nans detected')`` on a NaN parameter, descend skips a
   step whose start loss or gradient is not finite instead.
 
+LR schedulers scale ``lr``; ``OneCycleLR(cycle_momentum=True)`` finds ``betas`` and cycles ``betas[0]``
+(Adam's :math:`\beta_1`), keeping the other entries.
+
 State: per parameter ``exp_avg`` (:math:`m`), ``exp_avg_sq`` (:math:`v`); per group (replicated, 0-d float64)
 ``step``, ``step_size``, ``since_search``, ``avg_step_slow``, ``avg_step_fast``, ``avg_decrease``,
 ``avg_norm``.

@@ -53,6 +53,9 @@ Known deviations from the reference, and why:
   the loss's dtype); identical for float64.  A trial with a non-finite loss is rejected (the reference would
   accept ``-inf``; for Goldstein it would raise).  A non-finite loss or gradient at the start skips the step.
 
+LR schedulers scale ``lr``.  SLS has no momentum: ``OneCycleLR`` needs ``cycle_momentum=False`` (torch's own
+error says so otherwise).
+
 State (per parameter, replicated per group): ``step_size`` (accepted :math:`\eta`) and ``step``, 0-d float64.
 """
 
