@@ -617,6 +617,25 @@ def test_load_state_dict_of_another_optimizer_is_refused(cls: type) -> None:
     del missing["state"][0]["step_size"]
     with pytest.raises(ValueError, match="step_size"):
         opt.load_state_dict(missing)
+    if "exp_avg" in opt.state[P[0]]:
+        half = copy.deepcopy(opt.state_dict())
+        del half["state"][0]["exp_avg_sq"]
+        with pytest.raises(ValueError, match="exp_avg_sq"):
+            opt.load_state_dict(half)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_state_of_a_frozen_group_round_trips(cls: type) -> None:
+    """A group with lr = 0 gets no moments (the layer-wise search still keeps its step size): such a state
+    loads back."""
+    P, loss = _data(34)
+    opt = cls([{"params": P[:2]}, {"params": P[2:], "lr": 0.0}])
+    for t in range(3):
+        opt.step(lambda t=t: loss(P, t))
+    Q = _copy(P)
+    other = cls([{"params": Q[:2]}, {"params": Q[2:], "lr": 0.0}])
+    other.load_state_dict(opt.state_dict())
+    _lockstep(opt, P, other, Q, loss, range(3, 6))
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)

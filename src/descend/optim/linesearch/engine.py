@@ -407,8 +407,11 @@ class LineSearchOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{name}.load_state_dict: param group {i} lacks {missing} "
                                  "(a state_dict of another optimizer?)")
             self._check(g)
+        moments = self._state_keys & _MOMENTS  # absent for parameters that never moved (a group with lr = 0)
         for pid, st in state_dict["state"].items():
-            if st and set(st) != self._state_keys:
+            keys = set(st)
+            ok = self._state_keys - moments <= keys <= self._state_keys and keys & moments in (set(), moments)
+            if st and not ok:
                 raise ValueError(f"{name}.load_state_dict: the state of parameter {pid} has keys {sorted(st)}, "
                                  f"expected {sorted(self._state_keys)} (a state_dict of another optimizer?)")
         load_state_dict_keeping_dtypes(self, state_dict)
