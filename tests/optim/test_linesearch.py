@@ -291,7 +291,7 @@ def test_closure_errors(cls: type) -> None:
     with pytest.raises(RuntimeError, match="closure"):
         opt.step()
     with pytest.raises(TypeError, match="one-element tensor"):
-        opt.step(lambda: float(loss().detach()))
+        opt.step(lambda: "0.5")
     with pytest.raises(TypeError, match="one-element tensor"):
         opt.step(lambda: torch.stack([loss(), loss()]))
 
@@ -444,16 +444,17 @@ def test_torch_closure_convention_gives_the_same_iterates(cls: type, zero_to_non
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_lightning_style_closure_returning_a_detached_loss(cls: type) -> None:
-    """PyTorch Lightning's closure back-propagates and returns ``loss.detach().clone()``."""
+    """PyTorch Lightning's closure back-propagates and returns ``loss.detach().clone()``; some LBFGS closures
+    return ``loss.item()``."""
     P1, loss = _data(21)
     P2 = _copy(P1)
     a, b = cls(_groups(cls, P1)), cls(_groups(cls, P2))
     for t in range(6):
-        def closure(t: int = t) -> torch.Tensor:
+        def closure(t: int = t) -> torch.Tensor | float:
             b.zero_grad()
             value = loss(P2, t)
             value.backward()
-            return value.detach().clone()
+            return value.detach().clone() if t % 2 else value.item()  # LBFGS-style closures may return a number
         a.step(lambda t=t: loss(P1, t))
         b.step(closure=closure)
         assert _equal(P1, P2)
@@ -483,6 +484,7 @@ def test_no_gradient_is_a_no_op(cls: type) -> None:
     assert torch.equal(out, torch.tensor([1.0]))
     assert _equal(params, before) and not opt.state
     assert opt.step(lambda: None) is None and not opt.state
+    assert opt.step(lambda: 1) == 1 and not opt.state  # PyTorch's hook tests use such a closure
     # parameters that require grad but on which the loss does not depend
     P, loss = _data(23)
     other = torch.zeros(3, dtype=torch.float64, requires_grad=True)

@@ -29,7 +29,8 @@ state, validation, copying and loading.
   the gradient at the start point is kept aside.
 
 In both conventions ``p.grad`` holds the gradient at the start point after ``step()``, which returns the
-(detached) loss at the start point.  If no parameter has a gradient after the first evaluation (the loss
+(detached) loss at the start point.  A closure that back-propagates may return the loss as a Python number
+(``loss.item()``), as LBFGS allows.  If no parameter has a gradient after the first evaluation (the loss
 does not depend on them, or the closure returned ``None``), ``step`` is a no-op, as for every torch
 optimizer: parameters and state are unchanged.  If the closure raises during the search, the parameters
 are restored to where they were before the step and the optimizer state is untouched (state is written
@@ -89,6 +90,7 @@ __all__ = [
 ]
 
 Closure = Callable[[], Any]
+Loss = torch.Tensor | float  # what a closure returns: a one-element tensor, or a number if it back-propagates
 _LOW = (torch.bfloat16, torch.float16)
 _MOMENTS = frozenset({"exp_avg", "exp_avg_sq"})  # per-coordinate state; every other key is a scalar
 _RngState = tuple[torch.Tensor, list[torch.Tensor] | None]
@@ -270,13 +272,14 @@ class _ClosureRunner:
         self.start_grads: dict[torch.Tensor, torch.Tensor] = {}
         self.trials = 0
 
-    def _check(self, loss: Any) -> torch.Tensor | None:
-        if loss is not None and not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
-            raise TypeError(f"{self._name}: the closure must return the loss as a one-element tensor, "
-                            f"got {type(loss).__name__}")
+    def _check(self, loss: Any) -> Loss | None:
+        number = isinstance(loss, (int, float)) and not isinstance(loss, bool)
+        if loss is not None and not number and not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+            raise TypeError(f"{self._name}: the closure must return the loss as a one-element tensor (or a "
+                            f"number, if it calls backward() itself), got {type(loss).__name__}")
         return loss
 
-    def first(self) -> torch.Tensor | None:
+    def first(self) -> Loss | None:
         """Evaluate the loss and the gradient at the start point; return the detached loss."""
         self._opt.zero_grad(set_to_none=True)
         if self._repeat_rng:
@@ -284,7 +287,7 @@ class _ClosureRunner:
         with torch.enable_grad():
             loss = self._check(self._closure())
             self.backpropagates = any(p.grad is not None for p in self._params)
-            if not self.backpropagates and loss is not None and loss.requires_grad:
+            if not self.backpropagates and isinstance(loss, torch.Tensor) and loss.requires_grad:
                 loss.backward()
         if self._repeat_rng:
             self._after = _rng_snapshot()
@@ -293,7 +296,7 @@ class _ClosureRunner:
             raise TypeError(f"{self._name}: the closure returned None; a line search needs the loss")
         # the closure zeroes and refills the gradients at every trial: keep the start point's aside
         self.start_grads = {p: g.detach().clone() for p, g in grads.items()} if self.backpropagates else grads
-        return None if loss is None else loss.detach()
+        return loss.detach() if isinstance(loss, torch.Tensor) else loss
 
     def trial(self) -> float:
         """The loss at the current parameters (without autograd unless the closure back-propagates)."""
@@ -430,7 +433,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         return state
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor | None:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> Loss | None:  # type: ignore[override]
         for group in self.param_groups:
             self._check(group)
         runner = _ClosureRunner(closure, self)
@@ -441,7 +444,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             info: dict[str, float] = {} if loss is None else {"loss": float(loss)}
             if grads and _finite(loss, grads.values()):
                 starts = {p: p.detach().clone() for p in grads}
-                ctx = StepContext(self, float(loss), runner, starts)  # type: ignore[arg-type]
+                ctx = StepContext(self, float(loss), runner, starts)  # type: ignore[arg-type]  # finite: not None
                 try:
                     info.update(self._step(ctx))
                 except BaseException:
@@ -476,7 +479,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
 
-def _finite(loss: torch.Tensor | None, grads: Iterable[torch.Tensor]) -> bool:
+def _finite(loss: Loss | None, grads: Iterable[torch.Tensor]) -> bool:
     if loss is None or not math.isfinite(float(loss)):
         return False
     total = torch.stack([g.detach().float().pow(2).sum() if g.dtype in _LOW else g.detach().pow(2).sum().double()
