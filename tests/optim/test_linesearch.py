@@ -408,6 +408,18 @@ def _equal(P: list[torch.Tensor], Q: list[torch.Tensor]) -> bool:
     return all(torch.equal(p, q) for p, q in zip(P, Q, strict=True))
 
 
+Loss = Callable[[list[torch.Tensor], int], torch.Tensor]
+
+
+def _trained(cls: type, seed: int, steps: int, **kw: object) -> tuple[list[torch.Tensor], Loss, torch.optim.Optimizer]:
+    """Parameters, loss and an optimizer ``cls`` on them (``_groups``) after ``steps`` steps."""
+    P, loss = _data(seed)
+    opt = cls(_groups(cls, P), **kw)
+    for t in range(steps):
+        opt.step(lambda t=t: loss(P, t))
+    return P, loss, opt
+
+
 def _lockstep(a: torch.optim.Optimizer, P: list[torch.Tensor], b: torch.optim.Optimizer, Q: list[torch.Tensor],
               loss: Callable[[list[torch.Tensor], int], torch.Tensor], steps: range) -> None:
     """Step ``a`` on ``P`` and ``b`` on ``Q`` over the same batches; the parameters must stay bitwise equal."""
@@ -538,10 +550,7 @@ def test_closure_raising_mid_search_restores_parameters_and_state(cls: type, tor
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_state_dict_with_python_number_scalars_loads(cls: type) -> None:
     """Older torch and many checkpoints hold ``step`` (here every scalar) as a Python number."""
-    P, loss = _data(25)
-    opt = cls(_groups(cls, P))
-    for t in range(8):
-        opt.step(lambda t=t: loss(P, t))
+    P, loss, opt = _trained(cls, 25, 8)
     sd = copy.deepcopy(opt.state_dict())
     for st in sd["state"].values():
         for k, v in st.items():
@@ -556,11 +565,8 @@ def test_state_dict_with_python_number_scalars_loads(cls: type) -> None:
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_copy_then_step_equals_step(cls: type, how: str) -> None:
-    P, loss = _data(26)
     extra = {"warmup_steps": 2} if cls is LayerwiseAdamSLS else {}
-    opt = cls(_groups(cls, P), repeat_rng=True, **extra)
-    for t in range(3):
-        opt.step(lambda t=t: loss(P, t))
+    P, loss, opt = _trained(cls, 26, 3, repeat_rng=True, **extra)
     if how == "deepcopy":
         P2, opt2 = copy.deepcopy((P, opt))
     else:
@@ -737,10 +743,7 @@ def test_one_cycle_lr_cycles_adam_beta1() -> None:
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_float64_state_loads_into_float32_parameters(cls: type) -> None:
     """Moments take the parameters' dtype (as torch's loader does), scalars stay float64, and the run goes on."""
-    P, loss = _data(33)
-    opt = cls(_groups(cls, P))
-    for t in range(4):
-        opt.step(lambda t=t: loss(P, t))
+    P, loss, opt = _trained(cls, 33, 4)
     P32 = [p.detach().float().requires_grad_(True) for p in P]
     opt32 = cls(_groups(cls, P32))
     opt32.load_state_dict(opt.state_dict())
