@@ -14,10 +14,9 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 # Each optimizer module registers itself on import; keep one import line per module below.
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
 from .adabelief import AdaBelief
-from .adam_sls import LayerwiseAdamSLS
 from .agd import AcceleratedSGD
 from .frugal import FRUGAL, frugal_param_groups
-from .linesearch import SLS
+from .linesearch import SLS, LayerwiseAdamSLS, SaLSA
 from .lion import Lion
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
@@ -34,7 +33,6 @@ from .registry import (
     register,
     spec_for_fixture,
 )
-from .salsa import SaLSA
 from .shampoo import Shampoo
 from .soap import SOAP
 from .sophia import SophiaG, gnb_hessian_update

@@ -59,10 +59,13 @@ Reference behaviour reproduced on purpose (documented quirks):
 * Without smoothing, every trial overwrites :math:`\bar\delta_S` and :math:`\bar h_S` with the raw values.
 * If no trial is accepted, the momentum step is still taken with :math:`\eta\beta_b^{100}`.
 
-Deviations: closure convention and randomness (:mod:`descend.optim._linesearch_common`); float64 Python
+Deviations: closure convention and randomness (:mod:`descend.optim.linesearch.engine`); float64 Python
 arithmetic for every decision; a non-finite trial loss is a rejected trial that leaves the averages alone;
 a non-finite start loss/gradient skips the step; ``combine_threshold`` (merging groups whose step size
 collapsed, 0 = off by default in the reference) is not implemented.
+
+LR schedulers scale ``lr``; ``OneCycleLR(cycle_momentum=True)`` finds ``betas`` and cycles ``betas[0]``
+(Adam's :math:`\beta_1`), keeping the other entries.
 
 State: per parameter ``exp_avg``, ``exp_avg_sq`` (float32 for bfloat16/float16 parameters), per group
 (replicated) ``step_size``, ``avg_decrease``, ``avg_norm``, optimizer-wide (replicated) ``step``,
@@ -71,22 +74,25 @@ State: per parameter ``exp_avg``, ``exp_avg_sq`` (float32 for bfloat16/float16 p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import torch
-
-from ._linesearch_common import (
+from .._validate import check_betas, check_choice, check_float, check_int
+from ..registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .directions import AdamPreconditioner
+from .engine import (
+    AcceptanceRule,
+    Backtracking,
+    Line,
     LineSearchOptimizer,
-    StepClosure,
-    active,
-    finite,
-    read_scalars,
-    state_dtype,
-    write_scalars,
+    StepContext,
+    Verdict,
+    backtrack,
+    check_common,
+    check_reset,
+    hyper,
+    reset_step_size,
 )
-from ._validate import check_betas, check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["LayerwiseAdamSLS"]
 
@@ -94,10 +100,13 @@ __all__ = ["LayerwiseAdamSLS"]
 class LayerwiseAdamSLS(LineSearchOptimizer):
     """Adam-preconditioned Armijo line search with one step size per parameter group (layer), cycled.
 
-    ``step(closure)``: ``closure()`` returns the mini-batch loss without calling ``backward()``.
+    ``step(closure)``: ``closure()`` returns the mini-batch loss, with or without calling ``backward()``
+    (see :mod:`descend.optim.linesearch.engine`).
     """
 
     _name = "LayerwiseAdamSLS"
+    _state_keys = frozenset({"exp_avg", "exp_avg_sq", "step_size", "avg_decrease", "avg_norm", "step",
+                             "warmup_done", "next_group"})
 
     def __init__(
         self,
@@ -121,153 +130,121 @@ class LayerwiseAdamSLS(LineSearchOptimizer):
         defaults = dict(lr=lr, init_step_size=init_step_size, c=c, betas=tuple(betas), beta_b=beta_b,
                         beta_s=beta_s, gamma=gamma, n_batches_per_epoch=n_batches_per_epoch,
                         reset_option=reset_option, smooth=smooth, eps=eps, max_trials=max_trials)
-        _check(defaults)
         check_int("warmup_steps", warmup_steps, 0)
         self.warmup_steps = warmup_steps
         super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    def _check_group(self, group: Mapping[str, Any]) -> None:
-        _check(group)
+    @staticmethod
+    def _check(h: Mapping[str, Any]) -> None:
+        check_common(h)
+        check_reset(h)
+        check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
+        check_betas("betas", h["betas"], 2)
+        check_float("beta_b", h["beta_b"], 0.0, 1.0, low_open=True, high_open=True)
+        check_float("beta_s", h["beta_s"], 0.0, 1.0, high_open=True)
+        check_choice("smooth", h["smooth"], (True, False))
+        check_float("eps", h["eps"], 0.0, low_open=True)
 
-    def _step(self, f0: float, runner: StepClosure) -> dict[str, float]:
+    def _step(self, ctx: StepContext) -> dict[str, float]:
         groups = self.param_groups
+        hs = [hyper(g) for g in groups]
         n = len(groups)
-        live = [bool(active(g)) and g["lr"] != 0 for g in groups]
+        params = [[p for p in g["params"] if p in ctx.grads] if h["lr"] != 0 else []
+                  for g, h in zip(groups, hs, strict=True)]
+        live = [bool(ps) for ps in params]
         if not any(live):
             return {}
-        every = [p for g in groups for p in g["params"]]
-        gl = read_scalars(every, self.state, {"step": 0.0, "warmup_done": 0.0, "next_group": 0.0})
+        gl = ctx.read([p for g in groups for p in g["params"]],
+                      {"step": 0.0, "warmup_done": 0.0, "next_group": 0.0})
         k = int(gl["step"]) + 1
         cycle = int(gl["next_group"]) % n
-        sc = [read_scalars(g["params"], self.state, {"step_size": float(g["init_step_size"]),
-                                                     "avg_decrease": 0.0, "avg_norm": 0.0}) for g in groups]
-        params = [active(g) if ok else [] for g, ok in zip(groups, live, strict=True)]
+        sc = [ctx.read(g["params"], {"step_size": float(h["init_step_size"]), "avg_decrease": 0.0,
+                                     "avg_norm": 0.0}) for g, h in zip(groups, hs, strict=True)]
 
-        # moments, preconditioned gradients (search directions), momentum directions, norms h_i
-        search_dir: list[list[torch.Tensor]] = []
-        step_dir: list[list[torch.Tensor]] = []
-        h = [0.0] * n
-        for i, (g, ps) in enumerate(zip(groups, params, strict=True)):
-            beta1, beta2 = g["betas"]
-            bc1, bc2 = 1 - beta1 ** k, 1 - beta2 ** k
-            sd, md, terms = [], [], []
-            for p in ps:
-                st = self.state[p]
-                if "exp_avg" not in st:
-                    st["exp_avg"] = torch.zeros_like(p, dtype=state_dtype(p), memory_format=torch.preserve_format)
-                    st["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p),
-                                                        memory_format=torch.preserve_format)
-                grad = p.grad.to(st["exp_avg"].dtype)
-                st["exp_avg_sq"].mul_(beta2).add_(torch.mul(grad, grad).mul_(1 - beta2))
-                st["exp_avg"].mul_(beta1).add_(torch.mul(grad, 1 - beta1))
-                pv = 1.0 / (torch.sqrt(st["exp_avg_sq"] / bc2) + g["eps"])
-                sd.append(pv * grad)
-                md.append(pv * (st["exp_avg"] / bc1))
-                terms.append((torch.mul(grad, grad) * pv).sum())
-            search_dir.append(sd)
-            step_dir.append(md)
-            if terms:
-                acc = terms[0]
-                for x in terms[1:]:
-                    acc = acc + x
-                h[i] = float(acc)
-            sc[i]["step_size"] = _reset(sc[i]["step_size"], g)
+        # per group: Adam moments, the search line (along P g), the step line (along P m_hat), h_i = <g, P g>
+        search: list[Line] = []
+        steps: list[Line] = []
+        norms = [0.0] * n
+        for i, (h, ps) in enumerate(zip(hs, params, strict=True)):
+            adam = AdamPreconditioner(ctx, ps, h["betas"][0], h["betas"][1], h["eps"], k)
+            search.append(ctx.line(ps, adam.gradient()))
+            steps.append(ctx.line(ps, adam.momentum()))
+            norms[i] = adam.gradient_norm()
+            sc[i]["step_size"] = reset_step_size(sc[i]["step_size"], h)
 
         if live[cycle]:
-            bs = groups[cycle]["beta_s"]
-            sc[cycle]["avg_norm"] = sc[cycle]["avg_norm"] * bs + h[cycle] * (1 - bs)
+            bs = hs[cycle]["beta_s"]
+            sc[cycle]["avg_norm"] = sc[cycle]["avg_norm"] * bs + norms[cycle] * (1 - bs)
 
-        x0 = [[p.detach().clone() for p in ps] for ps in params]
-
-        def place(i: int, step: float, dirs: list[list[torch.Tensor]]) -> None:
-            for p, x, d in zip(params[i], x0[i], dirs[i], strict=True):
-                p.copy_(x)
-                p.add_(d, alpha=-step)
-
-        trials_before = runner.trials
+        trials_before = ctx.trials
         in_warmup = gl["warmup_done"] < self.warmup_steps
-        if in_warmup:
-            last = max(i for i in range(n) if live[i])
+        if in_warmup:  # one global search sets one step size for every group
             members = [i for i in range(n) if live[i]]
-            eta = self._search(members, last, sc[0]["step_size"], h, sc, f0, k, runner, place, search_dir,
+            last = members[-1]
+            eta = self._search(ctx, members, last, sc[0]["step_size"], norms, sc, k, search,
                                smoothed_norm=sum(s["avg_norm"] for s in sc))
             for i in members:
                 sc[i]["step_size"] = eta
-                place(i, groups[i]["lr"] * eta, step_dir)
+                steps[i].place(hs[i]["lr"] * eta)
             gl["warmup_done"] += 1
             if gl["warmup_done"] >= self.warmup_steps:
                 for i in range(n):
                     sc[i]["avg_norm"] = sc[0]["avg_norm"]
                     sc[i]["avg_decrease"] = sc[last]["avg_decrease"]
-        else:
+        else:  # the group whose turn it is searches; every group steps with its own step size
             for i in range(n):
                 if not live[i]:
                     continue
                 if i == cycle:
-                    sc[i]["step_size"] = self._search([i], i, sc[i]["step_size"], h, sc, f0, k, runner, place,
-                                                      search_dir, smoothed_norm=sc[i]["avg_norm"])
-                place(i, groups[i]["lr"] * sc[i]["step_size"], step_dir)
+                    sc[i]["step_size"] = self._search(ctx, [i], i, sc[i]["step_size"], norms, sc, k, search,
+                                                      smoothed_norm=sc[i]["avg_norm"])
+                steps[i].place(hs[i]["lr"] * sc[i]["step_size"])
             gl["next_group"] = float((cycle + 1) % n)
 
         gl["step"] = float(k)
         for i, g in enumerate(groups):
-            holders = [p for p in g["params"] if p.grad is not None or p in self.state]
-            write_scalars(holders, self.state, {**sc[i], **gl})
+            ctx.write(g["params"], {**sc[i], **gl})
         first = next(i for i in range(n) if live[i])
-        return {"step_size": sc[first]["step_size"], "line_search_trials": float(runner.trials - trials_before),
+        return {"step_size": sc[first]["step_size"], "line_search_trials": float(ctx.trials - trials_before),
                 "searched_group": float(-1 if in_warmup else cycle)}
 
-    def _search(self, members: list[int], idx: int, eta: float, h: list[float], sc: list[dict[str, float]],
-                f0: float, k: int, runner: StepClosure, place: Callable[..., None],
-                dirs: list[list[torch.Tensor]], *, smoothed_norm: float) -> float:
-        """Backtrack on the groups ``members`` (averages kept at index ``idx``); return the step size."""
-        g0 = self.param_groups[members[0]]
-        c, beta_b, beta_s = g0["c"], g0["beta_b"], g0["beta_s"]
-        smooth = self.param_groups[idx]["smooth"]
-        corr = 1 - beta_s ** k
-        suff = smoothed_norm / corr
-        if f0 == 0 or not suff >= 1e-8:
+    def _search(self, ctx: StepContext, members: list[int], idx: int, eta: float, norms: list[float],
+                sc: list[dict[str, float]], k: int, lines: list[Line], *, smoothed_norm: float) -> float:
+        """Backtrack on the groups ``members`` (averages kept at index ``idx``); return the step size.
+
+        The momentum step follows whatever the search returns, accepted or not (reference behaviour)."""
+        g0 = hyper(self.param_groups[members[0]])
+        corr = 1 - g0["beta_s"] ** k
+        if ctx.f0 == 0 or not smoothed_norm / corr >= 1e-8:
             return eta
-        for _ in range(g0["max_trials"]):
-            for i in members:
-                place(i, eta, dirs)
-            f_new = runner.trial()
-            if finite(f_new):
-                decrease = (sc[idx]["avg_decrease"] * beta_s + (f0 - f_new) * (1 - beta_s)) / corr
-                if not smooth:
-                    decrease = f0 - f_new
-                    sc[idx]["avg_decrease"] = decrease
-                    suff = h[idx]
-                    sc[idx]["avg_norm"] = suff
-                if decrease >= eta * c * suff:
-                    sc[idx]["avg_decrease"] = sc[idx]["avg_decrease"] * beta_s + (f0 - f_new) * (1 - beta_s)
-                    return eta
-            eta = eta * beta_b
-        return eta
+        rule = _armijo(ctx.f0, g0["c"], g0["beta_s"], corr, smoothed_norm / corr, norms[idx], sc[idx],
+                       smooth=self.param_groups[idx]["smooth"])
+        result = backtrack([lines[i] for i in members], eta, rule, ctx.evaluate,
+                           Backtracking(g0["beta_b"], g0["max_trials"]))
+        return result.step
 
 
-def _reset(eta: float, group: Mapping[str, Any]) -> float:
-    opt = group["reset_option"]
-    if opt == 1:
-        return eta * group["gamma"] ** (1.0 / group["n_batches_per_epoch"])
-    if opt == 2:
-        return float(group["init_step_size"])
-    return eta
+def _armijo(f0: float, c: float, beta_s: float, corr: float, smoothed: float, raw: float, s: dict[str, float],
+            *, smooth: bool) -> AcceptanceRule:
+    """Armijo on the groups searched, as in the reference: with ``smooth`` the bias-corrected smoothed
+    decrease against the smoothed norm; without, the raw decrease against the raw norm ``raw``, and every
+    trial overwrites the averages ``s`` with the raw values (reference quirk).  ``avg_decrease`` is updated
+    once more on acceptance."""
+    suff = smoothed
 
-
-def _check(h: Mapping[str, Any]) -> None:
-    check_float("lr", h["lr"], 0.0)
-    check_float("init_step_size", h["init_step_size"], 0.0, low_open=True)
-    check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
-    check_betas("betas", h["betas"], 2)
-    check_float("beta_b", h["beta_b"], 0.0, 1.0, low_open=True, high_open=True)
-    check_float("beta_s", h["beta_s"], 0.0, 1.0, high_open=True)
-    check_float("gamma", h["gamma"], 0.0, low_open=True)
-    check_int("n_batches_per_epoch", h["n_batches_per_epoch"], 1)
-    check_choice("reset_option", h["reset_option"], (0, 1, 2))
-    check_choice("smooth", h["smooth"], (True, False))
-    check_float("eps", h["eps"], 0.0, low_open=True)
-    check_int("max_trials", h["max_trials"], 1)
+    def rule(eta: float, f_new: float) -> Verdict:
+        nonlocal suff
+        decrease = (s["avg_decrease"] * beta_s + (f0 - f_new) * (1 - beta_s)) / corr
+        if not smooth:
+            decrease = f0 - f_new
+            s["avg_decrease"] = decrease
+            suff = raw
+            s["avg_norm"] = suff
+        if decrease >= eta * c * suff:
+            s["avg_decrease"] = s["avg_decrease"] * beta_s + (f0 - f_new) * (1 - beta_s)
+            return Verdict.ACCEPT
+        return Verdict.SHORTER
+    return rule
 
 
 register(OptimizerSpec(

@@ -60,7 +60,7 @@ Reference: ``SaLSa-Optimizer==0.1.0`` ``salsa.SaLSA.SaLSA`` (= ``TheMody/No-lear
 
 Known deviations from the reference, and why:
 
-* Closure convention and randomness: see :mod:`descend.optim._linesearch_common` (the package's closure is
+* Closure convention and randomness: see :mod:`descend.optim.linesearch.engine` (the package's closure is
   ``closure(backwards=False)`` and calls ``backward()`` itself; it reseeds torch/numpy from the clock).
 * Parameter groups: the package supports one group only; descend runs one independent search per group
   (own step size, averages and counters), all against the loss at the start of the step, in group order.
@@ -70,6 +70,9 @@ Known deviations from the reference, and why:
   uses the default dtype).  Moments of bfloat16/float16 parameters are float32.  A non-finite trial loss is
   a rejected trial; the package raises ``ValueError('nans detected')`` on a NaN parameter, descend skips a
   step whose start loss or gradient is not finite instead.
+
+LR schedulers scale ``lr``; ``OneCycleLR(cycle_momentum=True)`` finds ``betas`` and cycles ``betas[0]``
+(Adam's :math:`\beta_1`), keeping the other entries.
 
 State: per parameter ``exp_avg`` (:math:`m`), ``exp_avg_sq`` (:math:`v`); per group (replicated, 0-d float64)
 ``step``, ``step_size``, ``since_search``, ``avg_step_slow``, ``avg_step_fast``, ``avg_decrease``,
@@ -83,16 +86,20 @@ from typing import Any, Literal
 
 import torch
 
-from ._linesearch_common import (
+from .._validate import check_betas, check_choice, check_float
+from ..registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .directions import AdamPreconditioner
+from .engine import (
+    AcceptanceRule,
+    Backtracking,
     LineSearchOptimizer,
-    StepClosure,
-    finite,
-    read_scalars,
-    state_dtype,
-    write_scalars,
+    StepContext,
+    Verdict,
+    backtrack,
+    check_common,
+    observables,
+    settle,
 )
-from ._validate import check_betas, check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["SaLSA"]
 
@@ -102,10 +109,12 @@ _SCALARS = ("step", "step_size", "since_search", "avg_step_slow", "avg_step_fast
 class SaLSA(LineSearchOptimizer):
     """Adam-preconditioned stochastic line search with a smoothed Armijo condition (SaLSa).
 
-    ``step(closure)``: ``closure()`` returns the mini-batch loss without calling ``backward()``.
+    ``step(closure)``: ``closure()`` returns the mini-batch loss, with or without calling ``backward()``
+    (see :mod:`descend.optim.linesearch.engine`).
     """
 
     _name = "SaLSA"
+    _state_keys = frozenset({"exp_avg", "exp_avg_sq", *_SCALARS})
 
     def __init__(
         self,
@@ -127,124 +136,82 @@ class SaLSA(LineSearchOptimizer):
         defaults = dict(lr=lr, init_step_size=init_step_size, c=c, betas=tuple(betas), speed_up=speed_up,
                         use_mv=use_mv, decrease_factor=decrease_factor, growth_factor=growth_factor, eps=eps,
                         max_trials=max_trials, bias_correction=bias_correction)
-        _check(defaults)
         super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    def _check_group(self, group: Mapping[str, Any]) -> None:
-        _check(group)
+    @staticmethod
+    def _check(h: Mapping[str, Any]) -> None:
+        check_common(h)
+        check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
+        check_betas("betas", h["betas"], 3)
+        check_choice("speed_up", h["speed_up"], (True, False))
+        check_choice("use_mv", h["use_mv"], (True, False))
+        check_float("decrease_factor", h["decrease_factor"], 0.0, 1.0, low_open=True, high_open=True)
+        check_float("growth_factor", h["growth_factor"], 1.0)
+        check_float("eps", h["eps"], 0.0, low_open=True)
+        check_choice("bias_correction", h["bias_correction"], ("package", "textbook"))
 
-    def _group_step(self, group: dict[str, Any], params: list[torch.Tensor], f0: float,
-                    runner: StepClosure) -> dict[str, float]:
-        beta1, beta2, beta3 = group["betas"]
-        init = float(group["init_step_size"])
-        s = read_scalars(group["params"], self.state, {
-            "step": 0.0, "step_size": init, "since_search": 100.0, "avg_step_slow": 1e-8,
+    def _group_step(self, ctx: StepContext, group: Mapping[str, Any], h: Mapping[str, Any],
+                    params: list[torch.Tensor]) -> dict[str, float]:
+        beta1, beta2, beta3 = h["betas"]
+        s = ctx.read(group["params"], {
+            "step": 0.0, "step_size": float(h["init_step_size"]), "since_search": 100.0, "avg_step_slow": 1e-8,
             "avg_step_fast": 1e-8, "avg_decrease": 0.0, "avg_norm": 0.0})
         t = int(s["step"]) + 1
-        tau = t + 1 if group["bias_correction"] == "package" else t
+        tau = t + 1 if h["bias_correction"] == "package" else t
         rate = s["avg_step_fast"] / s["avg_step_slow"]
         if rate < 1:
             rate = 1 / rate
         needed = min(10, 1 / ((rate - 1) + 1e-8))
         s["since_search"] += 1
 
-        grads = [p.grad for p in params]
-        for p, g in zip(params, grads, strict=True):
-            st = self.state[p]
-            if "exp_avg" not in st:
-                st["exp_avg"] = torch.zeros_like(p, dtype=state_dtype(p), memory_format=torch.preserve_format)
-                st["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p), memory_format=torch.preserve_format)
-            gs = g.to(st["exp_avg"].dtype)
-            st["exp_avg_sq"].mul_(beta2).add_(torch.mul(gs, gs).mul_(1 - beta2))
-            st["exp_avg"].mul_(beta1).add_(torch.mul(gs, 1 - beta1))
-
-        bc2, bc1 = 1 - beta2 ** max(1, tau), 1 - beta1 ** max(1, tau)
-        precond = [1.0 / (torch.sqrt(self.state[p]["exp_avg_sq"] / bc2) + group["eps"]) for p in params]
-        eta = s["step_size"] * group["growth_factor"]
-        lr = group["lr"]
-        trials_before = runner.trials
-        searched = not group["speed_up"] or t < 10 or s["since_search"] >= needed
-
-        def momentum_dirs() -> list[torch.Tensor]:
-            return [pv * (self.state[p]["exp_avg"] / bc1) for p, pv in zip(params, precond, strict=True)]
-
+        adam = AdamPreconditioner(ctx, params, beta1, beta2, h["eps"], max(1, tau))
+        eta = s["step_size"] * h["growth_factor"]  # the step-size update between searches
+        lr = h["lr"]
+        trials = 0
+        searched = not h["speed_up"] or t < 10 or s["since_search"] >= needed
         if searched:
             s["since_search"] = 0.0
-            gs_ = [g.to(pv.dtype) for g, pv in zip(grads, precond, strict=True)]
-            if group["use_mv"]:
-                dirs = momentum_dirs()
-                norm = _sum([torch.inner(g.flatten(), d.flatten()) for g, d in zip(gs_, dirs, strict=True)])
+            if h["use_mv"]:
+                dirs = adam.momentum()
+                norm = adam.slope(dirs)
             else:
-                dirs = [pv * g for pv, g in zip(precond, gs_, strict=True)]
-                norm = _sum([(torch.mul(g, g) * pv).sum() for g, pv in zip(gs_, precond, strict=True)])
+                dirs = adam.gradient()
+                norm = adam.gradient_norm()
             s["avg_norm"] = s["avg_norm"] * beta3 + norm * (1 - beta3)
-            x0 = [p.detach().clone() for p in params]
-
-            def move(step: float, d: list[torch.Tensor]) -> None:
-                for p, x, di in zip(params, x0, d, strict=True):
-                    p.copy_(x)
-                    p.add_(di, alpha=-step)
-
-            if f0 != 0 and s["avg_norm"] >= 1e-8:
-                c, shrink = group["c"], group["decrease_factor"]
-                at: float | None = None
-                accepted, last_finite = False, True
-                for _ in range(group["max_trials"]):
-                    move(eta, dirs)
-                    at = eta
-                    f_new = runner.trial()
-                    last_finite = finite(f_new)
-                    if last_finite:
-                        if f0 - f_new == 0:
-                            accepted = True
-                            break
-                        decrease = s["avg_decrease"] * beta3 + (f0 - f_new) * (1 - beta3)
-                        if decrease >= eta * c * s["avg_norm"]:
-                            s["avg_decrease"] = s["avg_decrease"] * beta3 + (f0 - f_new) * (1 - beta3)
-                            accepted = True
-                            break
-                    eta = eta * shrink
-                if not accepted and not last_finite:
-                    move(0.0, dirs)
-                    at = None
-                if at is not None and lr != 1.0:
-                    move(lr * at, dirs)
-            else:
-                move(lr * eta, momentum_dirs())
+            if ctx.f0 != 0 and s["avg_norm"] >= 1e-8:
+                line = ctx.line(params, dirs)
+                bt = Backtracking(h["decrease_factor"], h["max_trials"])
+                result = backtrack([line], eta, _smoothed_armijo(ctx.f0, h["c"], beta3, s), ctx.evaluate, bt)
+                settle([line], result, lr)
+                eta, trials = result.step, result.trials
+            else:  # no search: Adam's momentum step with the grown step size
+                ctx.line(params, adam.momentum()).place(lr * eta)
             s["step_size"] = eta
             s["avg_step_slow"] = s["avg_step_slow"] * 0.99 + eta * (1 - 0.99)
             s["avg_step_fast"] = s["avg_step_fast"] * 0.9 + eta * (1 - 0.9)
-        else:
-            for p, d in zip(params, momentum_dirs(), strict=True):
-                p.add_(d, alpha=-(lr * eta))
+        else:  # skipped search: momentum step with the grown step size, which is not stored
+            ctx.line(params, adam.momentum()).place(lr * eta)
         s["step"] = float(t)
-        write_scalars([p for p in group["params"] if p.grad is not None or p in self.state], self.state, s)
-        return {"step_size": s["step_size"], "line_search_trials": float(runner.trials - trials_before),
+        ctx.write(group["params"], s)
+        return {"step_size": s["step_size"], "line_search_trials": float(trials),
                 "line_search": float(searched), "ls_freq": float(needed)}
 
 
-def _sum(terms: list[torch.Tensor]) -> float:
-    acc = terms[0]
-    for x in terms[1:]:
-        acc = acc + x
-    return float(acc)
+def _smoothed_armijo(f0: float, c: float, beta3: float, s: dict[str, float]) -> AcceptanceRule:
+    """SaLSa's condition: the smoothed decrease ``beta3 avg_decrease + (1 - beta3)(f(x) - f(x_try))`` is at
+    least ``c eta avg_norm``, or the loss did not change at all; ``avg_decrease`` is updated on acceptance."""
+    def rule(eta: float, f_new: float) -> Verdict:
+        if f0 - f_new == 0:
+            return Verdict.ACCEPT
+        decrease = s["avg_decrease"] * beta3 + (f0 - f_new) * (1 - beta3)
+        if decrease >= eta * c * s["avg_norm"]:
+            s["avg_decrease"] = s["avg_decrease"] * beta3 + (f0 - f_new) * (1 - beta3)
+            return Verdict.ACCEPT
+        return Verdict.SHORTER
+    return rule
 
 
-def _check(h: Mapping[str, Any]) -> None:
-    check_float("lr", h["lr"], 0.0)
-    check_float("init_step_size", h["init_step_size"], 0.0, low_open=True)
-    check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
-    check_betas("betas", h["betas"], 3)
-    check_choice("speed_up", h["speed_up"], (True, False))
-    check_choice("use_mv", h["use_mv"], (True, False))
-    check_float("decrease_factor", h["decrease_factor"], 0.0, 1.0, low_open=True, high_open=True)
-    check_float("growth_factor", h["growth_factor"], 1.0)
-    check_float("eps", h["eps"], 0.0, low_open=True)
-    check_int("max_trials", h["max_trials"], 1)
-    check_choice("bias_correction", h["bias_correction"], ("package", "textbook"))
-
-
-# ----------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # registry
 
 
@@ -253,10 +220,6 @@ def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> 
     if "momentum" in h:
         h["betas"] = tuple(h.pop("momentum"))
     return SaLSA([params[n] for n in fx["param_order"]], **h)
-
-
-def _observables(opt: torch.optim.Optimizer) -> Mapping[str, float]:
-    return dict(getattr(opt, "last_step_info", {}))
 
 
 register(OptimizerSpec(
@@ -274,7 +237,7 @@ register(OptimizerSpec(
     lr_key="lr",
     fixture_names=("salsa",),
     from_fixture=_from_fixture,
-    observables=_observables,
+    observables=observables,
     convergence={
         # measured: quadratic 2.6e-4 after 150 steps; Rosenbrock 0.028 after 2500 steps
         "quadratic": ConvergenceCheck({}, steps=150),

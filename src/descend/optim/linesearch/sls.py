@@ -42,7 +42,7 @@ PyPI, so there is no live comparison.
 
 Known deviations from the reference, and why:
 
-* Closure convention and randomness: see :mod:`descend.optim._linesearch_common` (the reference calls
+* Closure convention and randomness: see :mod:`descend.optim.linesearch.engine` (the reference calls
   ``closure()`` + ``backward()`` itself but leaves zeroing the gradients to the user, and reseeds the global
   RNGs from the clock; descend zeroes the gradients and offers ``repeat_rng`` instead of reseeding).
 * Several parameter groups: the reference starts every group's search from one shared step size and keeps
@@ -52,6 +52,9 @@ Known deviations from the reference, and why:
 * Accept/reject arithmetic is done in float64 Python floats for every parameter dtype (the reference uses
   the loss's dtype); identical for float64.  A trial with a non-finite loss is rejected (the reference would
   accept ``-inf``; for Goldstein it would raise).  A non-finite loss or gradient at the start skips the step.
+
+LR schedulers scale ``lr``.  SLS has no momentum: ``OneCycleLR`` needs ``cycle_momentum=False`` (torch's own
+error says so otherwise).
 
 State (per parameter, replicated per group): ``step_size`` (accepted :math:`\eta`) and ``step``, 0-d float64.
 """
@@ -63,16 +66,22 @@ from typing import Any, Literal
 
 import torch
 
-from ._linesearch_common import (
+from .._validate import check_choice, check_float
+from ..registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .directions import sq_norm
+from .engine import (
+    AcceptanceRule,
+    Backtracking,
     LineSearchOptimizer,
-    StepClosure,
-    finite,
-    read_scalars,
-    sq_norm,
-    write_scalars,
+    StepContext,
+    Verdict,
+    backtrack,
+    check_common,
+    check_reset,
+    observables,
+    reset_step_size,
+    settle,
 )
-from ._validate import check_choice, check_float, check_int
-from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["SLS"]
 
@@ -80,10 +89,12 @@ __all__ = ["SLS"]
 class SLS(LineSearchOptimizer):
     """SGD whose step size is found by a stochastic Armijo (or Goldstein) backtracking line search.
 
-    ``step(closure)``: ``closure()`` returns the mini-batch loss without calling ``backward()``.
+    ``step(closure)``: ``closure()`` returns the mini-batch loss, with or without calling ``backward()``
+    (see :mod:`descend.optim.linesearch.engine`).
     """
 
     _name = "SLS"
+    _state_keys = frozenset({"step_size", "step"})
 
     def __init__(
         self,
@@ -106,104 +117,62 @@ class SLS(LineSearchOptimizer):
         defaults = dict(lr=lr, init_step_size=init_step_size, c=c, beta_b=beta_b, gamma=gamma, beta_f=beta_f,
                         n_batches_per_epoch=n_batches_per_epoch, reset_option=reset_option, eta_max=eta_max,
                         bound_step_size=bound_step_size, line_search=line_search, max_trials=max_trials)
-        _check(defaults)
         super().__init__(params, defaults, repeat_rng=repeat_rng)
 
-    def _check_group(self, group: Mapping[str, Any]) -> None:
-        _check(group)
+    @staticmethod
+    def _check(h: Mapping[str, Any]) -> None:
+        check_common(h)
+        check_reset(h)
+        check_choice("line_search", h["line_search"], ("armijo", "goldstein"))
+        if h["line_search"] == "goldstein":
+            check_float("c", h["c"], 0.0, 0.5, low_open=True)  # c > 1/2 makes both conditions fail at once
+        else:
+            check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
+        check_float("beta_b", h["beta_b"], 0.0, 1.0, low_open=True, high_open=True)
+        check_float("beta_f", h["beta_f"], 1.0)
+        check_float("eta_max", h["eta_max"], 0.0, low_open=True)
+        check_choice("bound_step_size", h["bound_step_size"], (True, False))
 
-    def _group_step(self, group: dict[str, Any], params: list[torch.Tensor], f0: float,
-                    runner: StepClosure) -> dict[str, float]:
-        before = runner.trials
-        eta = self._search(group, params, f0, runner)
-        return {"step_size": eta, "line_search_trials": float(runner.trials - before)}
-
-    def _search(self, group: Mapping[str, Any], params: list[torch.Tensor], f0: float,
-                runner: StepClosure) -> float:
-        sc = read_scalars(group["params"], self.state, {"step_size": float(group["init_step_size"]),
-                                                        "step": 0.0})
-        eta = _reset(sc["step_size"], group)
-        grads = [p.grad for p in params]
+    def _group_step(self, ctx: StepContext, group: Mapping[str, Any], h: Mapping[str, Any],
+                    params: list[torch.Tensor]) -> dict[str, float]:
+        sc = ctx.read(group["params"], {"step_size": float(h["init_step_size"]), "step": 0.0})
+        eta = reset_step_size(sc["step_size"], h)
+        grads = [ctx.grads[p] for p in params]
         norm = sq_norm(grads) ** 0.5
-        gn2 = norm * norm  # the reference squares the rounded norm
-        c, beta_b = group["c"], group["beta_b"]
-        x0 = [p.detach().clone() for p in params]
-        buf = [torch.empty_like(p) for p in params]
-
-        def move(step: float) -> None:
-            for p, x, g, b in zip(params, x0, grads, buf, strict=True):
-                torch.mul(g, step, out=b)
-                torch.sub(x, b, out=p)
-
-        at: float | None = None  # the step size the parameters currently sit at (None = start point)
+        trials = 0
         if norm >= 1e-8:
-            found = False
-            last_finite = True
-            for _ in range(group["max_trials"]):
-                move(eta)
-                at = eta
-                f_new = runner.trial()
-                last_finite = finite(f_new)
-                if group["line_search"] == "armijo":
-                    if last_finite and f_new - (f0 - eta * c * gn2) <= 0:
-                        found = True
-                        break
-                    eta = eta * beta_b
-                else:
-                    armijo = last_finite and f_new <= f0 - eta * c * gn2
-                    curvature = last_finite and f_new >= f0 - eta * (1 - c) * gn2
-                    if armijo and curvature:
-                        found = True
-                        break
-                    if armijo:
-                        eta = eta * group["beta_f"]
-                        if group["bound_step_size"]:
-                            eta = min(eta, group["eta_max"])
-                    else:  # too long, or a non-finite loss
-                        eta = max(eta * beta_b, 1e-8)
-            if not found:
-                if group["line_search"] == "armijo":
-                    move(1e-6)
-                    at = 1e-6
-                elif not last_finite:
-                    move(0.0)
-                    at = None
-            lr = group["lr"]
-            if at is not None and lr != 1.0:
-                move(lr * at)
-        write_scalars([p for p in group["params"] if p.grad is not None or p in self.state], self.state,
-                      {"step_size": eta, "step": sc["step"] + 1})
-        return eta
+            goldstein = h["line_search"] == "goldstein"
+            rule = _goldstein if goldstein else _armijo
+            bt = Backtracking(h["beta_b"], h["max_trials"], increase=h["beta_f"],
+                              max_step=h["eta_max"] if h["bound_step_size"] else float("inf"),
+                              min_step=1e-8 if goldstein else 0.0)
+            line = ctx.line(params, grads, fused=False)  # the reference computes x - (eta g)
+            result = backtrack([line], eta, rule(ctx.f0, h["c"], norm * norm), ctx.evaluate, bt)
+            # Armijo without acceptance: the reference moves to x - 1e-6 g (and keeps the shrunk eta)
+            settle([line], result, h["lr"], fallback=None if goldstein else 1e-6)
+            eta, trials = result.step, result.trials
+        ctx.write(group["params"], {"step_size": eta, "step": sc["step"] + 1})
+        return {"step_size": eta, "line_search_trials": float(trials)}
 
 
-def _reset(eta: float, group: Mapping[str, Any]) -> float:
-    opt = group["reset_option"]
-    if opt == 1:
-        return eta * group["gamma"] ** (1.0 / group["n_batches_per_epoch"])
-    if opt == 2:
-        return float(group["init_step_size"])
-    return eta
+def _armijo(f0: float, c: float, gn2: float) -> AcceptanceRule:
+    """Armijo: ``f(x - eta g) <= f(x) - c eta ||g||^2`` (``gn2``: the reference squares the rounded norm),
+    evaluated in the reference's order of operations."""
+    def rule(eta: float, f_new: float) -> Verdict:
+        return Verdict.ACCEPT if f_new - (f0 - eta * c * gn2) <= 0 else Verdict.SHORTER
+    return rule
 
 
-def _check(h: Mapping[str, Any]) -> None:
-    check_float("lr", h["lr"], 0.0)
-    check_float("init_step_size", h["init_step_size"], 0.0, low_open=True)
-    check_choice("line_search", h["line_search"], ("armijo", "goldstein"))
-    if h["line_search"] == "goldstein":
-        check_float("c", h["c"], 0.0, 0.5, low_open=True)  # c > 1/2 makes both conditions fail at once
-    else:
-        check_float("c", h["c"], 0.0, 1.0, low_open=True, high_open=True)
-    check_float("beta_b", h["beta_b"], 0.0, 1.0, low_open=True, high_open=True)
-    check_float("gamma", h["gamma"], 0.0, low_open=True)
-    check_float("beta_f", h["beta_f"], 1.0)
-    check_int("n_batches_per_epoch", h["n_batches_per_epoch"], 1)
-    check_choice("reset_option", h["reset_option"], (0, 1, 2))
-    check_float("eta_max", h["eta_max"], 0.0, low_open=True)
-    check_choice("bound_step_size", h["bound_step_size"], (True, False))
-    check_int("max_trials", h["max_trials"], 1)
+def _goldstein(f0: float, c: float, gn2: float) -> AcceptanceRule:
+    """Goldstein: Armijo, and ``f(x - eta g) >= f(x) - (1 - c) eta ||g||^2`` (else the step was too short)."""
+    def rule(eta: float, f_new: float) -> Verdict:
+        if f_new <= f0 - eta * c * gn2:
+            return Verdict.ACCEPT if f_new >= f0 - eta * (1 - c) * gn2 else Verdict.LONGER
+        return Verdict.SHORTER
+    return rule
 
 
-# ----------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # registry
 
 
@@ -211,10 +180,6 @@ def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> 
     h = dict(fx["hyperparameters"])
     h["line_search"] = h.pop("line_search_fn", "armijo")
     return SLS([params[n] for n in fx["param_order"]], **h)
-
-
-def _observables(opt: torch.optim.Optimizer) -> Mapping[str, float]:
-    return dict(getattr(opt, "last_step_info", {}))
 
 
 register(OptimizerSpec(
@@ -232,7 +197,7 @@ register(OptimizerSpec(
     lr_key="lr",
     fixture_names=("sls_armijo_sgd",),
     from_fixture=_from_fixture,
-    observables=_observables,
+    observables=observables,
     convergence={
         # noiseless quadratic: 5e-9 after 50 steps.  Rosenbrock: gradient descent crawls along the valley
         # (||x-x*||/||x0-x*|| = 0.06 after 2000 steps, about 1 trial per step with the defaults)
