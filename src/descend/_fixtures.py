@@ -89,7 +89,7 @@ def read_json(path: str | Path) -> Any:
         raise FixtureError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from exc
     depth = _max_depth(text)
     if depth > MAX_DEPTH:
-        raise FixtureError(f"{where}: arrays/objects nested {depth} deep (at most {MAX_DEPTH} allowed)")
+        raise FixtureError(f"{where}: arrays/objects nested more than {MAX_DEPTH} deep")
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except FixtureError as exc:
@@ -261,13 +261,20 @@ class OneOf(Schema):
                 return
             except FixtureError as exc:
                 errors.append(str(exc))
-        # a value of the right container kind reports its own inner problem (more useful than "expected …")
-        same_kind = [e for o, e in zip(self.options, errors, strict=True)
-                     if (isinstance(o, Arr) and isinstance(v, list)) or (isinstance(o, (Obj, MapOf))
-                                                                         and isinstance(v, dict))]
+        # the alternative for this kind of value reports its own problem (more useful than "expected …")
+        same_kind = [e for o, e in zip(self.options, errors, strict=True) if _kind_schema(o) == _kind(v)]
         if len(same_kind) == 1:
             raise FixtureError(same_kind[0])
         raise self.fail(at, f"expected {self.what}, got {_kind(v)}{_show(v)}")
+
+
+def _kind_schema(o: Schema) -> str:
+    """The :func:`_kind` of the values ``o`` accepts ("" when it is not one kind)."""
+    for cls, kind in ((Num, "a number"), (Str, "a string"), (Bool, "a boolean"), (Arr, "an array"),
+                      (Obj, "an object"), (MapOf, "an object"), (Null, "null")):
+        if isinstance(o, cls):
+            return kind
+    return ""
 
 
 @dataclass(frozen=True)
@@ -387,9 +394,10 @@ def numel(shape: Sequence[int], at: str) -> int:
     return n
 
 
-def check_length(values: Sequence[Any], n: int, at: str, what: str) -> None:
+def check_length(values: Sequence[Any], n: int, at: str, why: str) -> None:
+    """Refuse ``values`` unless it has ``n`` entries; ``why`` says where ``n`` comes from."""
     if len(values) != n:
-        raise FixtureError(f"{at}: {len(values)} values, {what} needs {n}")
+        raise FixtureError(f"{at}: {len(values)} entries, expected {n} ({why})")
 
 
 def max_abs(arrays: Iterable[Sequence[float]]) -> float:
@@ -634,7 +642,7 @@ def _check_named(arrays: Mapping[str, Sequence[Any]], sizes: Mapping[str, int], 
     for name, values in arrays.items():
         if name not in sizes:
             raise FixtureError(f"{at}: {name!r} is not a parameter of param_order")
-        check_length(values, sizes[name], _join(at, name), f"shape {sizes[name]} elements:")
+        check_length(values, sizes[name], _join(at, name), "the size of the parameter's shape")
 
 
 def check_optimizer_fixture(fx: Any, where: str) -> None:
@@ -658,7 +666,7 @@ def _optimizer_cross_checks(fx: Mapping[str, Any]) -> None:
             raise FixtureError(f"params: missing parameter {name!r} (listed in param_order)")
         p = fx["params"][name]
         sizes[name] = numel(p["shape"], f"params.{name}.shape")
-        check_length(p["init"], sizes[name], f"params.{name}.init", f"shape {p['shape']}")
+        check_length(p["init"], sizes[name], f"params.{name}.init", f"the size of shape {p['shape']}")
     for name in fx["params"]:
         if name not in sizes:
             raise FixtureError(f"params.{name}: not in param_order")
@@ -668,7 +676,7 @@ def _optimizer_cross_checks(fx: Mapping[str, Any]) -> None:
     if fx["mode"] == "open_loop":
         if "grads" not in fx:
             raise FixtureError("mode open_loop needs 'grads'")
-        check_length(fx["grads"], steps, "grads", "one entry per trajectory step:")
+        check_length(fx["grads"], steps, "grads", "one per trajectory step")
         for t, entry in enumerate(fx["grads"]):
             _check_named(entry, sizes, f"grads[{t}]")
     else:
@@ -684,7 +692,7 @@ def _optimizer_cross_checks(fx: Mapping[str, Any]) -> None:
     extra = fx.get("extra", {})
     for key in STEP_OBSERVABLES:
         if key in extra:
-            check_length(extra[key], steps, f"extra.{key}", "one value per step:")
+            check_length(extra[key], steps, f"extra.{key}", "one per trajectory step")
     for i, update in enumerate(extra.get("hessian_updates", [])):
         if update["after_step"] > steps:
             raise FixtureError(f"extra.hessian_updates[{i}].after_step: {update['after_step']} is beyond the "
@@ -725,7 +733,7 @@ def _check_problem(prob: Mapping[str, Any], params: Mapping[str, Any], steps: in
     else:
         if "y" not in prob:
             raise FixtureError(f"problem: kind {kind!r} needs 'y'")
-        check_length(prob["y"], n, "problem.y", f"one label per row of X ({n} rows):")
+        check_length(prob["y"], n, "problem.y", "one label per row of X")
         k = 1
         if kind == "logistic":
             bad = [i for i, v in enumerate(prob["y"]) if v not in (0, 1)]
@@ -743,7 +751,7 @@ def _check_problem(prob: Mapping[str, Any], params: Mapping[str, Any], steps: in
         raise FixtureError(f"params.bias.shape: {params['bias']['shape']}, problem kind {kind!r} needs {[k]}")
     batches = prob.get("batches")
     if batches is not None:
-        check_length(batches, steps, "problem.batches", "one batch (or null) per step:")
+        check_length(batches, steps, "problem.batches", "one batch or null per trajectory step")
         for t, b in enumerate(batches):
             for i, row in enumerate(b or ()):
                 if row >= n:
@@ -791,7 +799,7 @@ _BILEVEL_SCHEMA = _Notes(
                                                                  "eps": Num(0.0), "theta": Num()}),
                                      **{k: Num() for k in BILEVEL_SCALARS},
                                      **{k: Arr(Int(1)) for k in BILEVEL_SUMMARIES}},
-                           other=OneOf((Arr(OneOf((Num(), Bool()))), Arr(NUMBERS)))),
+                           other=Arr(OneOf((Num(), Bool(), NUMBERS)))),
         "observables_tolerance": Obj(optional={"float": MapOf(_OBS_TOL), "exact": Arr(Str()), "why": Str()},
                                      other=_OBS_TOL),
     },
@@ -824,13 +832,13 @@ def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
         n = int(prob["n"])
         numel([n, n], "problem.n")
         for key in ("c", "c_x", "c_y"):
-            check_length(prob[key], n, f"problem.{key}", f"n = {n}:")
-        check_length(prob["G"], n * n, "problem.G", f"an n x n matrix (n = {n}):")
+            check_length(prob[key], n, f"problem.{key}", "problem.n")
+        check_length(prob["G"], n * n, "problem.G", "an n x n matrix")
     else:
         dim, ncts = int(prob["dim"]), int(prob["ncts"])
         numel([dim, ncts], "problem.dim, ncts")
-        check_length(prob["xcts0"], dim, "problem.xcts0", f"dim = {dim}:")
-        check_length(prob["xcts"], dim * ncts, "problem.xcts", f"ncts x dim = {ncts} x {dim}:")
+        check_length(prob["xcts0"], dim, "problem.xcts0", "problem.dim")
+        check_length(prob["xcts"], dim * ncts, "problem.xcts", "an ncts x dim matrix")
     hp = fx["hyperparameters"]
     if iter_key not in hp:
         raise FixtureError(f"hyperparameters: missing {iter_key!r} (the number of outer iterations)")
@@ -838,7 +846,7 @@ def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
     iterations = int(hp[iter_key])
     for key, length in inits.items():
         if key in fx["init"]:
-            check_length(fx["init"][key], _size(prob, length), f"init.{key}", f"{length} = {_size(prob, length)}:")
+            check_length(fx["init"][key], _size(prob, length), f"init.{key}", f"problem.{length}")
         elif key != "v0":
             raise FixtureError(f"init: missing {key!r}")
     for key in fx["init"]:
@@ -850,7 +858,7 @@ def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
     if its[-1] > iterations:
         raise FixtureError(f"trajectory_iterations: {its[-1]} is beyond the {iterations} iterations "
                            f"({iter_key}) of the run")
-    check_length(fx["trajectory"], len(its), "trajectory", "one entry per trajectory_iterations entry:")
+    check_length(fx["trajectory"], len(its), "trajectory", "one per trajectory_iterations entry")
     for i, (entry, k) in enumerate(zip(fx["trajectory"], its, strict=True)):
         if entry["k"] != k:
             raise FixtureError(f"trajectory[{i}].k: {entry['k']}, trajectory_iterations[{i}] is {k}")
@@ -864,7 +872,7 @@ def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
             if var not in variables:
                 raise FixtureError(f"trajectory[{i}].{var}: unknown variable (known: {', '.join(variables)})")
             check_length(values, _size(prob, variables[var]), f"trajectory[{i}].{var}",
-                         f"{variables[var]} = {_size(prob, variables[var])}:")
+                         f"problem.{variables[var]}")
     recorded = max_abs(v for entry in fx["trajectory"] for k, v in entry.items() if k != "k")
     check_tolerance(fx["tolerance"], recorded, "tolerance")
 
@@ -876,7 +884,7 @@ def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
             if any(b <= a for a, b in itertools.pairwise(values)) or any(v > iterations for v in values):
                 raise FixtureError(f"observables.{key}: not increasing iteration numbers within 1..{iterations}")
             continue
-        check_length(values, iterations, f"observables.{key}", f"one value per iteration ({iter_key}):")
+        check_length(values, iterations, f"observables.{key}", f"one per iteration, hyperparameters.{iter_key}")
     otol = fx.get("observables_tolerance", {})
     tolerances = {**otol.get("float", {}), **{k: v for k, v in otol.items() if k not in ("float", "exact", "why")}}
     for key in [*tolerances, *otol.get("exact", [])]:
