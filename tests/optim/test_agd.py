@@ -407,6 +407,8 @@ def _rho_exponents(kappa: float, n: int, d: int, batches: tuple[int, ...], eps: 
 
 def _check_rho_dependence(slopes: dict[str, float], rhos: list[float], counts: dict[str, list[int]]) -> None:
     info = (slopes, rhos, counts)
+    print(f"rho {[round(r, 2) for r in rhos]}: iterations {counts}; exponents of rho "  # shown with pytest -s
+          f"{ {m: round(v, 2) for m, v in slopes.items()} }")
     assert 0.9 <= slopes["sgd"] <= 1.1, info  # SGD at eta = 1/(rho L): linear in rho
     # the semi-stochastic scheme (arXiv:2404.02378v2, Eq. 5): the proven sqrt(rho) dependence
     assert 0.4 <= slopes["semi"] <= 0.62 and slopes["semi"] < slopes["sgd"] - 0.3, info
