@@ -188,7 +188,7 @@ def _replay(fx: Mapping[str, Any], name: str) -> ReplayResult:
     with _default_dtype(replay_opts.get("torch_default_dtype")):
         try:
             if spec.from_fixture is not None:
-                opt = spec.from_fixture(fx, P)
+                opt: Any = spec.from_fixture(fx, P)  # step(closure) and update_hessian() vary by optimizer
             else:
                 opt = spec.factory([P[n] for n in order], **fx["hyperparameters"])
         except (TypeError, ValueError, LookupError) as exc:
