@@ -693,6 +693,9 @@ def _optimizer_cross_checks(fx: Mapping[str, Any]) -> None:
     for key in STEP_OBSERVABLES:
         if key in extra:
             check_length(extra[key], steps, f"extra.{key}", "one per trajectory step")
+    after = [u["after_step"] for u in extra.get("hessian_updates", [])]
+    if len(set(after)) != len(after):
+        raise FixtureError(f"extra.hessian_updates: after_step values repeat ({after})")
     for i, update in enumerate(extra.get("hessian_updates", [])):
         if update["after_step"] > steps:
             raise FixtureError(f"extra.hessian_updates[{i}].after_step: {update['after_step']} is beyond the "

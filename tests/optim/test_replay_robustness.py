@@ -149,6 +149,12 @@ OPTIMIZER_CASES: list[tuple[str, Path, Any, str]] = [
      r"problem\.y\[2\]: 0\.5 is not a label 0 or 1"),
     ("replay_steps_disagree", CLOSED, lambda fx: fx["replay"].update(steps=41),
      r"replay\.steps: 41, but the trajectory has 40 steps"),
+    ("hessian_update_repeated", FIXTURES / "sophia_g__k3_dead_row.json",
+     lambda fx: fx["extra"]["hessian_updates"][1].update(after_step=3),
+     r"extra\.hessian_updates: after_step values repeat"),
+    ("hessian_update_beyond_steps", FIXTURES / "sophia_g__k3_dead_row.json",
+     lambda fx: fx["extra"]["hessian_updates"][-1].update(after_step=31),
+     r"extra\.hessian_updates\[9\]\.after_step: 31 is beyond the 30 recorded steps"),
     ("unregistered_and_malformed", UNREGISTERED, lambda fx: _set_all(fx, "trajectory", math.nan),
      r"trajectory\[0\]\.weight\[0\]: nan is not a finite number"),
 ]
@@ -305,6 +311,25 @@ def test_exit_status_of_each_outcome(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "REFUSED: cannot read the file (No such file or directory)" in capsys.readouterr().out
     assert main([str(wrong), str(OPEN), str(UNREGISTERED)]) == 1  # the worst status wins
+
+
+def test_a_replay_that_raises_is_one_error_line_and_the_others_still_run(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import descend.optim.replay as replay_mod
+
+    real = replay_mod.replay_file
+
+    def flaky(path: Any) -> Any:
+        if Path(path).name == OPEN.name:
+            raise RuntimeError("simulated bug\nwith a second line")
+        return real(path)
+
+    monkeypatch.setattr(replay_mod, "replay_file", flaky)
+    other = FIXTURES / "lion__wd_dead_row.json"
+    assert main([str(OPEN), str(other)]) == 2
+    rows = _rows(capsys.readouterr().out)
+    assert rows[OPEN.name].endswith("ERROR: the replay raised RuntimeError: simulated bug with a second line")
+    assert rows[other.name].endswith("ok")
 
 
 # ----------------------------------------------------------------------------------------------------
