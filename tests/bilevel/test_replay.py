@@ -61,10 +61,10 @@ def test_wrong_variant_fails():
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda fx: fx.update(format="other/1"), "format"),
-    (lambda fx: fx.update(solver="nope"), "unknown solver"),
+    (lambda fx: fx.update(solver="nope"), "no registered solver for fixture solver 'nope'"),
     (lambda fx: fx["hyperparameters"].update(extra=1), "unknown"),
     (lambda fx: fx["hyperparameters"].pop("T"), "missing"),
-    (lambda fx: fx.pop("tolerance"), "missing keys"),
+    (lambda fx: fx.pop("tolerance"), "missing key 'tolerance'"),
     (lambda fx: fx["observables"].update(new_thing=[0.0] * 60), "does not compute"),
 ])
 def test_uninterpretable_fixture_raises(mutate, match):
@@ -87,4 +87,4 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert rp.main(["--no-diagnostics", str(wrong)]) == 1
     assert rp.main([str(tmp_path / "empty_dir_does_not_exist")]) == 2
     out = capsys.readouterr().out
-    assert "CANNOT INTERPRET" in out and "FAIL" in out
+    assert "REFUSED" in out and "FAIL" in out

@@ -7,7 +7,6 @@ for the optimizer contract, and for the paper's claim on consistent least square
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator
 
@@ -57,21 +56,27 @@ def _loss_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - ta) ** 2).sum() + 0.1 * (a**4).sum() + ((b - tb) ** 2).sum() + 0.1 * a.sum() * b.sum()
 
 
-def _reference(y0: list[np.ndarray], lr: float, mu: float, gamma0: float, steps: int) -> list[list[np.ndarray]]:
-    """The algorithm block of the module docstring, literally; returns y_1 .. y_steps."""
+def _reference(y0: list[np.ndarray], lr: float, mu: float, gamma0: float, steps: int,
+               noise: list[list[np.ndarray]] | None = None, semi: bool = False) -> list[list[np.ndarray]]:
+    """The algorithm block of the module docstring, literally; returns y_1 .. y_steps.
+
+    ``noise[k]`` is added to the gradient of step k (a stochastic gradient); ``semi``: the estimating
+    sequence (the v update) uses the noise-free gradient (arXiv:2404.02378v2, Eq. 5)."""
     w = [x.copy() for x in y0]
     v = [x.copy() for x in y0]
     gamma = gamma0
     out = []
-    for _ in range(steps + 1):
+    for k in range(steps + 1):
         alpha = _ref_alpha(lr, gamma, mu)
         gamma_next = (1 - alpha) * gamma + alpha * mu
         y = [(alpha * gamma * vi + gamma_next * wi) / (gamma + alpha * mu) for vi, wi in zip(v, w, strict=True)]
         out.append(y)
-        g = _grads_np(y)
+        full = _grads_np(y)
+        g = full if noise is None or k >= len(noise) else [f + e for f, e in zip(full, noise[k], strict=True)]
+        g_v = full if semi else g
         w = [yi - lr * gi for yi, gi in zip(y, g, strict=True)]
         v = [((1 - alpha) * gamma * vi + alpha * mu * yi - alpha * gi) / gamma_next
-             for vi, yi, gi in zip(v, y, g, strict=True)]
+             for vi, yi, gi in zip(v, y, g_v, strict=True)]
         gamma = gamma_next
     return out[1:]
 
@@ -87,12 +92,58 @@ def test_matches_numpy_transcription(lr: float, mu: float, gamma0: float | None)
     g0 = opt.param_groups[0]["gamma0"]
     assert g0 == (gamma0 if gamma0 is not None else 1 / lr)
     ref = _reference(y0, lr, mu, g0, 40)
+    # rtol = atol = 1e-12: the same recurrence in another operation order rounds differently by a few ulps
+    # per step; the iteration is stable on this problem (|y| ~ 1), so 40 steps accumulate ~40 * 4 eps ~ 4e-14
+    # (tests/tolerances.py: accumulation_rtol); 1e-12 adds the growth of the momentum recurrence
     for k in range(40):
         opt.zero_grad()
         _loss_torch(a, b).backward()
         opt.step()
         for p, r in zip((a, b), ref[k], strict=True):
             np.testing.assert_allclose(p.detach().numpy(), r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("semi", [False, True])
+@pytest.mark.parametrize(("lr", "mu", "gamma0"), [(0.05, 0.0, 20.0), (0.05, 0.5, 0.5), (0.02, 2.0, 0.1)])
+def test_stochastic_gradients_match_numpy_transcription(lr: float, mu: float, gamma0: float, semi: bool) -> None:
+    """Stochastic gradient = gradient + fixed noise.  Fully stochastic: both updates use it; semi-stochastic
+    (``semi_stochastic=True``, the closure recomputes the noise-free gradient): only the primal step does.
+    Tolerance 1e-12: 40 steps of a contraction (|y| ~ 1, the iteration is stable), each adding a few ulps
+    (~1e-16) of rounding in a different operation order than NumPy's -- 40 * 1e-16 * (moderate growth)."""
+    rng = np.random.default_rng(1)
+    y0 = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    noise = [[0.3 * rng.standard_normal((3, 4)), 0.3 * rng.standard_normal(5)] for _ in range(41)]
+    a = torch.nn.Parameter(torch.from_numpy(y0[0].copy()))
+    b = torch.nn.Parameter(torch.from_numpy(y0[1].copy()))
+    opt = AcceleratedSGD([a, b], lr=lr, mu=mu, gamma0=gamma0, semi_stochastic=semi)
+    ref = _reference(y0, lr, mu, gamma0, 40, noise=noise, semi=semi)
+    other = _reference(y0, lr, mu, gamma0, 40, noise=noise, semi=not semi)
+
+    def full_gradient() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _loss_torch(a, b)
+        loss.backward()
+        return loss
+
+    for k in range(40):
+        full_gradient()
+        for p, e in zip((a, b), noise[k], strict=True):
+            p.grad += torch.from_numpy(e)  # the stochastic gradient step() is called with
+        opt.step(full_gradient if semi else None)
+        for p, r in zip((a, b), ref[k], strict=True):
+            np.testing.assert_allclose(p.detach().numpy(), r, rtol=1e-12, atol=1e-12)
+    assert np.abs(other[-1][0] - a.detach().numpy()).max() > 1e-3  # the two schemes differ visibly
+
+
+def test_semi_stochastic_needs_a_closure_and_a_bool() -> None:
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = AcceleratedSGD([w], lr=0.1, semi_stochastic=True)
+    w.grad = torch.ones(2)
+    with pytest.raises(ValueError, match="semi_stochastic=True needs step\\(closure\\)"):
+        opt.step()
+    assert len(opt.state) == 0 and torch.equal(w, torch.ones(2))
+    with pytest.raises(TypeError, match="semi_stochastic"):
+        AcceleratedSGD([w], lr=0.1, semi_stochastic=1)  # type: ignore[arg-type]
 
 
 def test_alpha_root() -> None:
@@ -279,8 +330,11 @@ def test_registry_entry() -> None:
 # mu-strongly convex (eigenvalues of H = A^T A / n), and mini-batch gradients (batch B, drawn with
 # replacement) satisfy the strong growth condition with the exactly computable constant
 #   rho = lambda_max(H^-1 E[H_S^2] H^-1),  E[H_S^2] = H^2 + (E[||a||^2 a a^T] - H^2) / B.
-# With eta = 1/(rho L): SGD needs ~ (rho L / mu) log(1/eps) iterations, accelerated SGD (gamma_0 = mu)
-# ~ sqrt(rho L / mu) log(1/eps), so the speed-up grows like sqrt(rho L / mu).
+# At a fixed condition number kappa = L / mu, shrinking the batch from n to 1 sweeps rho alone.  With
+# eta = 1/(rho L), gamma_0 = mu: SGD needs ~ rho kappa log(1/eps) iterations.  arXiv:2404.02378v2 proves
+# ~ sqrt(rho kappa) log(1/eps) for the *semi-stochastic* scheme (its Eq. 5: stochastic primal step, full
+# gradient in the estimating sequence) and retracts that claim for the fully stochastic momentum form
+# (the default here).  The tests fit the exponent of rho in the iteration count of each method.
 
 
 def _least_squares(kappa: float, n: int = 64, d: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,12 +357,20 @@ def _growth_constants(A: torch.Tensor, H: torch.Tensor, batch: int) -> tuple[flo
 
 
 def _iterations_to_eps(A: torch.Tensor, H: torch.Tensor, method: str, lr: float, mu: float, batch: int,
-                       runs: int = 32, eps: float = 1e-4, max_iter: int = 20000) -> int:
-    """First k with mean_r f(x_k^r) <= eps * mean_r f(x_0^r) over ``runs`` independent runs (x* = 0)."""
+                       runs: int = 32, eps: float = 1e-4, max_iter: int = 50000) -> int:
+    """First k with mean_r f(x_k^r) <= eps * mean_r f(x_0^r) over ``runs`` independent runs (x* = 0).
+
+    ``method``: ``"sgd"`` (plain SGD), ``"agd"`` (fully stochastic, the default form) or ``"semi"``
+    (``semi_stochastic=True``: the closure supplies the full gradient H y)."""
     n, d = A.shape
     gen = torch.Generator().manual_seed(1)
     x = torch.nn.Parameter(torch.randn(runs, d, generator=gen, dtype=torch.float64))  # row r = run r
-    opt = AcceleratedSGD([x], lr=lr, mu=mu, gamma0=mu) if method == "agd" else None
+    opt = None if method == "sgd" else AcceleratedSGD([x], lr=lr, mu=mu, gamma0=mu,
+                                                       semi_stochastic=method == "semi")
+
+    def full_gradient() -> None:
+        x.grad = x.detach() @ H
+
     f0 = None
     for k in range(max_iter):
         with torch.no_grad():
@@ -323,25 +385,47 @@ def _iterations_to_eps(A: torch.Tensor, H: torch.Tensor, method: str, lr: float,
                 x -= lr * grad  # plain SGD baseline
             else:
                 x.grad = grad
-                opt.step()
+                opt.step(full_gradient if method == "semi" else None)
     return max_iter
 
 
-def test_paper_claim_sqrt_rho_kappa_speedup() -> None:
-    batch, eps = 4, 1e-4
-    complexities, speedups = [], []
-    for kappa in (4.0, 10.0, 25.0):
-        A, H = _least_squares(kappa)
+def _rho_exponents(kappa: float, n: int, d: int, batches: tuple[int, ...], eps: float,
+                   runs: int) -> tuple[dict[str, float], list[float], dict[str, list[int]]]:
+    A, H = _least_squares(kappa, n, d)
+    rhos: list[float] = []
+    counts: dict[str, list[int]] = {"sgd": [], "agd": [], "semi": []}
+    for batch in batches:
         L, mu, rho = _growth_constants(A, H, batch)
-        lr = 1.0 / (rho * L)
-        k_sgd = _iterations_to_eps(A, H, "sgd", lr, mu, batch, eps=eps)
-        k_agd = _iterations_to_eps(A, H, "agd", lr, mu, batch, eps=eps)
-        c = rho * L / mu
-        # accelerated SGD converges at eta = 1/(rho L) within the claimed sqrt(rho L / mu) log(1/eps)
-        assert k_agd <= math.sqrt(c) * math.log(1 / eps), (kappa, k_agd, c)
-        assert k_sgd < 20000
-        complexities.append(c)
-        speedups.append(k_sgd / k_agd)
-    assert speedups[0] > 1.5 and all(a < b for a, b in itertools.pairwise(speedups))
-    slope = float(np.polyfit(np.log(complexities), np.log(speedups), 1)[0])
-    assert 0.35 <= slope <= 0.65, (slope, complexities, speedups)
+        assert L / mu == pytest.approx(kappa, rel=1e-9)
+        rhos.append(rho)
+        for method, ks in counts.items():
+            ks.append(_iterations_to_eps(A, H, method, 1.0 / (rho * L), mu, batch, runs=runs, eps=eps))
+    assert all(k < 50000 for ks in counts.values() for k in ks), counts
+    slopes = {m: float(np.polyfit(np.log(rhos), np.log(ks), 1)[0]) for m, ks in counts.items()}
+    return slopes, rhos, counts
+
+
+def _check_rho_dependence(slopes: dict[str, float], rhos: list[float], counts: dict[str, list[int]]) -> None:
+    info = (slopes, rhos, counts)
+    print(f"rho {[round(r, 2) for r in rhos]}: iterations {counts}; exponents of rho "  # shown with pytest -s
+          f"{ {m: round(v, 2) for m, v in slopes.items()} }")
+    assert 0.9 <= slopes["sgd"] <= 1.1, info  # SGD at eta = 1/(rho L): linear in rho
+    # the semi-stochastic scheme (arXiv:2404.02378v2, Eq. 5): the proven sqrt(rho) dependence
+    assert 0.4 <= slopes["semi"] <= 0.62 and slopes["semi"] < slopes["sgd"] - 0.3, info
+    # the fully stochastic momentum form: the v2 retraction stands here -- it beats SGD but is measurably
+    # worse than sqrt(rho) (exponent 0.66 / 0.70 on the two problem sizes, locally ~1 at the largest rho)
+    assert slopes["semi"] + 0.05 < slopes["agd"] < slopes["sgd"] - 0.15, info
+    assert all(s <= a <= g for s, a, g in zip(counts["semi"], counts["agd"], counts["sgd"], strict=True)), info
+
+
+def test_rho_dependence_at_fixed_kappa() -> None:
+    """Reduced size: kappa = 30, n = 512, d = 8, batch 512 -> 1 (rho 1.15 -> 78), eps = 1e-3, 16 runs.
+    Measured: SGD rho^1.00, fully stochastic rho^0.66, semi-stochastic rho^0.55."""
+    _check_rho_dependence(*_rho_exponents(30.0, 512, 8, (512, 64, 16, 4, 1), eps=1e-3, runs=16))
+
+
+@pytest.mark.slow
+def test_rho_dependence_at_fixed_kappa_full_size() -> None:
+    """kappa = 30, n = 512, d = 16, batch 512 -> 1 (rho 1.28 -> 147), eps = 1e-4, 32 runs.
+    Measured: SGD rho^1.00, fully stochastic rho^0.70, semi-stochastic rho^0.54."""
+    _check_rho_dependence(*_rho_exponents(30.0, 512, 16, (512, 128, 32, 8, 2, 1), eps=1e-4, runs=32))

@@ -13,6 +13,7 @@ from descend.optim import FRUGAL, frugal_param_groups
 from descend.optim.replay import replay_file
 
 from ..conftest import fixture_files
+from ..tolerances import accumulation_rtol
 
 
 @pytest.mark.parametrize("path", fixture_files("frugal__"), ids=lambda p: p.stem)
@@ -65,7 +66,9 @@ def test_full_density_without_resets_is_adamw(projection: str) -> None:
     if projection in ("svd", "random"):
         assert torch.isfinite(a).all()
     else:
-        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)
+        # the same AdamW arithmetic in two code paths: a few ulps per step over 12 steps (~1e-14 relative)
+        tol = accumulation_rtol(4 * 12)
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=tol, atol=tol * float(b.detach().abs().max()))
 
 
 def test_zero_density_is_sign_sgd_with_decoupled_decay() -> None:
@@ -78,7 +81,8 @@ def test_zero_density_is_sign_sgd_with_decoupled_decay() -> None:
         a.grad = g.clone()
         opt.step()
         x = x * (1 - 1e-2 * 0.1) - 1e-2 * 0.5 * g.sign()
-    torch.testing.assert_close(a.detach(), x, rtol=1e-14, atol=1e-15)
+    tol = accumulation_rtol(2 * 5)  # two rounded operations per step (multiply, subtract), 5 steps
+    torch.testing.assert_close(a.detach(), x, rtol=tol, atol=tol * float(x.abs().max()))
     assert opt.state[a]["exp_avg"].numel() == 0
 
 

@@ -12,9 +12,13 @@ Command line::
 
     python -m descend.bilevel.replay ../shared/reference/bilevel/*.json
 
-prints one line per fixture (max |err| of the iterates, max err/tol over iterates and observables) and exits
-with status 1 if a fixture fails and 2 if one cannot be interpreted.  Nothing is skipped silently: an
-observable the replayer does not know is an error; one without a tolerance is listed as unchecked.
+prints one line per fixture (max |err| of the iterates, max err/tol over iterates and observables, or why it
+was not replayed) and exits with the status of the worst file: 0 all within tolerance (a well-formed fixture
+of a solver descend does not have is listed as ``skipped``; 3 with ``--strict``), 1 a fixture fails, 2 a file
+is not a valid fixture (``REFUSED``: every file is validated against the whole format before it is replayed,
+and the line names the file, the place and the problem) or the replay raised (``ERROR``).  Nothing is skipped
+silently: an observable the replayer does not know is an error; one without a tolerance is listed as
+unchecked.
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._fixtures import Comparator, FixtureError, check_tolerance, expand_paths, read_json
+from .._fixtures import (
+    BILEVEL_FORMAT,
+    BILEVEL_SCALARS,
+    Comparator,
+    FixtureError,
+    NotRegistered,
+    Outcome,
+    check_bilevel_fixture,
+    read_json,
+    run_cli,
+)
 from .bome import BOME
 from .lancbio import LancBiO
 from .oracles import Oracles
@@ -38,11 +52,10 @@ from .problems import BilevelProblem, bome_toy_coreset, lancbio_synthetic_from_a
 from .solver import AIDSolver, BilevelSolver
 from .stochastic import AmIGO, StocBiO
 
-__all__ = ["FixtureError", "ReplayResult", "check_fixture", "load_fixture", "main", "replay", "replay_file"]
+__all__ = ["FixtureError", "NotRegistered", "ReplayResult", "check_fixture", "load_fixture", "main", "replay",
+           "replay_file"]
 
-FORMAT = "descend-bilevel-fixture/1"
-_REQUIRED = ("format", "solver", "dtype", "problem", "hyperparameters", "init", "trajectory_iterations",
-             "trajectory", "tolerance")
+FORMAT = BILEVEL_FORMAT
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -66,30 +79,20 @@ class ReplayResult:
 
 
 def check_fixture(fx: Any, where: str = "fixture") -> None:
-    """Raise :class:`FixtureError` unless ``fx`` has the keys and values the format requires."""
-    if not isinstance(fx, dict):
-        raise FixtureError(f"{where}: a fixture is a JSON object")
-    if fx.get("format") != FORMAT:
-        raise FixtureError(f"{where}: format {fx.get('format')!r} is not {FORMAT!r}")
-    missing = [k for k in _REQUIRED if k not in fx]
-    if missing:
-        raise FixtureError(f"{where}: missing keys {missing}")
-    if fx["dtype"] not in _DTYPES:
-        raise FixtureError(f"{where}: dtype {fx['dtype']!r} is not one of {sorted(_DTYPES)}")
+    """Raise :class:`FixtureError` unless ``fx`` is a valid fixture of this format (the whole format: keys,
+    types, finite numbers, lengths against the problem's sizes and the iteration count, tolerances that can
+    fail), then :class:`NotRegistered` if no descend solver replays its ``solver``; see
+    :func:`descend._fixtures.check_bilevel_fixture`."""
+    check_bilevel_fixture(fx, where)
     if fx["solver"] not in _SOLVERS:
-        raise FixtureError(f"{where}: unknown solver {fx['solver']!r} (known: {sorted(_SOLVERS)})")
-    if not isinstance(fx["problem"], dict) or fx["problem"].get("name") not in _PROBLEMS:
-        raise FixtureError(f"{where}: unknown problem {fx['problem'].get('name')!r} (known: {sorted(_PROBLEMS)})")
-    check_tolerance(fx, where)
-    its = fx["trajectory_iterations"]
-    if [e.get("k") for e in fx["trajectory"]] != its:
-        raise FixtureError(f"{where}: trajectory entries do not match trajectory_iterations")
+        raise NotRegistered(f"{where}: no registered solver for fixture solver {fx['solver']!r} "
+                            f"(known: {', '.join(sorted(_SOLVERS))})")
 
 
 def load_fixture(path: str | Path) -> dict[str, Any]:
     """Read and check a fixture file; raise :class:`FixtureError` if it is not a readable fixture."""
     fx = read_json(path)
-    check_fixture(fx, str(path))
+    check_fixture(fx, Path(path).name)
     return fx
 
 
@@ -164,7 +167,7 @@ def _build(fx: Mapping[str, Any], name: str) -> tuple[BilevelSolver, BilevelProb
     dt = _DTYPES[fx["dtype"]]
     try:
         problem = _PROBLEMS[fx["problem"]["name"]](fx["problem"], fx["init"], dt)
-    except (KeyError, ValueError) as exc:
+    except (LookupError, ValueError, TypeError) as exc:
         raise FixtureError(f"{name}: cannot build problem {fx['problem'].get('name')!r}: {exc}") from exc
     hp = dict(fx["hyperparameters"])
     unknown = sorted(set(hp) - set(spec.names))
@@ -261,13 +264,19 @@ def replay(fx: Mapping[str, Any], name: str = "fixture", diagnostics: bool = Tru
     ``ReplayResult.unchecked``.  Raises :class:`FixtureError` if the fixture cannot be interpreted.
     """
     check_fixture(fx, name)
+    return _replay(fx, name, diagnostics)
+
+
+def _replay(fx: Mapping[str, Any], name: str, diagnostics: bool) -> ReplayResult:
+    """:func:`replay` of a fixture that :func:`check_fixture` accepted."""
     solver, _, iterations, spec = _build(fx, name)
     tol = fx["tolerance"]
     traj = {int(e["k"]): e for e in fx["trajectory"]}
     if max(traj, default=0) > iterations:
         raise FixtureError(f"{name}: trajectory goes beyond {iterations} iterations")
     cmp = Comparator(tol["rtol"], tol["atol"])
-    observables = {k: v for k, v in (fx.get("observables") or {}).items() if k not in _NOT_OBSERVABLES}
+    observables = {k: v for k, v in (fx.get("observables") or {}).items()
+                   if k not in _NOT_OBSERVABLES and k not in BILEVEL_SCALARS}
     otol = fx.get("observables_tolerance") or {}
     exact = set(otol.get("exact", []))
     float_tol: dict[str, Any] = dict(otol.get("float", {}))
@@ -334,41 +343,27 @@ def replay(fx: Mapping[str, Any], name: str = "fixture", diagnostics: bool = Tru
 
 def replay_file(path: str | Path, diagnostics: bool = True) -> ReplayResult:
     """Load and replay the fixture at ``path`` (see :func:`replay`)."""
-    return replay(load_fixture(path), Path(path).name, diagnostics)
+    return _replay(load_fixture(path), Path(path).name, diagnostics)
+
+
+def _replay_one(path: Path, args: argparse.Namespace) -> Outcome:
+    r = replay_file(path, diagnostics=not args.no_diagnostics)
+    return Outcome(passed=r.passed,
+                   columns=f"{r.solver:<9} {r.iterations:>5} {r.max_abs_error:>10.2e} {r.max_ratio:>9.2e}",
+                   fail_detail=f"first at iteration {r.first_failing_iteration}",
+                   notes=f"  unchecked: {', '.join(r.unchecked)}" if r.unchecked else "",
+                   details=[f"{key:<24} err/tol {val:.2e}" for key, val in r.observable_ratios.items()])
+
+
+def _arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--no-diagnostics", action="store_true",
+                    help="skip (and list as unchecked) the costly read-only diagnostics")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit status (0 ok, 1 a failure, 2 uninterpretable)."""
-    ap = argparse.ArgumentParser(prog="python -m descend.bilevel.replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("files", nargs="+", help="fixture files (a directory means every *.json in it)")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print each observable's err/tol")
-    ap.add_argument("--no-diagnostics", action="store_true",
-                    help="skip (and list as unchecked) the costly read-only diagnostics")
-    args = ap.parse_args(argv)
-    files = expand_paths(args.files)
-    if not files:
-        print("no fixture files given", file=sys.stderr)
-        return 2
-    failed = unreadable = 0
-    width = max(len(f.name) for f in files)
-    print(f"{'fixture':<{width}}  {'solver':<9} {'iters':>5} {'max|err|':>10} {'err/tol':>9}  result")
-    for f in files:
-        try:
-            r = replay_file(f, diagnostics=not args.no_diagnostics)
-        except FixtureError as exc:
-            unreadable += 1
-            print(f"{f.name:<{width}}  CANNOT INTERPRET: {exc}")
-            continue
-        status = "ok" if r.passed else f"FAIL (first at iteration {r.first_failing_iteration})"
-        failed += not r.passed
-        extra = f"  unchecked: {', '.join(r.unchecked)}" if r.unchecked else ""
-        print(f"{f.name:<{width}}  {r.solver:<9} {r.iterations:>5} {r.max_abs_error:>10.2e} {r.max_ratio:>9.2e}  "
-              f"{status}{extra}")
-        if args.verbose:
-            for key, val in r.observable_ratios.items():
-                print(f"{'':<{width}}    {key:<24} err/tol {val:.2e}")
-    print(f"{len(files) - failed - unreadable} passed, {failed} failed, {unreadable} not interpretable")
-    return 2 if unreadable else (1 if failed else 0)
+    """Command-line entry point; returns the process exit status (see the module docstring)."""
+    return run_cli("python -m descend.bilevel.replay", __doc__.split("\n\n")[0],
+                   f"{'solver':<9} {'iters':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv, _arguments)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ Command line::
 
     python -m descend.optim.replay ../shared/reference/optimizers/*.json
 
-prints one line per fixture (max abs error, max error/tolerance ratio) and exits with status 1 if any
-fixture fails and 2 if any cannot be interpreted.  Nothing is skipped silently.
+prints one line per fixture -- max abs error and max error/tolerance ratio, or why it was not replayed -- and
+exits with the status of the worst file: 0 every file replayed within tolerance (a well-formed fixture of an
+optimizer descend does not register is listed as ``skipped: no registered optimizer for fixture optimizer
+'X'``; status 3 with ``--strict``), 1 a fixture fails, 2 a file is not a valid fixture (``REFUSED``, one line
+naming the file, the place and the problem: every file is validated against the whole format before it is
+replayed) or the replay raised (``ERROR``).  Nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -33,15 +37,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._fixtures import Comparator, FixtureError, check_tolerance, expand_paths, read_json
+from .._fixtures import (
+    OPTIMIZER_FORMAT,
+    STEP_OBSERVABLES,
+    Comparator,
+    FixtureError,
+    NotRegistered,
+    Outcome,
+    check_optimizer_fixture,
+    read_json,
+    run_cli,
+)
 from . import registry
 
-__all__ = ["FixtureError", "ReplayResult", "load_fixture", "main", "replay", "replay_file"]
+__all__ = ["FixtureError", "NotRegistered", "ReplayResult", "check_fixture", "load_fixture", "main", "replay",
+           "replay_file", "spec_for"]
 
-FORMAT = "descend-optimizer-fixture/1"
+FORMAT = OPTIMIZER_FORMAT
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-_REQUIRED = ("format", "optimizer", "dtype", "mode", "hyperparameters", "param_order", "params",
-             "trajectory", "tolerance")
 
 
 @dataclass
@@ -55,45 +68,39 @@ class ReplayResult:
     max_ratio: float  # max over steps, elements and observables of |diff| / (atol + rtol |expected|)
     first_failing_step: int | None
     observable_ratios: dict[str, float] = field(default_factory=dict)
+    unchecked: list[str] = field(default_factory=list)  # recorded observables the optimizer does not report
+    compared: int = 0  # number of parameter values compared
 
     @property
     def passed(self) -> bool:
-        return self.first_failing_step is None and math.isfinite(self.max_ratio) and self.max_ratio <= 1.0
+        return (self.first_failing_step is None and self.compared > 0 and math.isfinite(self.max_ratio)
+                and self.max_ratio <= 1.0)
 
 
 def load_fixture(path: str | Path) -> dict[str, Any]:
-    """Read and check a fixture file; raise :class:`FixtureError` if it is not a readable fixture."""
+    """Read and validate a fixture file; raise :class:`FixtureError` (one line) if it is not a valid fixture."""
     fx = read_json(path)
-    check_fixture(fx, str(path))
+    check_fixture(fx, Path(path).name)
     return fx
 
 
 def check_fixture(fx: Any, where: str = "fixture") -> None:
-    """Raise :class:`FixtureError` unless ``fx`` has the keys and values the format requires."""
-    if not isinstance(fx, dict):
-        raise FixtureError(f"{where}: a fixture is a JSON object")
-    if fx.get("format") != FORMAT:
-        raise FixtureError(f"{where}: format {fx.get('format')!r} is not {FORMAT!r}")
-    missing = [k for k in _REQUIRED if k not in fx]
-    if missing:
-        raise FixtureError(f"{where}: missing keys {missing}")
-    if fx["dtype"] not in _DTYPES:
-        raise FixtureError(f"{where}: dtype {fx['dtype']!r} is not one of {sorted(_DTYPES)}")
-    if fx["mode"] == "open_loop":
-        if len(fx.get("grads", ())) != len(fx["trajectory"]):
-            raise FixtureError(f"{where}: open loop needs one entry of 'grads' per trajectory step")
-    elif fx["mode"] == "closed_loop":
-        if "problem" not in fx:
-            raise FixtureError(f"{where}: closed loop needs a 'problem'")
-        kind = fx["problem"].get("kind")
-        if kind not in _PROBLEMS:
-            raise FixtureError(f"{where}: unknown problem kind {kind!r} (known: {sorted(_PROBLEMS)})")
-    else:
-        raise FixtureError(f"{where}: unknown mode {fx['mode']!r}")
-    check_tolerance(fx, where)
-    for name in fx["param_order"]:
-        if name not in fx["params"]:
-            raise FixtureError(f"{where}: parameter {name!r} of param_order has no entry in params")
+    """Raise :class:`FixtureError` unless ``fx`` is a valid fixture of this format (the whole format: keys,
+    types, finite numbers, array lengths against shapes and steps, a tolerance that can fail); see
+    :func:`descend._fixtures.check_optimizer_fixture`."""
+    check_optimizer_fixture(fx, where)
+
+
+def spec_for(fx: Mapping[str, Any], name: str) -> registry.OptimizerSpec:
+    """The registered spec that replays ``fx``; :class:`NotRegistered` if there is none."""
+    key = fx["optimizer"]
+    claimed = [n for n in registry.available() if key in getattr(registry.get(n), "fixture_names", ())]
+    if not claimed:
+        raise NotRegistered(f"{name}: no registered optimizer for fixture optimizer {key!r}")
+    try:
+        return registry.spec_for_fixture(key)
+    except LookupError as exc:
+        raise FixtureError(f"{name}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,10 +166,12 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
     content); a numerical mismatch is reported in the result, not raised.
     """
     check_fixture(fx, name)
-    try:
-        spec = registry.spec_for_fixture(fx["optimizer"])
-    except LookupError as exc:
-        raise FixtureError(f"{name}: {exc}") from exc
+    return _replay(fx, name)
+
+
+def _replay(fx: Mapping[str, Any], name: str) -> ReplayResult:
+    """:func:`replay` of a fixture that :func:`check_fixture` accepted."""
+    spec = spec_for(fx, name)
     dt = _DTYPES[fx["dtype"]]
     order = list(fx["param_order"])
     shapes = {n: tuple(fx["params"][n]["shape"]) for n in order}
@@ -179,10 +188,10 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
     with _default_dtype(replay_opts.get("torch_default_dtype")):
         try:
             if spec.from_fixture is not None:
-                opt = spec.from_fixture(fx, P)
+                opt: Any = spec.from_fixture(fx, P)  # step(closure) and update_hessian() vary by optimizer
             else:
                 opt = spec.factory([P[n] for n in order], **fx["hyperparameters"])
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, LookupError) as exc:
             raise FixtureError(f"{name}: cannot build {spec.name} from the fixture's hyperparameters: "
                                f"{exc}") from exc
         if hessian_updates and not hasattr(opt, "update_hessian"):
@@ -192,8 +201,6 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
             problem = fx["problem"]
             loss_of = _PROBLEMS[problem["kind"]]
             batches = problem.get("batches")
-            if "steps" in replay_opts and int(replay_opts["steps"]) != steps:
-                raise FixtureError(f"{name}: replay.steps disagrees with the trajectory length")
 
         for t in range(steps):
             if fx["mode"] == "open_loop":
@@ -222,10 +229,9 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
                 cmp.compare(P[n], expected, t + 1)
             if spec.observables is not None:
                 for key, value in spec.observables(opt).items():
-                    recorded = extra.get(key)
-                    if isinstance(recorded, list) and len(recorded) == steps:
+                    if key in extra and key in STEP_OBSERVABLES:  # validated: one finite value per step
                         c = obs_cmp.setdefault(key, Comparator(cmp.rtol, cmp.atol))
-                        c.compare([float(value)], [float(recorded[t])], t + 1)
+                        c.compare([float(value)], [float(extra[key][t])], t + 1)
             if t + 1 in hessian_updates:
                 g = hessian_updates[t + 1]
                 for n in order:
@@ -236,52 +242,40 @@ def replay(fx: Mapping[str, Any], name: str = "fixture") -> ReplayResult:
     for c in obs_cmp.values():
         if c.first_fail is not None:
             first_fail = c.first_fail if first_fail is None else min(first_fail, c.first_fail)
+    ratios = [cmp.max_ratio, *(c.max_ratio for c in obs_cmp.values())]
     return ReplayResult(
         name=name,
         optimizer=spec.name,
         steps=steps,
         max_abs_error=cmp.max_abs,
-        max_ratio=max([cmp.max_ratio, *(c.max_ratio for c in obs_cmp.values())]),
+        max_ratio=math.inf if any(math.isnan(r) for r in ratios) else max(ratios),
         first_failing_step=first_fail,
         observable_ratios={k: c.max_ratio for k, c in obs_cmp.items()},
+        unchecked=sorted(k for k in STEP_OBSERVABLES if k in extra and k not in obs_cmp),
+        compared=cmp.count,
     )
 
 
 def replay_file(path: str | Path) -> ReplayResult:
     """Load and replay the fixture at ``path``."""
-    fx = load_fixture(path)
-    return replay(fx, Path(path).name)
+    return _replay(load_fixture(path), Path(path).name)
+
+
+def _replay_one(path: Path, args: argparse.Namespace) -> Outcome:
+    r = replay_file(path)
+    obs = "".join(f"  {k} {v:.2g}" for k, v in r.observable_ratios.items())
+    unchecked = f"  unchecked: {', '.join(r.unchecked)}" if r.unchecked else ""
+    return Outcome(passed=r.passed,
+                   columns=f"{r.optimizer:<14} {r.steps:>5} {r.max_abs_error:>10.2e} {r.max_ratio:>9.2e}",
+                   fail_detail=f"first at step {r.first_failing_step}", notes=obs + unchecked)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit status."""
+    """Command-line entry point; returns the process exit status (see the module docstring)."""
     import descend.optim  # noqa: F401  (registers every optimizer)
 
-    ap = argparse.ArgumentParser(prog="python -m descend.optim.replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("files", nargs="+", help="fixture files (a directory means every *.json in it)")
-    args = ap.parse_args(argv)
-    files = expand_paths(args.files)
-    if not files:
-        print("no fixture files given", file=sys.stderr)
-        return 2
-    failed = unreadable = 0
-    width = max(len(f.name) for f in files)
-    print(f"{'fixture':<{width}}  {'optimizer':<14} {'steps':>5} {'max|err|':>10} {'err/tol':>9}  result")
-    for f in files:
-        try:
-            r = replay_file(f)
-        except FixtureError as exc:
-            unreadable += 1
-            print(f"{f.name:<{width}}  CANNOT INTERPRET: {exc}")
-            continue
-        status = "ok" if r.passed else f"FAIL (first at step {r.first_failing_step})"
-        if not r.passed:
-            failed += 1
-        obs = "".join(f"  {k} {v:.2g}" for k, v in r.observable_ratios.items())
-        print(f"{f.name:<{width}}  {r.optimizer:<14} {r.steps:>5} {r.max_abs_error:>10.2e} "
-              f"{r.max_ratio:>9.2e}  {status}{obs}")
-    print(f"{len(files) - failed - unreadable} passed, {failed} failed, {unreadable} not interpretable")
-    return 2 if unreadable else (1 if failed else 0)
+    return run_cli("python -m descend.optim.replay", __doc__.split("\n\n")[0],
+                   f"{'optimizer':<14} {'steps':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv)
 
 
 if __name__ == "__main__":
