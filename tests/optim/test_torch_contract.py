@@ -227,3 +227,35 @@ def test_the_module_examples_run() -> None:
 
     result = doctest.testmod(descend.optim.testing)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------ defaults written once
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_registry_defaults_are_the_signature_defaults(name: str) -> None:
+    spec = do.get(name)
+    written = do.registry.signature_defaults(spec.factory)
+    for key, value in spec.defaults.items():
+        if written.get(key) is not None:
+            assert value == written[key], f"{name}.{key}: registry {value!r} vs signature {written[key]!r}"
+    params = [torch.nn.Parameter(torch.randn(3, 3))]
+    group = spec.create(params).param_groups[0]
+    plain = spec.factory([torch.nn.Parameter(torch.randn(3, 3))]).param_groups[0]
+    added = set(spec.defaults) - {k for k, v in written.items() if v is not None}
+    for key in set(group) & set(plain) - added - {"params"}:
+        assert group[key] == plain[key], f"create({name!r}) and {spec.factory!r}() disagree on {key}"
+
+
+def test_a_default_typed_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="already in the signature"):
+        do.OptimizerSpec(name="twice", factory=torch.optim.SGD, paper="-", reference="-", defaults={"lr": 0.1})
+    spec = do.OptimizerSpec(name="added", factory=do.get("mechanic").factory,
+                            paper="-", reference="-", defaults={"weight_decay": 0.0})
+    assert spec.defaults["weight_decay"] == 0.0 and spec.defaults["s_decay"] == 0.01
+
+
+def test_muon_from_the_registry_uses_the_signature_ns_dtype() -> None:
+    # the registry used to type ns_dtype="float32" over Muon's bfloat16 default (issue 10, "defaults written once")
+    opt = do.create("muon", [torch.nn.Parameter(torch.randn(4, 4))])
+    assert opt.param_groups[0]["ns_dtype"] == do.Muon([torch.nn.Parameter(torch.randn(4, 4))]).defaults["ns_dtype"]
