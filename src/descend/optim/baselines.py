@@ -62,10 +62,9 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
     (exactly: it was float32 when saved).
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, **kwargs: Any) -> None:
+    def __init__(self, params: Any, lr: float = 1e-3, *, decoupled_weight_decay: bool = True, **kwargs: Any) -> None:
         _validate_adam_args({"lr": lr, **kwargs})
-        kwargs.setdefault("decoupled_weight_decay", True)
-        super().__init__(params, lr=lr, **kwargs)
+        super().__init__(params, lr=lr, decoupled_weight_decay=decoupled_weight_decay, **kwargs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         dtypes = {k: v["mu_product"].dtype for k, v in state_dict["state"].items() if "mu_product" in v}
