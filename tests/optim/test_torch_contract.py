@@ -259,3 +259,12 @@ def test_muon_from_the_registry_uses_the_signature_ns_dtype() -> None:
     # the registry used to type ns_dtype="float32" over Muon's bfloat16 default (issue 10, "defaults written once")
     opt = do.create("muon", [torch.nn.Parameter(torch.randn(4, 4))])
     assert opt.param_groups[0]["ns_dtype"] == do.Muon([torch.nn.Parameter(torch.randn(4, 4))]).defaults["ns_dtype"]
+
+
+def test_torch_lbfgs_drives_the_closure_path() -> None:
+    # LBFGS takes one group only, and torch's own LBFGS loses its ``_params`` list in a copy (a torch bug the
+    # checks catch); everything else passes through step(closure) in the torch convention.
+    report = check_optimizer(torch.optim.LBFGS, requires_closure=True, param_groups=False, lr=0.5, max_iter=5,
+                             raise_on_failure=False)
+    assert {r.name for r in report.failed} == {"deepcopy", "pickle"}, str(report)
+    assert "_params" in report.failed[0].message
