@@ -268,3 +268,13 @@ def test_torch_lbfgs_drives_the_closure_path() -> None:
                              raise_on_failure=False)
     assert {r.name for r in report.failed} == {"deepcopy", "pickle"}, str(report)
     assert "_params" in report.failed[0].message
+
+
+def test_a_replaced_spec_keeps_its_defaults() -> None:
+    import dataclasses
+
+    spec = do.get("mechanic")
+    copy_ = dataclasses.replace(spec, summary="copy")
+    assert copy_.defaults == spec.defaults
+    p = torch.nn.Parameter(torch.ones(2))
+    assert copy_.create([p]).param_groups[0]["weight_decay"] == spec.create([p]).param_groups[0]["weight_decay"] == 0

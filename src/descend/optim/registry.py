@@ -40,6 +40,13 @@ __all__ = [
 ]
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except Exception:  # values without a usable ==
+        return False
+
+
 def signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``factory``'s signature (``params`` excluded).
 
@@ -198,10 +205,12 @@ class OptimizerSpec:
             raise ValueError(f"spec name must be lower-case snake_case, got {self.name!r}")
         written = signature_defaults(self.factory)
         twice = sorted(k for k in self.defaults if written.get(k) is not None)
-        if twice:
+        # dataclasses.replace(spec, ...) passes the merged defaults back in: every signature value, unchanged
+        copied = all(k in self.defaults and _same_value(self.defaults[k], v) for k, v in written.items())
+        if twice and not copied:
             raise ValueError(f"{self.name}: defaults {twice} are already in the signature of {self.factory!r}; "
                              "write a default once, in the signature")
-        object.__setattr__(self, "_added_defaults", dict(self.defaults))
+        object.__setattr__(self, "_added_defaults", {k: v for k, v in self.defaults.items() if k not in twice})
         object.__setattr__(self, "defaults", {**written, **self.defaults})
         unknown = set(self.search_space) - set(self.defaults)
         if unknown:
