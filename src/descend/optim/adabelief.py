@@ -259,8 +259,6 @@ register(OptimizerSpec(
     paper="Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan 2020, AdaBelief Optimizer: Adapting "
           "Stepsizes by the Belief in Observed Gradients (NeurIPS), arXiv:2010.07468",
     reference="adabelief-pytorch==0.2.1",
-    defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-16, "weight_decay": 0.0, "amsgrad": False,
-              "weight_decouple": True, "fixed_decay": False, "rectify": True, "degenerated_to_sgd": True},
     search_space={
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.9, 0.98), (0.9, 0.999), (0.95, 0.98))),

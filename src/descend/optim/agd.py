@@ -252,7 +252,6 @@ register(OptimizerSpec(
           "under Interpolation, arXiv:2404.02378",
     reference="none published; checked against an independent NumPy transcription and the paper's "
               "rho-dependence at fixed kappa (v2: sqrt(rho) for semi_stochastic=True; tests/optim/test_agd.py)",
-    defaults={"lr": 0.01, "mu": 0.0, "gamma0": None},
     search_space={
         "lr": FloatRange(1e-4, 1.0, log=True),
         "mu": FloatRange(1e-4, 1.0, log=True),

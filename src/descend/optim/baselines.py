@@ -62,10 +62,12 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
     (exactly: it was float32 when saved).
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, **kwargs: Any) -> None:
-        _validate_adam_args({"lr": lr, **kwargs})
-        kwargs.setdefault("decoupled_weight_decay", True)
-        super().__init__(params, lr=lr, **kwargs)
+    def __init__(self, params: Any, lr: float = 1e-3, *, weight_decay: float = 1e-2,
+                 decoupled_weight_decay: bool = True, **kwargs: Any) -> None:
+        # weight_decay defaults to AdamW's 1e-2 (torch's NAdam: 0), as NAdamW is AdamW's Nesterov variant
+        _validate_adam_args({"lr": lr, "weight_decay": weight_decay, **kwargs})
+        super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                         **kwargs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         dtypes = {k: v["mu_product"].dtype for k, v in state_dict["state"].items() if "mu_product" in v}
@@ -97,7 +99,6 @@ register(OptimizerSpec(
     factory=AdamW,
     paper="Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization (ICLR), arXiv:1711.05101",
     reference="torch.optim.AdamW (its math, unchanged; descend adds argument and input checks)",
-    defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01},
     search_space=_ADAM_SPACE,
     summary="Adam with decoupled weight decay (torch's implementation); the benchmark's baseline",
     convergence=_ADAM_CHECKS,
@@ -110,7 +111,6 @@ register(OptimizerSpec(
     factory=NAdamW,
     paper="Dozat 2016, Incorporating Nesterov Momentum into Adam (ICLR workshop); decoupled decay (AdamW)",
     reference="torch.optim.NAdam(decoupled_weight_decay=True) (its math; descend adds checks, fixes resume)",
-    defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01},
     search_space=_ADAM_SPACE,
     summary="Nesterov Adam with decoupled weight decay (torch's implementation)",
     convergence=_NADAM_CHECKS,

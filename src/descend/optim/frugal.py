@@ -508,9 +508,6 @@ register(OptimizerSpec(
           "State Overhead for Scalable Training, arXiv:2411.07837",
     reference="philip-zmushko/FRUGAL@c7ebe4c (fork hungquangbui02022003/FRUGAL) frugal/ "
               "GaloreAdamW, CoordAdamW, BlockAdamW",
-    defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "projection": "blocks",
-              "density": 0.25, "update_gap": 200, "inactive_update_rule": "sign_sgd",
-              "inactive_lr_scale": 1.0, "proj_params_lr_scale": 1.0, "block_order": "descending"},
     search_space={
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.9, 0.999))),

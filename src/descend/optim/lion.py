@@ -149,7 +149,6 @@ register(OptimizerSpec(
     paper="Chen, Liang, Huang, Real, Wang, Liu, Pham, Dong, Luong, Hsieh, Lu, Le 2023, "
           "Symbolic Discovery of Optimization Algorithms (NeurIPS), arXiv:2302.06675",
     reference="lion-pytorch==0.2.5",
-    defaults={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0},
     search_space={
         "lr": FloatRange(1e-5, 3e-3, log=True),
         "betas": Categorical(((0.9, 0.99), (0.95, 0.98), (0.9, 0.95))),

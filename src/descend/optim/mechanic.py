@@ -469,8 +469,8 @@ register(OptimizerSpec(
     factory=mechanic,
     paper="Cutkosky, Defazio & Mehta 2023, Mechanic: A Learning Rate Tuner (NeurIPS), arXiv:2306.00144",
     reference="mechanic-pytorch==0.0.1 (mechanize)",
-    defaults={"lr": 1e-3, "weight_decay": 0.0, "s_decay": 0.01, "s_betas": DEFAULT_S_BETAS, "s_init": 1e-8,
-              "s_eps": 1e-8, "store_delta": False},
+    # weight_decay goes to the base optimizer through **base_kwargs (AdamW's own default is 0.01)
+    defaults={"weight_decay": 0.0},
     search_space={
         "lr": FloatRange(3e-4, 3e-3, log=True),  # Mechanic learns the scale: the base lr barely matters
         "s_decay": FloatRange(1e-3, 1e-1, log=True),

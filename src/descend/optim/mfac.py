@@ -211,8 +211,6 @@ register(OptimizerSpec(
     paper="Frantar, Kurtic & Alistarh 2021, M-FAC: Efficient Matrix-Free Approximations of Second-Order "
           "Information (NeurIPS), arXiv:2107.03356",
     reference="IST-DASLab/M-FAC@8116367:optim.py#MFAC (CPU: unpivoted LU in torch, sequential map)",
-    defaults={"lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0, "ngrads": 1024, "damp": 1e-5,
-              "window_dtype": torch.float32},
     search_space={
         "lr": FloatRange(1e-5, 1e-2, log=True),
         "momentum": Categorical((0.0, 0.9)),

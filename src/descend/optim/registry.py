@@ -1,9 +1,10 @@
 """The optimizer registry: one :class:`OptimizerSpec` per optimizer.
 
-A spec says what an optimizer is (paper, reference implementation), how to build it (factory and
-documented defaults), how to tune it (a workload-agnostic search space, used by ``descend bench``), how
-to replay a recorded reference run (``fixture_names`` + ``from_fixture``) and which hyperparameters the
-contract tests use to check convergence.  Adding an optimizer is one module that calls :func:`register`.
+A spec says what an optimizer is (paper, reference implementation), how to build it (a factory whose
+signature holds the defaults: they are written once, there), how to tune it (a workload-agnostic search
+space, used by ``descend bench``), how to replay a recorded reference run (``fixture_names`` +
+``from_fixture``) and which hyperparameters the contract tests use to check convergence.  Adding an optimizer
+is one module that calls :func:`register`.
 
 >>> import torch, descend.optim as do
 >>> "lion" in do.available()
@@ -16,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +35,42 @@ __all__ = [
     "create",
     "get",
     "register",
+    "signature_defaults",
     "spec_for_fixture",
 ]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except Exception:  # values without a usable ==
+        return False
+
+
+def signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of ``factory``'s signature (``params`` excluded).
+
+    For a class, its ``__init__``; where that forwards ``**kwargs`` to a base class (``AdamW(params, lr,
+    **kwargs)`` over ``torch.optim.AdamW``), the bases' ``__init__`` defaults are followed up the MRO until
+    one takes no ``**kwargs``.  A subclass's value wins over its base's.
+    """
+    if inspect.isclass(factory):
+        targets: list[Callable[..., Any]] = [c.__init__ for c in factory.__mro__  # type: ignore[misc]
+                                             if "__init__" in vars(c) and c is not object]
+    else:
+        targets = [factory]
+    out: dict[str, Any] = {}
+    for target in targets:
+        try:
+            parameters = inspect.signature(target).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            break
+        for name, p in parameters.items():
+            if name not in ("self", "params") and p.default is not p.empty and name not in out:
+                out[name] = p.default
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +148,11 @@ class OptimizerSpec:
         factory: ``factory(params, **hyperparameters) -> torch.optim.Optimizer``.
         paper: authors, year, title (and arXiv id).
         reference: the reference implementation it is checked against (package==version or repo@commit).
-        defaults: the documented default hyperparameters (what :func:`create` uses when not overridden).
+        defaults: the default hyperparameters.  Read from the factory's signature (:func:`signature_defaults`);
+            the ``defaults`` given to the constructor may only add keys the signature does not state (passed
+            through ``**kwargs``, e.g. Mechanic's base-optimizer ``weight_decay``) or leaves as ``None`` to
+            be derived (Muon's ``adam_lr_ratio``) — a value typed twice raises ``ValueError``.  :func:`create`
+            passes only those added values; the signature's own defaults apply by themselves.
         search_space: workload-agnostic tuning space; keys are factory keyword arguments.
         summary: one line for listings.
         requires_closure: ``step()`` needs a closure (line searches).  Such closures return the loss and
@@ -158,17 +198,27 @@ class OptimizerSpec:
     elementwise: bool = False
     zero_lr_freezes: bool = True
     module_groups: Callable[[torch.nn.Module, Mapping[str, Any]], list[dict[str, Any]]] | None = None
+    _added_defaults: Mapping[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or " " in self.name:
             raise ValueError(f"spec name must be lower-case snake_case, got {self.name!r}")
+        written = signature_defaults(self.factory)
+        twice = sorted(k for k in self.defaults if written.get(k) is not None)
+        # dataclasses.replace(spec, ...) passes the merged defaults back in: every signature value, unchanged
+        copied = all(k in self.defaults and _same_value(self.defaults[k], v) for k, v in written.items())
+        if twice and not copied:
+            raise ValueError(f"{self.name}: defaults {twice} are already in the signature of {self.factory!r}; "
+                             "write a default once, in the signature")
+        object.__setattr__(self, "_added_defaults", {k: v for k, v in self.defaults.items() if k not in twice})
+        object.__setattr__(self, "defaults", {**written, **self.defaults})
         unknown = set(self.search_space) - set(self.defaults)
         if unknown:
             raise ValueError(f"{self.name}: search-space keys {sorted(unknown)} have no documented default")
 
     def create(self, params: Iterable[Any], **hyperparameters: Any) -> torch.optim.Optimizer:
-        """Build the optimizer with the documented defaults, overridden by ``hyperparameters``."""
-        return self.factory(params, **{**self.defaults, **hyperparameters})
+        """Build the optimizer with its defaults, overridden by ``hyperparameters``."""
+        return self.factory(params, **{**self._added_defaults, **hyperparameters})
 
 
 _REGISTRY: dict[str, OptimizerSpec] = {}

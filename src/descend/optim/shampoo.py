@@ -438,14 +438,6 @@ class Shampoo(torch.optim.Optimizer):
 
 # ---------------------------------------------------------------------------------------------- registry
 
-_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3, "betas": (0.9, 0.999), "beta3": None, "epsilon": 1e-12, "weight_decay": 0.0,
-    "weight_decay_type": "decoupled", "max_preconditioner_dim": 1024, "precondition_frequency": 100,
-    "start_preconditioning_step": None, "use_bias_correction": True, "grafting": "adam",
-    "grafting_beta2": 0.999, "grafting_epsilon": 1e-8, "inverse_exponent_override": None,
-    "merge_dims": True, "factor_dtype": "float32", "max_failed_roots": 3,
-}
-
 register(OptimizerSpec(
     name="shampoo",
     factory=Shampoo,
@@ -454,7 +446,6 @@ register(OptimizerSpec(
            "Optimizer, arXiv:2309.06497"),
     reference=("facebookresearch/optimizers@f606606 distributed_shampoo (read, not installable on Python 3.11); "
                "checked against torch Adam/AdamW/Adagrad/RMSprop/SGD and dense float64 computations"),
-    defaults=_DEFAULTS,
     search_space={
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.999), (0.95, 0.999), (0.9, 0.99), (0.95, 0.95))),

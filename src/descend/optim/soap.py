@@ -351,12 +351,6 @@ register(OptimizerSpec(
     paper="Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson, Kakade 2024, SOAP: Improving and "
           "Stabilizing Shampoo using Adam, arXiv:2409.11321",
     reference="nikhilvyas/SOAP@a1e553530fde97d0e6b307d7c82ac6d38b072340:soap.py#SOAP",
-    defaults={
-        "lr": 3e-3, "betas": (0.95, 0.95), "shampoo_beta": None, "eps": 1e-8, "weight_decay": 0.01,
-        "precondition_frequency": 10, "max_precond_dim": 10000, "merge_dims": False,
-        "precondition_1d": False, "normalize_grads": False, "data_format": "channels_first",
-        "correct_bias": True, "precond_dtype": "float32", "reproject_momentum": False,
-    },
     search_space={
         "lr": FloatRange(3e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.95, 0.95), (0.9, 0.99), (0.95, 0.99))),

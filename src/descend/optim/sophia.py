@@ -249,7 +249,6 @@ register(OptimizerSpec(
     paper="Liu, Li, Hall, Liang, Ma 2023, Sophia: A Scalable Stochastic Second-order Optimizer for Language "
           "Model Pre-training (ICLR 2024), arXiv:2305.14342",
     reference="sophia-opt==0.2.2",
-    defaults={"lr": 1e-4, "betas": (0.965, 0.99), "rho": 0.04, "weight_decay": 0.1, "bs": 5120},
     search_space={
         "lr": FloatRange(1e-5, 3e-3, log=True),
         "betas": Categorical(((0.965, 0.99), (0.9, 0.95), (0.95, 0.99))),

@@ -254,9 +254,6 @@ register(OptimizerSpec(
           "Search Methods (IJCNN), arXiv:2403.18506",
     reference="TheMody/Faster-Convergence-for-Transformer-Fine-tuning-with-Line-Search-Methods@dd23386 "
               "sls/adam_sls.py (live check: SaLSa-Optimizer==0.1.0 salsa.adam_sls.AdamSLS, speed_up=False)",
-    defaults={"lr": 1.0, "init_step_size": 0.1, "c": 0.2, "betas": (0.9, 0.999), "beta_b": 0.9,
-              "beta_s": 0.999, "gamma": 2.0, "n_batches_per_epoch": 500, "reset_option": 1, "smooth": False,
-              "eps": 1e-8, "max_trials": 100},
     search_space={"c": FloatRange(0.05, 0.5, log=True), "smooth": Categorical((False, True))},
     summary="Adam direction with an Armijo line search per layer (parameter group), searched in a cycle",
     requires_closure=True,

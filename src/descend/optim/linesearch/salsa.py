@@ -228,9 +228,6 @@ register(OptimizerSpec(
     paper="Kenneweg, Kenneweg, Fumagalli, Hammer 2024, No learning rates needed: Introducing SALSA - Stable "
           "Armijo Line Search Adaptation (IJCNN), arXiv:2407.20650",
     reference="SaLSa-Optimizer==0.1.0 salsa.SaLSA.SaLSA",
-    defaults={"lr": 1.0, "init_step_size": 1.0, "c": 0.5, "betas": (0.9, 0.999, 0.9), "speed_up": True,
-              "use_mv": False, "decrease_factor": 0.8, "growth_factor": 1.1, "eps": 1e-8, "max_trials": 100,
-              "bias_correction": "package"},
     search_space={"c": FloatRange(0.1, 0.9), "use_mv": Categorical((False, True))},
     summary="Adam-preconditioned stochastic line search with a smoothed Armijo condition; no learning rate",
     requires_closure=True,

@@ -188,9 +188,6 @@ register(OptimizerSpec(
     paper="Vaswani, Mishkin, Laradji, Schmidt, Gidel, Lacoste-Julien 2019, Painless Stochastic Gradient: "
           "Interpolation, Line-Search, and Convergence Rates (NeurIPS), arXiv:1905.09997",
     reference="IssamLaradji/sls@19346532fc45956e025461bfad516796736a4ec0:sls/sls.py#Sls",
-    defaults={"lr": 1.0, "init_step_size": 1.0, "c": 0.1, "beta_b": 0.9, "gamma": 2.0, "beta_f": 2.0,
-              "n_batches_per_epoch": 500, "reset_option": 1, "eta_max": 10.0, "bound_step_size": True,
-              "line_search": "armijo", "max_trials": 100},
     search_space={"c": FloatRange(0.01, 0.5, log=True), "beta_b": FloatRange(0.5, 0.95)},
     summary="SGD with a stochastic Armijo backtracking line search (step size grows between searches)",
     requires_closure=True,

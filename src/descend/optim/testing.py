@@ -1,0 +1,868 @@
+"""The ``torch.optim`` contract as reusable checks: :func:`check_optimizer` runs them on any optimizer.
+
+These are the generic checks PyTorch's own ``test/test_optim.py`` applies to every ``torch.optim`` optimizer
+(through its ``OptimizerInfo`` tables), written once here so that descend's test suite and a user's own
+optimizer are held to the same contract:
+
+* ``right_direction`` — the loss goes down on a small least-squares problem.
+* ``param_groups_lr`` / ``param_groups_weight_decay`` — a group's own ``lr`` / ``weight_decay`` is used.
+* ``tensor_lr`` — a 0-dim or 1-element tensor learning rate either works like the float or is rejected by
+  the constructor (not at ``step``).
+* ``noop_without_grads`` — with every ``grad`` ``None``, ``step`` changes neither parameters nor state.
+* ``state_dict_deterministic`` — two identical runs give identical state dicts; save → load → save is exact.
+* ``load_then_continue`` — ``torch.save`` / ``torch.load(weights_only=True)`` of the state, loaded into a
+  fresh optimizer, continues bitwise like the uninterrupted run (float32 and float64).
+* ``nontensor_step`` — a state whose ``step`` is a Python number (older checkpoints) loads and continues.
+* ``float64_state_into_float32`` — a float64 state loads into float32 parameters (cast, as torch does).
+* ``named_parameters`` — ``model.named_parameters()`` is accepted and changes nothing about the updates.
+* ``add_param_group`` — a group added later behaves exactly like one given to the constructor.
+* ``hooks`` — per-instance and global step pre/post hooks fire exactly once per ``step``, also once a torch
+  Adam / AdamW / NAdam exists in the process (torch then wraps their ``step`` too).
+* ``deepcopy`` / ``pickle`` — the copy has the same public attributes and steps exactly like the original.
+* ``repr`` — printing works and names the class.
+* ``complex_params`` / ``sparse_grads`` — supported (the loss goes down), or rejected with a ``ValueError``,
+  ``RuntimeError``, ``TypeError`` or ``NotImplementedError`` naming the problem before any state changes.
+* ``float32_progress`` — float32 makes progress wherever float64 does (default hyperparameters).
+* ``extreme_gradients`` — float32 gradients of magnitude 1e-30 … 1e30 keep the parameters finite.
+
+Strict checks (``strict=True``) go beyond what ``torch.optim`` itself guarantees; descend's optimizers keep
+them, torch's own do not:
+
+* ``validated_on_load`` / ``validated_on_add_param_group`` — ``lr = nan``, ``lr = -1`` and
+  ``betas = (2, 2)`` arriving through ``load_state_dict`` or ``add_param_group`` raise ``ValueError`` like the
+  constructor, and change nothing.
+* ``foreign_state_dict`` / ``missing_state_key`` — a state dict of another optimizer, or one with a state key
+  removed, raises a clear error at ``load_state_dict`` instead of at the next ``step``.
+
+Example:
+
+>>> import torch
+>>> from descend.optim.testing import check_optimizer
+>>> report = check_optimizer(torch.optim.AdamW, lr=1e-2, only=("right_direction", "add_param_group"))
+>>> report.ok, [r.name for r in report.results]
+(True, ['right_direction', 'add_param_group'])
+
+A failed check raises ``AssertionError`` naming it (pass ``raise_on_failure=False`` to get the report):
+
+>>> class Broken(torch.optim.SGD):
+...     def step(self, closure=None):  # climbs instead of descending
+...         for g in self.param_groups:
+...             for p in g["params"]:
+...                 if p.grad is not None:
+...                     p.data.add_(p.grad, alpha=g["lr"])
+>>> report = check_optimizer(Broken, lr=0.01, only=("right_direction",), raise_on_failure=False)
+>>> report.failed[0].name
+'right_direction'
+
+Line searches and other optimizers that need a closure pass ``requires_closure=True``; the checks then call
+``step(closure)`` with the torch convention (the closure calls ``zero_grad()``, ``backward()`` and returns
+the loss).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import math
+import pickle
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from .registry import OptimizerSpec
+
+__all__ = [
+    "CHECKS",
+    "Check",
+    "CheckResult",
+    "CheckSkipped",
+    "ContractReport",
+    "OptimizerUnderTest",
+    "check_optimizer",
+    "run_check",
+]
+
+Params = list[torch.nn.Parameter]
+LossFn = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+
+class CheckSkipped(Exception):
+    """Raised by a check whose assumption cannot apply to the optimizer; the message says why."""
+
+
+@dataclass(frozen=True)
+class OptimizerUnderTest:
+    """What the checks need to know about an optimizer.
+
+    Attributes:
+        factory: ``factory(params, **hyperparameters) -> torch.optim.Optimizer`` (a class or a function).
+        name: used in messages.
+        hyperparameters: passed to every construction (on top of the factory's own defaults).
+        requires_closure: ``step`` needs a closure; the checks pass one in the torch convention.
+        lr_key: the group key of the learning rate (``None``: there is none; lr checks are skipped).
+        matrix_only: the optimizer accepts only parameters with ``ndim >= 2`` (the checks then use a matrix
+            problem without the bias vector).
+        strict: also hold the optimizer to descend's stricter promises inside the checks (a rejected sparse
+            or complex input, or a step without gradients, leaves the state untouched; torch's own optimizers
+            create the state of the parameters before the offending one, and LBFGS counts evaluations).
+        param_groups: the optimizer supports several parameter groups (``False`` for LBFGS-like ones: the
+            group checks are skipped).
+    """
+
+    factory: Callable[..., torch.optim.Optimizer]
+    name: str = ""
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    requires_closure: bool = False
+    lr_key: str | None = "lr"
+    matrix_only: bool = False
+    strict: bool = False
+    param_groups: bool = True
+
+    @classmethod
+    def from_spec(cls, spec: OptimizerSpec, *, strict: bool = True) -> OptimizerUnderTest:
+        """The registry entry ``spec`` with its defaults (descend holds its own optimizers to ``strict``)."""
+        return cls(spec.create, spec.name, {}, spec.requires_closure, spec.lr_key,
+                   spec.matrix_only, strict)
+
+    def create(self, params: Any, **overrides: Any) -> torch.optim.Optimizer:
+        return self.factory(params, **{**self.hyperparameters, **overrides})
+
+    def accepts(self, key: str) -> bool:
+        """Whether ``key`` is a hyperparameter of the factory (in its signature or its groups)."""
+        try:
+            sig = inspect.signature(self.factory)
+        except (TypeError, ValueError):
+            sig = None
+        if sig is not None and key in sig.parameters:
+            return True
+        opt = self.create(_problem(torch.float64, self.matrix_only)[0])
+        return key in opt.param_groups[0]
+
+
+# ------------------------------------------------------------------------------------------ problem and driver
+
+
+def _problem(dtype: torch.dtype, matrix_only: bool, seed: int = 0) -> tuple[Params, LossFn]:
+    """``||W x + b||^2`` with W ~ randn(10, 5), b ~ randn(10), x ~ randn(5) drawn in float32: loss 149.2.
+
+    This is the problem of issue 10, item 1 (parameters of order one, where float32 resolution matters: an
+    optimizer whose update falls below it stalls there).  The values are drawn in float32 and cast, so the
+    float32 and float64 problems start from the same point.  The loss is a function of the parameter list so
+    that a copied optimizer can be driven on its copied parameters.
+    """
+    g = torch.Generator().manual_seed(seed)
+    W = torch.nn.Parameter(torch.randn(10, 5, generator=g).to(dtype))
+    b = torch.nn.Parameter(torch.randn(10, generator=g).to(dtype))
+    x = torch.randn(5, generator=g).to(dtype)
+
+    def loss(params: Sequence[torch.Tensor]) -> torch.Tensor:
+        out = params[0] @ x
+        if len(params) > 1:
+            out = out + params[1]
+        return (out**2).sum()
+
+    return ([W] if matrix_only else [W, b]), loss
+
+
+def _closure(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], loss_fn: LossFn
+             ) -> Callable[[], torch.Tensor]:
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = loss_fn(params)
+            loss.backward()
+        return loss
+    return closure
+
+
+def _step(case: OptimizerUnderTest, opt: torch.optim.Optimizer, params: Sequence[torch.Tensor],
+          loss_fn: LossFn, t: int = 0) -> None:
+    """One step in the torch convention; a Sophia-style ``update_hessian()`` is called every 10th step."""
+    closure = _closure(opt, params, loss_fn)
+    if case.requires_closure:
+        opt.step(closure)
+        return
+    closure()
+    opt.step()
+    if hasattr(opt, "update_hessian") and (t + 1) % 10 == 0:
+        opt.update_hessian()
+
+
+def _run(case: OptimizerUnderTest, opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], loss_fn: LossFn,
+         steps: int, start: int = 0) -> None:
+    for t in range(start, start + steps):
+        _step(case, opt, params, loss_fn, t)
+
+
+def _loss(params: Sequence[torch.Tensor], loss_fn: LossFn) -> float:
+    with torch.no_grad():
+        return float(loss_fn(params))
+
+
+def _snapshot(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def _same(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    return max(float((x.double() - y.double()).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+def _equal_trees(a: Any, b: Any, path: str = "") -> str | None:
+    """``None`` if ``a`` and ``b`` are equal (tensors bitwise, with dtype), else where they differ."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+            return f"{path}: tensors differ"
+        return None
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        if set(a) != set(b):
+            return f"{path}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+        for k in a:
+            if (d := _equal_trees(a[k], b[k], f"{path}[{k!r}]")) is not None:
+                return d
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{path}: lengths {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if (d := _equal_trees(x, y, f"{path}[{i}]")) is not None:
+                return d
+        return None
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return None
+    try:
+        same = bool(a == b)
+    except Exception:  # objects without a usable ==
+        same = a is b
+    return None if same else f"{path}: {a!r} vs {b!r}"
+
+
+def _trained(case: OptimizerUnderTest, dtype: torch.dtype = torch.float64, steps: int = 4, **overrides: Any
+             ) -> tuple[Params, LossFn, torch.optim.Optimizer]:
+    params, loss_fn = _problem(dtype, case.matrix_only)
+    opt = case.create(params, **overrides)
+    _run(case, opt, params, loss_fn, steps)
+    return params, loss_fn, opt
+
+
+def _lr(case: OptimizerUnderTest) -> float:
+    if case.lr_key is None:
+        raise CheckSkipped("the optimizer has no learning rate (lr_key=None)")
+    opt = case.create(_problem(torch.float64, case.matrix_only)[0])
+    lr = opt.param_groups[0].get(case.lr_key)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        raise CheckSkipped(f"the default {case.lr_key} is not a number ({lr!r})")
+    return float(lr)
+
+
+# ------------------------------------------------------------------------------------------ the checks
+
+
+def _need_groups(case: OptimizerUnderTest) -> None:
+    if not case.param_groups:
+        raise CheckSkipped("the optimizer supports a single parameter group only (param_groups=False)")
+
+
+def check_right_direction(case: OptimizerUnderTest) -> None:
+    """20 steps on a small least-squares problem lower the loss (float64)."""
+    params, loss_fn = _problem(torch.float64, case.matrix_only)
+    opt = case.create(params)
+    start = _loss(params, loss_fn)
+    _run(case, opt, params, loss_fn, 20)
+    end = _loss(params, loss_fn)
+    assert end < start, f"the loss went from {start:.6g} to {end:.6g} in 20 steps"
+
+
+def check_param_groups_lr(case: OptimizerUnderTest) -> None:
+    """A group with its own lr (0.1 x) gets a different trajectory than with the shared lr; the loss goes down."""
+    _need_groups(case)
+    lr = _lr(case)
+    runs = []
+    for factor in (1.0, 0.1):
+        params, loss_fn = _problem(torch.float64, False)
+        opt = case.create([{"params": params[:1]}, {"params": params[1:], case.lr_key: lr * factor}])
+        start = _loss(params, loss_fn)
+        _run(case, opt, params, loss_fn, 10)
+        assert _loss(params, loss_fn) < start, f"with the second group's {case.lr_key} x {factor} the loss rose"
+        runs.append(_snapshot(params))
+    assert not torch.equal(runs[0][1], runs[1][1]), f"the second group's {case.lr_key} is not used"
+
+
+def check_param_groups_weight_decay(case: OptimizerUnderTest) -> None:
+    """A group with its own weight_decay (0.5 vs 0) gets a different trajectory; the loss goes down."""
+    _need_groups(case)
+    if not case.accepts("weight_decay"):
+        raise CheckSkipped("the optimizer has no weight_decay hyperparameter")
+    runs = []
+    for wd in (0.0, 0.5):
+        params, loss_fn = _problem(torch.float64, False)
+        opt = case.create([{"params": params[:1], "weight_decay": 0.0}, {"params": params[1:], "weight_decay": wd}])
+        start = _loss(params, loss_fn)
+        _run(case, opt, params, loss_fn, 10)
+        assert _loss(params, loss_fn) < start, f"with the second group's weight_decay = {wd} the loss rose"
+        runs.append(_snapshot(params))
+    assert not torch.equal(runs[0][1], runs[1][1]), "the second group's weight_decay is not used"
+
+
+def check_tensor_lr(case: OptimizerUnderTest) -> None:
+    """A 0-dim and a 1-element float64 tensor lr are rejected by the constructor or give the float lr's steps.
+
+    Tolerance: the tensor and the float lr run the same float64 arithmetic, possibly in another order, for 5
+    steps on a well-conditioned problem; rounding differences stay near 1e-15, so rtol 1e-9 can only fail on a
+    real difference (a wrong lr, or one read once and never again).
+    """
+    lr = _lr(case)
+    ref_params, loss_fn = _problem(torch.float64, case.matrix_only)
+    _run(case, case.create(ref_params), ref_params, loss_fn, 5)
+    for shape in ((), (1,)):
+        value = torch.full(shape, lr, dtype=torch.float64)
+        params, loss_fn = _problem(torch.float64, case.matrix_only)
+        try:
+            opt = case.create(params, **{case.lr_key: value})  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            assert case.lr_key in str(exc), f"tensor lr of shape {shape} rejected without naming it: {exc}"
+            continue
+        try:
+            _run(case, opt, params, loss_fn, 5)
+        except Exception as exc:
+            raise AssertionError(f"a tensor lr of shape {tuple(shape)} passed the constructor but step raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        for p, r in zip(params, ref_params, strict=True):
+            torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-9, atol=1e-12,
+                                       msg=lambda m, s=shape: f"tensor lr of shape {tuple(s)}: {m}")
+
+
+def check_noop_without_grads(case: OptimizerUnderTest) -> None:
+    """With every grad None, step (with a closure that returns a constant loss) changes no parameter or state."""
+    params, loss_fn = _problem(torch.float64, case.matrix_only)
+    opt = case.create(params)
+    _run(case, opt, params, loss_fn, 2)
+    opt.zero_grad(set_to_none=True)
+    before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
+    try:
+        opt.step(lambda: torch.tensor(1.0, dtype=torch.float64))
+    except Exception as exc:
+        raise AssertionError(f"step with no gradients raised {type(exc).__name__}: {exc}") from exc
+    assert _same(params, before), "step changed the parameters although no parameter had a gradient"
+    diff = _equal_trees(opt.state_dict(), state)
+    assert diff is None or not case.strict, f"step changed the state although no parameter had a gradient ({diff})"
+
+
+def check_state_dict_deterministic(case: OptimizerUnderTest) -> None:
+    """Two identical runs give identical state dicts, and save -> load -> save reproduces it exactly."""
+    sd = [_trained(case)[2].state_dict() for _ in range(2)]
+    diff = _equal_trees(sd[0], sd[1])
+    assert diff is None, f"two identical runs gave different state dicts ({diff})"
+    params, _ = _problem(torch.float64, case.matrix_only)
+    fresh = case.create(params)
+    fresh.load_state_dict(copy.deepcopy(sd[0]))
+    diff = _equal_trees(fresh.state_dict(), sd[0])
+    assert diff is None, f"state_dict() after load_state_dict(sd) differs from sd ({diff})"
+
+
+def _saved(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    buf = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "params": _snapshot(params)}, buf)
+    buf.seek(0)
+    try:
+        saved = torch.load(buf, weights_only=True)
+    except Exception as exc:
+        raise AssertionError(f"torch.load(weights_only=True) cannot read the state dict: {exc}") from exc
+    return saved["opt"], saved["params"]
+
+
+def _continue(case: OptimizerUnderTest, state: Mapping[str, Any], values: Sequence[torch.Tensor],
+              dtype: torch.dtype, steps: int, start: int) -> list[torch.Tensor]:
+    params, loss_fn = _problem(dtype, case.matrix_only)
+    with torch.no_grad():
+        for p, v in zip(params, values, strict=True):
+            p.copy_(v)
+    opt = case.create(params)
+    opt.load_state_dict(state)
+    _run(case, opt, params, loss_fn, steps, start)
+    return _snapshot(params)
+
+
+def check_load_then_continue(case: OptimizerUnderTest) -> None:
+    """save (torch.save, weights_only load) at step 6, load into a fresh optimizer, 6 more: bitwise = 12 straight."""
+    for dtype in (torch.float64, torch.float32):
+        straight = _snapshot(_trained(case, dtype, 12)[0])
+        params, _, opt = _trained(case, dtype, 6)
+        state, values = _saved(opt, params)
+        resumed = _continue(case, state, values, dtype, 6, 6)
+        assert _same(straight, resumed), \
+            f"{dtype}: the resumed run differs from the uninterrupted one by {_max_diff(straight, resumed):.3g}"
+
+
+def _map_step(state: Any, fn: Callable[[torch.Tensor], Any]) -> int:
+    n = 0
+    for st in state["state"].values():
+        if isinstance(st.get("step"), torch.Tensor):
+            st["step"] = fn(st["step"])
+            n += 1
+    return n
+
+
+def check_nontensor_step(case: OptimizerUnderTest) -> None:
+    """A state whose ``step`` is a Python number loads and continues like the tensor one.
+
+    Tolerance: the same float64 computation with the step counter as a Python float instead of a tensor;
+    bias corrections may round differently in the last bit, so rtol 1e-9 after 4 steps.
+    """
+    params, _, opt = _trained(case)
+    state = opt.state_dict()
+    reference = _continue(case, copy.deepcopy(state), _snapshot(params), torch.float64, 4, 4)
+    if _map_step(state, lambda s: float(s.item())) == 0:
+        raise CheckSkipped("the state has no tensor 'step' entry")
+    try:
+        resumed = _continue(case, state, _snapshot(params), torch.float64, 4, 4)
+    except Exception as exc:
+        raise AssertionError(f"a state with a Python-number step: {type(exc).__name__}: {exc}") from exc
+    for a, b in zip(resumed, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def check_float64_state_into_float32(case: OptimizerUnderTest) -> None:
+    """A float64 run's state loads into float32 parameters; the steps after it keep float32 and stay finite."""
+    params, _, opt = _trained(case)
+    state = opt.state_dict()
+    values = [p.detach().float() for p in params]
+    try:
+        resumed = _continue(case, state, values, torch.float32, 4, 4)
+    except Exception as exc:
+        raise AssertionError(f"{type(exc).__name__}: {exc}") from exc
+    for p in resumed:
+        assert p.dtype == torch.float32, f"parameters became {p.dtype}"
+        assert torch.isfinite(p).all(), "parameters are not finite after loading a float64 state"
+
+
+def check_named_parameters(case: OptimizerUnderTest) -> None:
+    """``named_parameters()``-style input is accepted and gives exactly the steps of the plain parameters."""
+    plain, loss_fn = _problem(torch.float64, case.matrix_only)
+    _run(case, case.create(plain), plain, loss_fn, 5)
+    named, loss_fn = _problem(torch.float64, case.matrix_only)
+    try:
+        opt = case.create(iter([(f"p{i}", p) for i, p in enumerate(named)]))
+        _run(case, opt, named, loss_fn, 5)
+    except Exception as exc:
+        raise AssertionError(f"named parameters: {type(exc).__name__}: {exc}") from exc
+    assert _same(plain, named), f"named parameters changed the steps by {_max_diff(plain, named):.3g}"
+
+
+def check_add_param_group(case: OptimizerUnderTest) -> None:
+    """A group added with ``add_param_group`` gets the defaults and the same steps as one given at construction."""
+    _need_groups(case)
+    direct, loss_fn = _problem(torch.float64, False)
+    _run(case, case.create([{"params": direct[:1]}, {"params": direct[1:]}]), direct, loss_fn, 5)
+    added, loss_fn = _problem(torch.float64, False)
+    opt = case.create(added[:1])
+    opt.add_param_group({"params": added[1:]})
+    assert set(opt.param_groups[1]) == set(opt.param_groups[0]), \
+        f"the added group has keys {sorted(opt.param_groups[1])}, the first {sorted(opt.param_groups[0])}"
+    _run(case, opt, added, loss_fn, 5)
+    assert _same(direct, added), f"the added group's steps differ by {_max_diff(direct, added):.3g}"
+
+
+def check_hooks(case: OptimizerUnderTest) -> None:
+    """Per-instance and global step pre/post hooks fire exactly once per step, also with torch Adams around."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    torch_opts = [torch.optim.Adam([dummy]), torch.optim.AdamW([dummy]), torch.optim.NAdam([dummy])]  # noqa: F841
+    params, loss_fn = _problem(torch.float64, case.matrix_only)
+    opt = case.create(params)
+    calls = {"pre": 0, "post": 0, "global pre": 0, "global post": 0}
+
+    def counter(key: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            calls[key] += 1
+        return hook
+
+    handles = [opt.register_step_pre_hook(counter("pre")), opt.register_step_post_hook(counter("post")),
+               register_optimizer_step_pre_hook(counter("global pre")),
+               register_optimizer_step_post_hook(counter("global post"))]
+    try:
+        _run(case, opt, params, loss_fn, 3)
+    finally:
+        for h in handles:
+            h.remove()
+    wrong = {k: v for k, v in calls.items() if v != 3}
+    assert not wrong, f"hooks fired {wrong} times in 3 steps (expected 3 each)"
+
+
+def _copy_check(case: OptimizerUnderTest, how: Literal["deepcopy", "pickle"]) -> None:
+    params, loss_fn, opt = _trained(case, steps=3)
+    try:
+        if how == "deepcopy":
+            params2, opt2 = copy.deepcopy((params, opt))
+        else:
+            params2, opt2 = pickle.loads(pickle.dumps((params, opt)))
+    except Exception as exc:
+        raise AssertionError(f"{how}: {type(exc).__name__}: {exc}") from exc
+    public = lambda o: {k for k in vars(o) if not k.startswith("_")}  # noqa: E731
+    missing = public(opt) - public(opt2)
+    assert not missing, f"the {how} copy lost the attributes {sorted(missing)}"
+    try:
+        _run(case, opt2, params2, loss_fn, 4, 3)
+    except Exception as exc:
+        raise AssertionError(f"the {how} copy cannot step: {type(exc).__name__}: {exc}") from exc
+    _run(case, opt, params, loss_fn, 4, 3)
+    assert _same(params, params2), f"the {how} copy steps differently (by {_max_diff(params, params2):.3g})"
+
+
+def check_deepcopy(case: OptimizerUnderTest) -> None:
+    """``copy.deepcopy`` keeps every public attribute, and the copy steps exactly like the original."""
+    _copy_check(case, "deepcopy")
+
+
+def check_pickle(case: OptimizerUnderTest) -> None:
+    """A pickle round trip keeps every public attribute, and the copy steps exactly like the original."""
+    _copy_check(case, "pickle")
+
+
+def check_repr(case: OptimizerUnderTest) -> None:
+    """``repr`` and ``str`` work after a step, name the class and show the learning rate."""
+    opt = _trained(case, steps=1)[2]
+    text = repr(opt)
+    assert isinstance(text, str) and isinstance(str(opt), str)
+    assert type(opt).__name__ in text, f"repr does not name the class: {text[:200]!r}"
+    if case.lr_key is not None:
+        assert case.lr_key in text, f"repr does not show {case.lr_key}: {text[:200]!r}"
+
+
+_CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, NotImplementedError)
+
+
+def _rejected_or_progress(case: OptimizerUnderTest, what: str, params: Params, loss_fn: LossFn) -> None:
+    opt = case.create(params)
+    before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
+    start = _loss(params, loss_fn)
+    try:
+        _step(case, opt, params, loss_fn, 0)
+    except _CLEAR_ERRORS as exc:
+        assert what in str(exc).lower(), f"{what} input raised an error that does not say {what!r}: {exc}"
+        assert _same(params, before), f"{what} input was rejected only after the parameters changed"
+        diff = _equal_trees(opt.state_dict(), state)
+        assert diff is None or not case.strict, f"{what} input was rejected only after the state changed ({diff})"
+        return
+    _run(case, opt, params, loss_fn, 19, 1)
+    assert all(torch.isfinite(p.detach()).all() for p in params), f"{what} input gives non-finite parameters"
+    end = _loss(params, loss_fn)
+    assert end < start, f"{what} input is accepted but the loss went from {start:.6g} to {end:.6g}"
+
+
+def check_complex_params(case: OptimizerUnderTest) -> None:
+    """Complex parameters are supported (the loss goes down) or rejected cleanly before any state change."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.nn.Parameter(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    z = torch.nn.Parameter(torch.zeros(3, 3, dtype=torch.complex128))
+    target = torch.randn(3, 3, generator=g, dtype=torch.complex128)
+
+    def loss(params: Sequence[torch.Tensor]) -> torch.Tensor:
+        return (params[0] ** 2).sum() + (params[1] - target).abs().pow(2).sum()
+
+    _rejected_or_progress(case, "complex", [real, z], loss)
+
+
+def check_sparse_grads(case: OptimizerUnderTest) -> None:
+    """Sparse gradients are supported (the loss goes down) or rejected cleanly before any state change."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.Embedding(10, 4, sparse=True).double()
+    dense = torch.nn.Parameter(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    idx = torch.tensor([1, 3, 3, 7])
+
+    def loss(params: Sequence[torch.Tensor]) -> torch.Tensor:
+        return (torch.nn.functional.embedding(idx, params[1], sparse=True) @ params[0] - 1).pow(2).sum()
+
+    _rejected_or_progress(case, "sparse", [dense, emb.weight], loss)
+
+
+def _loss_ratio(case: OptimizerUnderTest, dtype: torch.dtype, steps: int, **overrides: Any) -> float:
+    params, loss_fn = _problem(dtype, case.matrix_only)
+    opt = case.create(params, **overrides)
+    start = _loss(params, loss_fn)
+    _run(case, opt, params, loss_fn, steps)
+    return _loss(params, loss_fn) / start
+
+
+def check_float32_progress(case: OptimizerUnderTest) -> None:
+    """Where 300 float64 steps halve the loss, 300 float32 steps make at least half that (log) progress.
+
+    The default hyperparameters first; if float64 does not halve the loss with them, the learning rate x10
+    and x100 (the first that does is used for both dtypes).  Progress is log(loss_0 / loss_300).  float32
+    cannot resolve a loss far below 1e-7 of the start, so the float64 progress is capped at a factor 1e3
+    before halving: the check asks for a float32 loss ratio below max(ratio64, 1e-3) ** 0.5.
+    """
+    overrides: dict[str, Any] = {}
+    r64 = _loss_ratio(case, torch.float64, 300)
+    if not r64 <= 0.5 and case.lr_key is not None:
+        lr = _lr(case)
+        for factor in (10.0, 100.0):
+            overrides = {case.lr_key: lr * factor}
+            r64 = _loss_ratio(case, torch.float64, 300, **overrides)
+            if r64 <= 0.5:
+                break
+    if not r64 <= 0.5:
+        raise CheckSkipped(f"float64 does not halve the loss in 300 steps with lr x1, x10, x100 (ratio {r64:.3g})")
+    r32 = _loss_ratio(case, torch.float32, 300, **overrides)
+    bound = max(r64, 1e-3) ** 0.5
+    assert r32 <= bound, (f"float32 stalls: loss ratio after 300 steps {r32:.3g} in float32 vs {r64:.3g} in "
+                          f"float64 (needs <= {bound:.3g}; {overrides or 'defaults'})")
+
+
+EXTREME_SCALES = (1e-30, 1e-20, 1e-10, 1e10, 1e20, 1e30)
+
+
+def check_extreme_gradients(case: OptimizerUnderTest) -> None:
+    """Two float32 steps with gradients scaled by 1e-30 ... 1e30 keep every parameter finite."""
+    bad = []
+    for scale in EXTREME_SCALES:
+        params, _ = _problem(torch.float32, case.matrix_only)
+        g = torch.Generator().manual_seed(1)
+        directions = [torch.randn(p.shape, generator=g) for p in params]
+
+        def loss_fn(ps: Sequence[torch.Tensor], s: float = scale, ds: list[torch.Tensor] = directions
+                    ) -> torch.Tensor:
+            # linear loss: the gradient is s * direction exactly, whatever the parameters
+            return torch.stack([((s * d) * p).sum() for d, p in zip(ds, ps, strict=True)]).sum()
+
+        opt = case.create(params)
+        try:
+            _run(case, opt, params, loss_fn, 2)
+        except Exception as exc:
+            bad.append(f"x{scale:g}: {type(exc).__name__}: {str(exc)[:80]}")
+            continue
+        if not all(torch.isfinite(p.detach()).all() for p in params):
+            bad.append(f"x{scale:g}: non-finite parameters")
+    assert not bad, "extreme float32 gradients: " + "; ".join(bad)
+
+
+_BAD_HYPERPARAMETERS: tuple[tuple[str, Any], ...] = (("lr", math.nan), ("lr", -1.0), ("betas", (2.0, 2.0)))
+
+
+def _bad_values(case: OptimizerUnderTest, group: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out = []
+    for key, value in _BAD_HYPERPARAMETERS:
+        key = case.lr_key if key == "lr" else key
+        if key is not None and key in group:
+            out.append((key, value))
+    return out
+
+
+def check_validated_on_load(case: OptimizerUnderTest) -> None:
+    """lr = nan, lr = -1, betas = (2, 2) in a loaded state dict's groups raise ValueError naming the key."""
+    opt = _trained(case, steps=2)[2]
+    bad = []
+    for key, value in _bad_values(case, opt.param_groups[0]):
+        state = copy.deepcopy(opt.state_dict())
+        state["param_groups"][0][key] = value
+        target = case.create(_problem(torch.float64, case.matrix_only)[0])
+        before = copy.deepcopy(target.state_dict())
+        try:
+            target.load_state_dict(state)
+        except ValueError as exc:
+            if key not in str(exc):
+                bad.append(f"{key} = {value} raised without naming {key} ({exc})")
+            elif _equal_trees(target.state_dict(), before) is not None:
+                bad.append(f"{key} = {value} was rejected after changing the optimizer")
+            continue
+        bad.append(f"{key} = {value} accepted")
+    assert not bad, "load_state_dict: " + "; ".join(bad)
+
+
+def check_validated_on_add_param_group(case: OptimizerUnderTest) -> None:
+    """lr = nan, lr = -1, betas = (2, 2) in ``add_param_group`` raise ValueError naming the key, adding nothing."""
+    _need_groups(case)
+    params, _ = _problem(torch.float64, False)
+    bad = []
+    for key, value in _bad_values(case, case.create(params[:1]).param_groups[0]):
+        opt = case.create(params[:1])
+        try:
+            opt.add_param_group({"params": params[1:], key: value})
+        except ValueError as exc:
+            if key not in str(exc):
+                bad.append(f"{key} = {value} raised without naming {key} ({exc})")
+            elif len(opt.param_groups) != 1:
+                bad.append(f"{key} = {value} was rejected but the group was added anyway")
+            continue
+        bad.append(f"{key} = {value} accepted")
+    assert not bad, "add_param_group: " + "; ".join(bad)
+
+
+def _clear_load_error(opt: torch.optim.Optimizer, state: Mapping[str, Any], what: str, name: str) -> None:
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        text = str(exc)
+        assert len(text) > 20 and (name in text or "state" in text.lower()), \
+            f"a state dict {what} gave an unclear {type(exc).__name__}: {text!r}"
+        return
+    raise AssertionError(f"load_state_dict accepted a state dict {what}; the error would come at step or never")
+
+
+def check_foreign_state_dict(case: OptimizerUnderTest) -> None:
+    """A state dict saved by ``torch.optim.Adagrad`` raises a clear error at ``load_state_dict``."""
+    own = _trained(case, steps=2)[2].state_dict()
+    own_keys = {k for st in own["state"].values() for k in st}
+    params, loss_fn = _problem(torch.float64, case.matrix_only)
+    other = torch.optim.Adagrad(params)
+    _run(OptimizerUnderTest(torch.optim.Adagrad), other, params, loss_fn, 2)
+    foreign = other.state_dict()
+    if {k for st in foreign["state"].values() for k in st} <= own_keys:
+        raise CheckSkipped("Adagrad's state keys are a subset of this optimizer's")
+    _clear_load_error(case.create(_problem(torch.float64, case.matrix_only)[0]), foreign,
+                      "from torch.optim.Adagrad", "Adagrad")
+
+
+def check_missing_state_key(case: OptimizerUnderTest) -> None:
+    """A state dict with one per-parameter state entry removed raises a clear error at ``load_state_dict``."""
+    state = _trained(case, steps=2)[2].state_dict()
+    entries = [(i, k) for i, st in state["state"].items() for k in st if k != "step"]
+    if not entries:
+        raise CheckSkipped("the optimizer keeps no per-parameter state besides 'step'")
+    i, key = entries[0]
+    del state["state"][i][key]
+    _clear_load_error(case.create(_problem(torch.float64, case.matrix_only)[0]), state,
+                      f"missing the state key {key!r}", key)
+
+
+# ------------------------------------------------------------------------------------------ registry of checks
+
+
+@dataclass(frozen=True)
+class Check:
+    """One contract check: ``run(case)`` raises ``AssertionError`` (failed) or :class:`CheckSkipped`."""
+
+    name: str
+    run: Callable[[OptimizerUnderTest], None]
+    strict: bool = False
+
+    @property
+    def doc(self) -> str:
+        return (self.run.__doc__ or "").strip().splitlines()[0]
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("right_direction", check_right_direction),
+    Check("param_groups_lr", check_param_groups_lr),
+    Check("param_groups_weight_decay", check_param_groups_weight_decay),
+    Check("tensor_lr", check_tensor_lr),
+    Check("noop_without_grads", check_noop_without_grads),
+    Check("state_dict_deterministic", check_state_dict_deterministic),
+    Check("load_then_continue", check_load_then_continue),
+    Check("nontensor_step", check_nontensor_step),
+    Check("float64_state_into_float32", check_float64_state_into_float32),
+    Check("named_parameters", check_named_parameters),
+    Check("add_param_group", check_add_param_group),
+    Check("hooks", check_hooks),
+    Check("deepcopy", check_deepcopy),
+    Check("pickle", check_pickle),
+    Check("repr", check_repr),
+    Check("complex_params", check_complex_params),
+    Check("sparse_grads", check_sparse_grads),
+    Check("float32_progress", check_float32_progress),
+    Check("extreme_gradients", check_extreme_gradients),
+    Check("validated_on_load", check_validated_on_load, strict=True),
+    Check("validated_on_add_param_group", check_validated_on_add_param_group, strict=True),
+    Check("foreign_state_dict", check_foreign_state_dict, strict=True),
+    Check("missing_state_key", check_missing_state_key, strict=True),
+)
+_BY_NAME = {c.name: c for c in CHECKS}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: ``status`` is ``"passed"``, ``"failed"`` or ``"skipped"``; ``message`` says why."""
+
+    name: str
+    status: Literal["passed", "failed", "skipped"]
+    message: str = ""
+
+
+@dataclass
+class ContractReport:
+    """The results of :func:`check_optimizer`, one per check run."""
+
+    optimizer: str
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"{self.optimizer}: {len(self.results) - len(self.failed)}/{len(self.results)} checks passed"]
+        lines += [f"  {r.status:7s} {r.name}" + (f": {r.message}" if r.message else "") for r in self.results]
+        return "\n".join(lines)
+
+
+def run_check(name: str, case: OptimizerUnderTest) -> CheckResult:
+    """Run the check called ``name`` on ``case``; any exception the optimizer raises fails the check."""
+    check = _BY_NAME[name]
+    try:
+        check.run(case)
+    except CheckSkipped as exc:
+        return CheckResult(name, "skipped", str(exc))
+    except AssertionError as exc:
+        return CheckResult(name, "failed", str(exc).strip() or check.doc)
+    except Exception as exc:  # an optimizer raising where the contract expects a result fails the check
+        return CheckResult(name, "failed", f"{type(exc).__name__}: {exc}")
+    return CheckResult(name, "passed")
+
+
+def check_optimizer(
+    optimizer: Callable[..., torch.optim.Optimizer],
+    /,
+    *,
+    requires_closure: bool = False,
+    lr_key: str | None = "lr",
+    matrix_only: bool = False,
+    param_groups: bool = True,
+    strict: bool = False,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] = (),
+    raise_on_failure: bool = True,
+    **hyperparameters: Any,
+) -> ContractReport:
+    """Run the ``torch.optim`` contract checks on ``optimizer`` (a class or ``factory(params, **hp)``).
+
+    Args:
+        optimizer: ``torch.optim.Optimizer`` subclass or a factory with the same call signature.
+        requires_closure: ``step`` needs a closure (passed in the torch convention).
+        lr_key: the group key of the learning rate, ``None`` if there is none.
+        matrix_only: the optimizer accepts only parameters with ``ndim >= 2``.
+        param_groups: the optimizer supports several parameter groups (``False``: group checks skipped).
+        strict: also run the checks that go beyond what ``torch.optim`` itself guarantees (validation of
+            hyperparameters in ``load_state_dict`` / ``add_param_group``, errors for foreign state dicts).
+        only: run just these checks (names from :data:`CHECKS`); ``skip``: leave these out.
+        raise_on_failure: raise ``AssertionError`` naming every failed check (else return the report).
+        **hyperparameters: passed to every construction, e.g. ``lr=1e-2``.
+
+    Returns:
+        A :class:`ContractReport` (an optimizer that raises where the contract expects a result fails the
+        check, with the exception in the message).
+    """
+    names = list(only) if only is not None else [c.name for c in CHECKS if strict or not c.strict]
+    unknown = [n for n in [*names, *skip] if n not in _BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; known: {', '.join(_BY_NAME)}")
+    name = getattr(optimizer, "__qualname__", type(optimizer).__name__)
+    case = OptimizerUnderTest(optimizer, name, dict(hyperparameters), requires_closure, lr_key, matrix_only, strict,
+                              param_groups)
+    report = ContractReport(name, [run_check(n, case) for n in names if n not in set(skip)])
+    if raise_on_failure and not report.ok:
+        raise AssertionError(f"{name} fails the optimizer contract check(s) "
+                             + "; ".join(f"{r.name}: {r.message}" for r in report.failed))
+    return report
