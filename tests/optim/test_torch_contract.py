@@ -83,23 +83,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
              "missing_state_key"),
     **_fails("sophia_g", "deepcopy", "pickle", "validated_on_load", "validated_on_add_param_group",
              "foreign_state_dict", "missing_state_key"),
-    **_fails("sls", "right_direction", "param_groups_lr", "tensor_lr", "state_dict_deterministic",
-             "load_then_continue", "nontensor_step", "float64_state_into_float32", "named_parameters",
-             "add_param_group", "hooks", "repr", "complex_params", "sparse_grads", "float32_progress",
-             "extreme_gradients", why=_CLOSURE),
-    **_fails("sls", "noop_without_grads", "deepcopy", "pickle", "validated_on_load", "validated_on_add_param_group",
-             "foreign_state_dict", "missing_state_key", why=_CLOSURE, also=True),
-    **_fails("adam_sls", "right_direction", "param_groups_lr", "state_dict_deterministic", "load_then_continue",
-             "nontensor_step", "float64_state_into_float32", "named_parameters", "add_param_group", "hooks", "repr",
-             "complex_params", "sparse_grads", "float32_progress", "extreme_gradients", why=_CLOSURE),
-    **_fails("adam_sls", "tensor_lr", "noop_without_grads", "deepcopy", "pickle", "validated_on_load",
-             "validated_on_add_param_group", "foreign_state_dict", "missing_state_key", why=_CLOSURE, also=True),
-    **_fails("salsa", "right_direction", "param_groups_lr", "tensor_lr", "state_dict_deterministic",
-             "load_then_continue", "nontensor_step", "float64_state_into_float32", "named_parameters",
-             "add_param_group", "hooks", "repr", "complex_params", "sparse_grads", "float32_progress",
-             "extreme_gradients", why=_CLOSURE),
-    **_fails("salsa", "noop_without_grads", "deepcopy", "pickle", "validated_on_load",
-             "validated_on_add_param_group", "foreign_state_dict", "missing_state_key", why=_CLOSURE, also=True),
 }
 
 CASES = {name: OptimizerUnderTest.from_spec(do.get(name)) for name in do.available()}
