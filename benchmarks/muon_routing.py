@@ -27,8 +27,8 @@ from descend.bench.workloads import get_workload
 from descend.optim.muon import _adam_lr, muon_param_groups
 
 GRIDS: dict[str, list[dict[str, Any]]] = {
-    "adamw": [{"lr": lr} for lr in (1e-3, 3e-3, 1e-2, 3e-2)],
-    "muon": [{"lr": lr, "adam_lr": a} for lr, a in itertools.product((0.005, 0.01, 0.02, 0.05), (1e-3, 3e-3, 1e-2))],
+    "adamw": [{"lr": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1)],
+    "muon": [{"lr": lr, "adam_lr": a} for lr, a in itertools.product((0.02, 0.05, 0.1, 0.2), (3e-3, 1e-2, 3e-2))],
 }
 GRIDS["muon_all_matrices"] = GRIDS["muon"]
 
@@ -64,7 +64,9 @@ def main() -> None:
             val = [f["val_loss"] for f in finals]
             test = [f["test_loss"] for f in finals]
             sd = statistics.stdev(val) if len(val) > 1 else 0.0
-            print(f"{opt:18s} best {best} (tuning val {best_val:.3f}); seeds 1..{args.seeds}: "
+            edge = [k for k, v in best.items() if v in (min(h[k] for h in grid), max(h[k] for h in grid))]
+            at_edge = f" (at the grid edge: {', '.join(edge)})" if edge else ""
+            print(f"{opt:18s} best {best}{at_edge} (tuning val {best_val:.3f}); seeds 1..{args.seeds}: "
                   f"val {statistics.mean(val):.3f} ± {sd:.3f}, test {statistics.mean(test):.3f}, "
                   f"test acc {statistics.mean(f['test_acc'] for f in finals):.3f}  [{time.perf_counter() - t0:.0f} s]",
                   flush=True)

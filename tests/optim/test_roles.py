@@ -121,3 +121,75 @@ def test_overrides_and_declarations() -> None:
     assert names_by_role(model)["4.weight"] is Role.HIDDEN, "a failed declaration leaves the previous one"
     with pytest.raises(ValueError, match="Muon needs ndim >= 2"):
         do.muon_param_groups(model, roles={"0.bias": "hidden"})
+
+
+class _EmbeddingOnly(nn.Module):
+    """Trainable: a token embedding and a positional table; the head is frozen (so gradients match)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(20, 8)
+        self.pos = nn.Parameter(0.1 * torch.randn(5, 8))
+        self.out = nn.Linear(8, 20)
+        self.out.requires_grad_(False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.tok(idx) + self.pos[: idx.shape[1]]))
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, idx: torch.Tensor, steps: int = 5) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(idx).flatten(0, 1), idx.flatten()).backward()
+        opt.step()
+
+
+def test_soap_and_shampoo_builders_give_embeddings_plain_adam() -> None:
+    from descend.optim.shampoo import shampoo_param_groups
+    from descend.optim.soap import soap_param_groups
+
+    lm = _LM()
+    for build in (soap_param_groups, shampoo_param_groups):
+        groups = _groups(lm, build(lm))
+        assert groups["adam"] == {"tok.weight", "pos"}
+        assert {"fc1.weight", "fc2.weight", "out.weight"} <= groups[next(k for k in groups if k != "adam")]
+    mlp = _mlp()
+    assert set(_groups(mlp, soap_param_groups(mlp))) == {"soap"}  # no embedding: one group, as before
+
+    idx = torch.randint(0, 20, (4, 5), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    a = _EmbeddingOnly()
+    torch.manual_seed(0)
+    b = _EmbeddingOnly()
+    soap = do.SOAP(soap_param_groups(a), lr=1e-2)
+    _train(a, soap, idx)
+    assert all(set(soap.state[p]) == {"exp_avg", "exp_avg_sq", "step"} for p in (a.tok.weight, a.pos))  # no factors
+
+    # Shampoo's Adam group is AdamW exactly (grafting, never preconditioned); float32, 5 steps of lr 1e-2:
+    # both sides round ~10 float32 operations per step on values O(1), so they agree to ~1e-6
+    torch.manual_seed(0)
+    a = _EmbeddingOnly()
+    sh = do.Shampoo(shampoo_param_groups(a), lr=1e-2, weight_decay=0.01, precondition_frequency=1)
+    ref = torch.optim.AdamW([b.tok.weight, b.pos], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    _train(a, sh, idx)
+    _train(b, ref, idx)
+    torch.manual_seed(0)
+    assert (a.tok.weight - _EmbeddingOnly().tok.weight).abs().max() > 1e-3  # it trained
+    torch.testing.assert_close(a.tok.weight, b.tok.weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.pos, b.pos, rtol=0, atol=1e-6)
+
+
+def test_frugal_projects_hidden_matrices_only_and_is_na_without_them() -> None:
+    spec = do.get("frugal")
+    model = _mlp()
+    groups = spec.module_groups(model, dict(spec.defaults))
+    by_flag = {g["is_proj_params"]: _groups(model, [g])["0"] for g in groups}
+    assert by_flag[True] == {"2.weight"}
+    assert by_flag[False] == {"0.weight", "0.bias", "2.bias", "4.weight", "4.bias"}
+    cnn = nn.Sequential(nn.Conv1d(1, 4, 3), nn.Conv1d(4, 4, 3), nn.Flatten(), nn.Linear(4, 8), nn.Linear(8, 2))
+    proj = {g["is_proj_params"]: _groups(cnn, [g])["0"] for g in spec.module_groups(cnn, {"projection": "svd"})}
+    assert proj[True] == {"3.weight"}, "svd projects 2-D matrices only: the hidden conv kernel stays regular"
+    with pytest.raises(NotApplicable, match=NO_HIDDEN_MATRICES):
+        spec.module_groups(nn.Linear(3, 2), dict(spec.defaults))
+    # the reference's name-based selection is still the default of frugal_param_groups
+    assert do.frugal_param_groups(model)[1]["params"] == []
