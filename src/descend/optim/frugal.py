@@ -535,7 +535,7 @@ register(OptimizerSpec(
     search_space={
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.9, 0.999))),
-        "weight_decay": FloatRange(1e-5, 0.3, log=True),
+        "weight_decay": FloatRange(1e-5, 1.0, log=True),  # as AdamW's (Wen et al.: wd 0.1 for Adam-type methods)
         "density": Categorical((0.0, 0.125, 0.25, 0.5)),
         "update_gap": IntRange(50, 500, log=True),
         "inactive_lr_scale": FloatRange(0.01, 1.0, log=True),

@@ -99,7 +99,8 @@ ADJUST_LR_FNS = ("keller", "original", "match_rms_adamw", "none")
 NORMALIZATIONS = ("keller", "torch")
 _NS_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
               "float64": torch.float64}
-_KELLER_ADAM_LR_RATIO = 3e-4 / 0.02
+_KELLER_ADAM_LR = 3e-4
+_KELLER_ADAM_LR_RATIO = _KELLER_ADAM_LR / 0.02
 
 
 def shape_factor(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
@@ -395,9 +396,11 @@ def _from_fixture(fx: Mapping[str, Any], params_by_name: Mapping[str, torch.Tens
 
 
 def _adam_lr(hp: Mapping[str, Any]) -> float:
-    """The auxiliary AdamW's learning rate: ``adam_lr`` when set (what the benchmark tunes, an absolute value in
-    AdamW's range), else ``lr × adam_lr_ratio``."""
-    return float(hp["adam_lr"]) if hp.get("adam_lr") is not None else float(hp["lr"]) * hp["adam_lr_ratio"]
+    """The auxiliary AdamW's learning rate: ``lr × adam_lr_ratio`` when a ratio is given explicitly, else the
+    absolute ``adam_lr`` (what the benchmark tunes, in AdamW's own range)."""
+    if hp.get("adam_lr_ratio") is not None:
+        return float(hp["lr"]) * float(hp["adam_lr_ratio"])
+    return float(hp.get("adam_lr", _KELLER_ADAM_LR))
 
 
 def _module_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -408,18 +411,19 @@ def _module_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, An
                              betas=tuple(hp["betas"]), eps=hp["eps"], require_hidden=True)
 
 
-def _factory(params: Iterable[Any], *, adam_lr: float | None = None, **hyperparameters: Any) -> Muon:
-    """Registry factory: :class:`Muon` with an optional absolute AdamW learning rate ``adam_lr``.
+def _factory(params: Iterable[Any], *, adam_lr: float = _KELLER_ADAM_LR, adam_lr_ratio: float | None = None,
+             **hyperparameters: Any) -> Muon:
+    """Registry factory: :class:`Muon` whose auxiliary AdamW learning rate is the absolute ``adam_lr``.
 
-    With ``adam_lr`` set, auto groups (``use_muon=None``, bare parameters) get ``adam_lr_ratio = adam_lr / lr``,
-    so the AdamW half starts at ``adam_lr`` and still follows the schedule of ``lr``; the groups of
-    :func:`muon_param_groups` carry their own AdamW ``lr`` already.
+    Auto groups (``use_muon=None``, bare parameters) get ``adam_lr_ratio = adam_lr / lr``, so the AdamW half
+    starts at ``adam_lr`` and still follows the schedule of ``lr``; the groups of :func:`muon_param_groups`
+    carry their own AdamW ``lr``.  An explicit ``adam_lr_ratio`` takes precedence over ``adam_lr``.
     """
-    if adam_lr is not None:
+    if adam_lr_ratio is None:
         check_float("adam_lr", adam_lr, 0.0)
         lr = check_float("lr", hyperparameters.get("lr", 0.02), 0.0, low_open=True)
-        hyperparameters["adam_lr_ratio"] = adam_lr / lr
-    return Muon(params, **hyperparameters)
+        adam_lr_ratio = adam_lr / lr
+    return Muon(params, adam_lr_ratio=adam_lr_ratio, **hyperparameters)
 
 
 register(OptimizerSpec(
@@ -433,12 +437,13 @@ register(OptimizerSpec(
               # float32 Newton–Schulz: bfloat16 matmuls are ~25x slower than float32 on CPUs; the class
               # default stays bfloat16 like the references (pass ns_dtype="bfloat16" on GPUs).
               "ns_dtype": "float32", "normalization": "keller", "adjust_lr_fn": "keller",
-              "betas": (0.9, 0.95), "eps": 1e-10, "adam_lr_ratio": _KELLER_ADAM_LR_RATIO,
-              "adam_lr": None},
+              # the auxiliary AdamW's lr, absolute: Keller's 3e-4 (= 0.02 x 0.015); the factory also takes
+              # adam_lr_ratio (AdamW lr = lr x ratio), which then wins
+              "betas": (0.9, 0.95), "eps": 1e-10, "adam_lr": _KELLER_ADAM_LR},
     search_space={
         "lr": FloatRange(1e-3, 0.1, log=True),
         "momentum": Categorical((0.9, 0.95, 0.98)),
-        "weight_decay": Categorical((0.0, 0.01, 0.1)),
+        "weight_decay": Categorical((0.0, 0.01, 0.1, 0.3)),  # Wen et al.: 0.1, the old largest choice
         # the auxiliary AdamW's lr as an absolute value in AdamW's own range (lr x adam_lr_ratio put only 14 %
         # of the space in a useful AdamW range); Wen et al. tune it to 0.2 x 1.6e-2 = 3.2e-3
         "adam_lr": FloatRange(1e-4, 3e-2, log=True),
@@ -457,6 +462,7 @@ register(OptimizerSpec(
         "lr": (-1.0,), "weight_decay": (-0.1,), "momentum": (1.0, -0.5), "ns_steps": (0, 100),
         "ns_dtype": ("int8",), "normalization": ("spectral",), "ns_eps": (0.0,),
         "adjust_lr_fn": ("sqrt",), "betas": ((1.0, 0.95),), "eps": (-1e-8,), "adam_lr_ratio": (-1.0,),
+        "adam_lr": (-1.0, float("nan")),
         "ns_coefficients": ((1.0, 2.0),),
     },
 ))

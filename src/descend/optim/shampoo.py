@@ -484,7 +484,7 @@ register(OptimizerSpec(
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.999), (0.95, 0.999), (0.9, 0.99), (0.95, 0.95))),
         "epsilon": FloatRange(1e-12, 1e-6, log=True),
-        "weight_decay": FloatRange(1e-5, 0.3, log=True),
+        "weight_decay": FloatRange(1e-5, 1.0, log=True),  # as AdamW's (Wen et al.: wd 0.1, Soap and Kron 0.1-0.7)
         "precondition_frequency": Categorical((10, 50, 100)),
         "grafting_epsilon": FloatRange(1e-10, 1e-6, log=True),
     },
