@@ -174,6 +174,18 @@ def test_mnist1d_default_scales_are_large_and_the_data_constrained_ones_small():
         assert get_workload(name).test_scale == "s4k"
 
 
+def test_mnist1d_pinned_generator_config_is_the_package_default():
+    """The cache key hashes a pinned copy of the generator's configuration: it must be the package's default."""
+    pytest.importorskip("mnist1d")
+    from mnist1d.data import get_dataset_args
+
+    from descend.bench.workloads import mnist1d
+
+    package = {k: v for k, v in vars(get_dataset_args()).items() if k not in ("url", "num_samples")}
+    assert package == mnist1d._GENERATOR
+    assert mnist1d._config(60_000)["num_samples"] == 60_000
+
+
 def test_mnist1d_splits_are_disjoint_and_sized(descend_cache: Path):
     from descend.bench.workloads.mnist1d import load_mnist1d
 

@@ -30,26 +30,37 @@ SAMPLES_CONSTRAINED = 5_000
 _VALIDATION_FRACTION = 0.125
 
 
-def _args(num_samples: int) -> Any:
-    from mnist1d.data import get_dataset_args
-
-    args = get_dataset_args()
-    args.num_samples = num_samples
-    return args
+#: ``mnist1d.data.get_dataset_args()``'s defaults (checked against the package in the tests), pinned here so a
+#: cache hit needs no import of ``mnist1d`` (which pulls in matplotlib and scipy: seconds); ``num_samples`` is
+#: set per scale
+_GENERATOR: dict[str, Any] = {
+    "train_split": 0.8, "template_len": 12, "padding": [36, 60], "scale_coeff": 0.4, "max_translation": 48,
+    "corr_noise_scale": 0.25, "iid_noise_scale": 0.02, "shear_scale": 0.75, "shuffle_seq": False,
+    "final_seq_length": 40, "seed": 42,
+}
 
 
 def _config(num_samples: int) -> dict[str, Any]:
-    """The generator's full configuration (what the cache key is a hash of)."""
-    import mnist1d
+    """The generator's full configuration and package version (what the cache key is a hash of)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    cfg = {k: v for k, v in vars(_args(num_samples)).items() if k != "url"}
-    return {"mnist1d": getattr(mnist1d, "__version__", "?"), **cfg}
+    try:
+        package = version("mnist1d")
+    except PackageNotFoundError:
+        package = "not installed"
+    return {"mnist1d": package, "num_samples": num_samples, **_GENERATOR}
 
 
 def _make(num_samples: int) -> dict[str, torch.Tensor]:
-    from mnist1d.data import make_dataset
+    try:
+        from mnist1d.data import make_dataset
+        from mnist1d.utils import ObjectView
+    except ImportError as exc:
+        raise ImportError("the MNIST-1D workloads need the mnist1d package: pip install 'descend[bench]'") from exc
 
-    d = make_dataset(_args(num_samples))
+    args = ObjectView({"num_samples": num_samples, **{k: list(v) if isinstance(v, list) else v
+                                                      for k, v in _GENERATOR.items()}})
+    d = make_dataset(args)
     return {k: torch.as_tensor(d[k]) for k in ("x", "y", "x_test", "y_test")}
 
 
