@@ -337,3 +337,19 @@ def test_workload_roles_route_the_mlp_cnn_charlm_and_logreg(descend_cache: Path)
 
     with pytest.raises(ValueError, match=r"needs Task\.model"):
         Task(params=[], train_loss=lambda s: torch.zeros(()), evaluate=dict, roles={"w": "hidden"})
+
+
+def test_not_applicable_cells_get_no_work(tmp_path: Path, descend_cache: Path):
+    """Muon on logistic regression (no hidden matrix) is skipped, not run as AdamW under Muon's name."""
+    from descend.bench.protocol import not_applicable, pending_work
+    from descend.bench.storage import Storage
+
+    from .conftest import small_plan
+
+    warm(descend_cache, "logreg_breast_cancer", "s")
+    plan = small_plan("na", optimizers=("adamw", "muon"))
+    storage = Storage(str(tmp_path / "bench.db"))
+    storage.save_plan(plan.name, plan.to_dict())
+    items = list(pending_work(storage, plan))
+    assert items and {i.optimizer for i in items} == {"adamw"}
+    assert not_applicable("logreg_breast_cancer", "s", "muon") == "n/a: no hidden matrices"
