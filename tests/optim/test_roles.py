@@ -193,3 +193,12 @@ def test_frugal_projects_hidden_matrices_only_and_is_na_without_them() -> None:
         spec.module_groups(nn.Linear(3, 2), dict(spec.defaults))
     # the reference's name-based selection is still the default of frugal_param_groups
     assert do.frugal_param_groups(model)[1]["params"] == []
+
+
+def test_declared_roles_survive_a_deepcopy() -> None:
+    import copy
+
+    model = _mlp()
+    declare_roles(model, {model[4].weight: "hidden"})
+    clone = copy.deepcopy(model)
+    assert names_by_role(clone)["4.weight"] is Role.HIDDEN

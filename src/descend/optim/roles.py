@@ -88,27 +88,28 @@ _LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 Overrides = Mapping[str | nn.Parameter, Role | str]
 
 
-def _resolve(model: nn.Module, roles: Overrides) -> dict[int, Role]:
-    """``roles`` keyed by parameter id, validated against ``model`` (a one-line ``ValueError`` otherwise)."""
+def _resolve(model: nn.Module, roles: Overrides) -> dict[str, Role]:
+    """``roles`` keyed by parameter name, validated against ``model`` (a one-line ``ValueError`` otherwise)."""
     by_name = dict(model.named_parameters(remove_duplicate=False))
-    ids = {id(p) for p in by_name.values()}
-    checked: dict[int, Role] = {}
+    name_of = {id(p): n for n, p in by_name.items()}
+    checked: dict[str, Role] = {}
     for key, value in roles.items():
         if isinstance(key, str):
             if key not in by_name:
                 raise ValueError(f"roles: {key!r} is not a parameter of the model; parameters: "
                                  f"{', '.join(by_name)}")
-            p = by_name[key]
-        elif isinstance(key, torch.Tensor) and id(key) in ids:
-            p = key
+            name = key
+        elif isinstance(key, torch.Tensor) and id(key) in name_of:
+            name = name_of[id(key)]
         else:
             raise ValueError(f"roles: keys must be parameter names or parameters of the model, got {key!r}")
-        checked[id(p)] = Role.parse(value, f"roles[{key!r}]")
+        checked[name] = Role.parse(value, f"roles[{key!r}]")
     return checked
 
 
 def declare_roles(model: nn.Module, roles: Overrides) -> None:
-    """Attach role overrides to ``model`` (honoured by every later :func:`param_roles` call on it).
+    """Attach role overrides to ``model`` (honoured by every later :func:`param_roles` call on it, and kept by
+    ``copy.deepcopy``: they are stored by parameter name).
 
     ``roles`` maps parameter names (as in ``model.named_parameters()``) or parameters to roles; unknown names
     raise ``ValueError`` before anything is stored.  Declaring again replaces the previous declaration.
@@ -160,9 +161,11 @@ def param_roles(model: nn.Module, overrides: Overrides | None = None, *,
     linears = [m for m in layers if isinstance(m, nn.Linear)]
     head = linears[-1] if linears else None
     first = layers[0] if layers and not has_embedding else None
-    forced: dict[int, Role] = dict(getattr(model, _ATTR, {}))
+    named: dict[str, Role] = dict(getattr(model, _ATTR, {}))
     if overrides:
-        forced.update(_resolve(model, overrides))
+        named.update(_resolve(model, overrides))
+    by_name = dict(model.named_parameters(remove_duplicate=False))
+    forced = {id(by_name[n]): r for n, r in named.items() if n in by_name}
 
     roles: dict[nn.Parameter, Role] = {}
     for _name, p in model.named_parameters():
