@@ -6,7 +6,9 @@ trains the same MLP with both routings and with AdamW, each at its best learning
 (selected on the validation loss of seed 0, at the workload's full budget, the bench's warm-up + cosine
 schedule), then reruns the selected configuration on fresh seeds and reports validation and test loss.
 
-    python benchmarks/muon_routing.py [--scales s s4k] [--seeds 3] [--threads 1]
+    python benchmarks/muon_routing.py [--scales s s4k] [--seeds 3] [--threads 1] [--defaults]
+
+``--defaults``: no grid, every optimizer at its registry defaults (what an untuned run gets).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("--scales", nargs="+", default=["s", "s4k"])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--defaults", action="store_true", help="registry defaults only (no learning-rate grid)")
     args = ap.parse_args()
     do.register(dataclasses.replace(do.get("muon"), name="muon_all_matrices", module_groups=_all_matrices_hook),
                 replace=True)
@@ -55,6 +58,7 @@ def main() -> None:
         for opt, grid in GRIDS.items():
             t0 = time.perf_counter()
             tuned = []
+            grid = [{}] if args.defaults else grid
             for hp in grid:
                 res = run_trial(args.workload, scale, opt, hp, 0, steps, evaluations=4, threads=args.threads)
                 tuned.append((res.final.get("val_loss", math.inf), hp))
@@ -64,7 +68,8 @@ def main() -> None:
             val = [f["val_loss"] for f in finals]
             test = [f["test_loss"] for f in finals]
             sd = statistics.stdev(val) if len(val) > 1 else 0.0
-            edge = [k for k, v in best.items() if v in (min(h[k] for h in grid), max(h[k] for h in grid))]
+            edge = [k for k, v in best.items()
+                    if len(grid) > 1 and v in (min(h[k] for h in grid), max(h[k] for h in grid))]
             at_edge = f" (at the grid edge: {', '.join(edge)})" if edge else ""
             print(f"{opt:18s} best {best}{at_edge} (tuning val {best_val:.3f}); seeds 1..{args.seeds}: "
                   f"val {statistics.mean(val):.3f} ± {sd:.3f}, test {statistics.mean(test):.3f}, "
