@@ -19,6 +19,7 @@ import descend.optim as do
 from descend.optim._linalg import NS_COEFFICIENTS, newton_schulz, newton_schulz_scalar
 from descend.optim.muon import Muon, muon_param_groups, shape_factor
 from descend.optim.replay import replay_file
+from descend.optim.roles import NotApplicable, Role
 
 from ..conftest import fixture_files
 from ..tolerances import accumulation_rtol
@@ -323,15 +324,23 @@ def test_param_groups_tied_head_and_route_override() -> None:
         muon_param_groups(model, route=lambda n, p: "muon")
 
 
-def test_conv_head_by_name_and_embedding_pattern_off() -> None:
+def test_conv_stem_is_the_input_layer_and_roles_override() -> None:
+    """Roles come from module types: the first conv is the input layer (AdamW), the last Linear the head."""
     model = nn.Sequential()
     model.add_module("stem", nn.Conv2d(3, 4, 3))
+    model.add_module("body", nn.Conv2d(4, 4, 3))
     model.add_module("classifier", nn.Linear(4, 2))
     names = _names(model, muon_param_groups(model))
-    assert names["muon"] == {"stem.weight"} and names["adamw"] == {"classifier.weight"}
+    assert names["muon"] == {"body.weight"} and names["adamw"] == {"stem.weight", "classifier.weight"}
     model = _TinyLM()
-    names = _names(model, muon_param_groups(model, embedding_name_pattern=None, head_names=()))
+    names = _names(model, muon_param_groups(model, roles={"pos_embed": "hidden", "lm_head.weight": Role.HIDDEN}))
     assert {"pos_embed", "lm_head.weight"} <= names["muon"] and names["adamw"] == {"tok.weight"}
+    with pytest.raises(ValueError, match="not a parameter"):
+        muon_param_groups(model, roles={"nope": "hidden"})
+    with pytest.raises(ValueError, match="must be one of"):
+        muon_param_groups(model, roles={"pos_embed": "matrix"})
+    with pytest.raises(NotApplicable, match="no hidden matrices"):
+        muon_param_groups(nn.Linear(3, 2), require_hidden=True)
 
 
 # ------------------------------------------------------------------------------------------ hybrid resume

@@ -308,6 +308,13 @@ def best_config(storage: Storage, plan: Plan, item: WorkItem) -> dict[str, Any]:
     return min(rows, key=lambda r: (value(r), r.trial_number)).hyperparameters
 
 
+@functools.cache
+def not_applicable(workload: str, scale: str, optimizer: str) -> str | None:
+    """Why ``optimizer`` is not run on ``workload:scale`` (e.g. ``"n/a: no hidden matrices"`` for Muon on
+    logistic regression), or ``None``; such cells get no work and the report should show the reason."""
+    return get_workload(workload).not_applicable(optimizer, scale)
+
+
 def pending_work(storage: Storage, plan: Plan, finished: set[str] | None = None) -> Iterator[WorkItem]:
     """Work still to do, in order: for each cell its tuning trials, then its final seeds.
 
@@ -316,6 +323,8 @@ def pending_work(storage: Storage, plan: Plan, finished: set[str] | None = None)
     """
     for w, s in plan.cells:
         for o in plan.optimizers:
+            if not_applicable(w, s, o):
+                continue
             tune = WorkItem(w, s, o, "tune", TUNE_SEED)
             if finished is not None and tune.cell in finished:
                 continue

@@ -102,7 +102,8 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
             break
         if t + 1 in at:
             t1 = time.perf_counter()
-            metrics = dict(task.evaluate())
+            last = t + 1 == steps and task.final_evaluate is not None
+            metrics = dict(task.final_evaluate() if last else task.evaluate())
             eval_time += time.perf_counter() - t1
             curve.append({"step": t + 1, "train_time": train_time, "train_loss": loss_ema, **metrics})
     final = dict(curve[-1]) if curve else {"val_loss": math.inf}

@@ -33,8 +33,9 @@ from .registry import (
     register,
     spec_for_fixture,
 )
-from .shampoo import Shampoo
-from .soap import SOAP
+from .roles import Role, param_roles
+from .shampoo import Shampoo, shampoo_param_groups
+from .soap import SOAP, soap_param_groups
 from .sophia import SophiaG, gnb_hessian_update
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Mechanic",
     "Muon",
     "OptimizerSpec",
+    "Role",
     "SaLSA",
     "Shampoo",
     "SophiaG",
@@ -63,7 +65,10 @@ __all__ = [
     "gnb_hessian_update",
     "mechanize",
     "muon_param_groups",
+    "param_roles",
     "register",
     "schedules",
+    "shampoo_param_groups",
+    "soap_param_groups",
     "spec_for_fixture",
 ]

@@ -263,7 +263,7 @@ register(OptimizerSpec(
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.9, 0.98), (0.9, 0.999), (0.95, 0.98))),
         "eps": Categorical((1e-16, 1e-12, 1e-8)),
-        "weight_decay": FloatRange(1e-5, 0.3, log=True),
+        "weight_decay": FloatRange(1e-5, 1.0, log=True),  # as AdamW's (Wen et al.: wd 0.1 for Adam-type methods)
         "rectify": Categorical((True, False)),
     },
     summary="Adam whose second moment tracks (g - m)^2, with RAdam rectification (package defaults)",

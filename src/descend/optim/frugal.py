@@ -73,6 +73,7 @@ from torch import nn
 from ._base import KeepsStateDtypes, begin_step
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
+from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
 
 __all__ = ["FRUGAL", "PROJECTIONS", "frugal_param_groups"]
 
@@ -88,18 +89,29 @@ _DEFAULT_TARGETS = ("attn", "mlp", "q_proj", "v_proj", "up_proj", "down_proj", "
 SubsetProvider = Callable[[int, str, Sequence[torch.Tensor]], Sequence[Any]]
 
 
-def frugal_param_groups(model: nn.Module, target_modules: Sequence[str] = _DEFAULT_TARGETS, *,
+def frugal_param_groups(model: nn.Module, target_modules: Sequence[str] | None = _DEFAULT_TARGETS, *,
                         proj_norms: bool = False, proj_embeds: bool = False,
-                        proj_logits: bool = False) -> list[dict[str, Any]]:
+                        proj_logits: bool = False, matrices_only: bool = False) -> list[dict[str, Any]]:
     """Split ``model``'s trainable parameters into a regular and a projected group.
 
     Projected: weights of ``nn.Linear`` modules whose qualified name contains one of ``target_modules``
     (attention and MLP projections), plus norms / ``embed_tokens`` / ``lm_head`` parameters if asked.
     Everything else (embeddings, norms, biases, output head) is regular (full AdamW).  Mirrors the
     reference's ``prepare_proj_params``.
+
+    ``target_modules=None``: project the **hidden matrices** instead, by role (module types, not names:
+    :func:`descend.optim.roles.param_roles`; the input layer, head, embeddings and vectors stay regular) —
+    what the benchmark uses, since ordinary models do not follow the reference's naming.
+    ``matrices_only`` keeps tensors with ``ndim != 2`` (conv kernels) regular, for the matrix projections.
     """
     proj: list[torch.Tensor] = []
+    if target_modules is None:
+        roles = param_roles(model)
+        proj = [p for p, role in roles.items() if role is Role.HIDDEN and p.requires_grad
+                and (p.ndim == 2 or not matrices_only)]
     for name, module in model.named_modules():
+        if target_modules is None:
+            break
         if isinstance(module, nn.Linear) and any(t in name for t in target_modules) \
                 and module.weight.requires_grad:
             proj.append(module.weight)
@@ -501,6 +513,15 @@ def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> 
                   svd_dtype=torch.float32, **hp)
 
 
+def _module_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Registry hook: hidden matrices projected, everything else regular AdamW (roles from module types);
+    ``NotApplicable`` on a model without hidden matrices (FRUGAL would be AdamW there)."""
+    groups = frugal_param_groups(model, None, matrices_only=hp.get("projection") in _MATRIX_PROJECTIONS)
+    if not groups[1]["params"]:
+        raise NotApplicable(NO_HIDDEN_MATRICES)
+    return [g for g in groups if g["params"]]
+
+
 register(OptimizerSpec(
     name="frugal",
     factory=FRUGAL,
@@ -511,12 +532,13 @@ register(OptimizerSpec(
     search_space={
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.95), (0.9, 0.999))),
-        "weight_decay": FloatRange(1e-5, 0.3, log=True),
+        "weight_decay": FloatRange(1e-5, 1.0, log=True),  # as AdamW's (Wen et al.: wd 0.1 for Adam-type methods)
         "density": Categorical((0.0, 0.125, 0.25, 0.5)),
         "update_gap": IntRange(50, 500, log=True),
         "inactive_lr_scale": FloatRange(0.01, 1.0, log=True),
     },
     summary="memory-efficient AdamW: state-full on a ρ-fraction subspace (blocks/SVD/columns), signSGD on the rest",
+    module_groups=_module_groups,
     fixture_names=("frugal",),
     from_fixture=_from_fixture,
     convergence={

@@ -89,6 +89,7 @@ from ._base import begin_step
 from ._linalg import NS_COEFFICIENTS, newton_schulz
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
 
 __all__ = ["ADJUST_LR_FNS", "NORMALIZATIONS", "Muon", "muon_param_groups", "shape_factor"]
 
@@ -98,7 +99,8 @@ ADJUST_LR_FNS = ("keller", "original", "match_rms_adamw", "none")
 NORMALIZATIONS = ("keller", "torch")
 _NS_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
               "float64": torch.float64}
-_KELLER_ADAM_LR_RATIO = 3e-4 / 0.02
+_KELLER_ADAM_LR = 3e-4
+_KELLER_ADAM_LR_RATIO = _KELLER_ADAM_LR / 0.02
 
 
 def shape_factor(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
@@ -292,9 +294,6 @@ class Muon(torch.optim.Optimizer):
 # ----------------------------------------------------------------------------------------------------
 # parameter routing for nn.Module
 
-_DEFAULT_HEAD_NAMES = ("lm_head", "head", "classifier", "output_layer", "fc_out", "output_projection")
-
-
 def muon_param_groups(
     model: nn.Module,
     *,
@@ -305,61 +304,55 @@ def muon_param_groups(
     vector_weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.95),
     eps: float = 1e-10,
-    embedding_types: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag),
-    head_names: Iterable[str] = _DEFAULT_HEAD_NAMES,
-    embedding_name_pattern: str | None = "embed",
+    roles: Mapping[Any, Role | str] | None = None,
+    example_input: Any = None,
     route: Callable[[str, nn.Parameter], str | None] | None = None,
+    require_hidden: bool = False,
 ) -> list[dict[str, Any]]:
     """Parameter groups for :class:`Muon` from a module: hidden matrices to Muon, everything else to AdamW.
 
-    Rules, in order (the first that applies wins):
+    The parts of the network come from :func:`descend.optim.roles.param_roles` — module *types*, not names:
+    the first ``nn.Linear``/convolution is the input layer (unless there is an embedding), the last
+    ``nn.Linear`` is the head, ``nn.Embedding`` weights and positional tables are embeddings, norms and
+    every ``ndim < 2`` tensor are vectors, the other linear/conv weights are hidden matrices.  ``roles``
+    (parameter names or parameters → :class:`~descend.optim.roles.Role`) overrides them, as do roles declared
+    on the model with :func:`~descend.optim.roles.declare_roles`; ``example_input`` orders the layers by a
+    forward pass instead of registration.
+
+    Routing, in order (the first that applies wins):
 
     1. ``route(name, param)`` if given and it returns ``"muon"``, ``"adamw"`` or ``"adamw_no_decay"``;
-       ``None`` falls through to the rules below.
-    2. Parameters with ``ndim < 2`` (biases, norm gains, scalars) → AdamW with ``vector_weight_decay``.
-    3. Parameters owned by a module of one of ``embedding_types`` (``nn.Embedding``/``nn.EmbeddingBag``;
-       a weight tied to an embedding counts as the embedding), or whose name contains
-       ``embedding_name_pattern`` (default ``"embed"``, e.g. a positional-embedding ``nn.Parameter``)
-       → AdamW with ``adam_weight_decay``.
-    4. Parameters of a module whose own (last) name is one of ``head_names`` (``lm_head``, ``head``,
-       ``classifier``, …) → AdamW with ``adam_weight_decay`` — the output layer, as the Muon README asks.
-    5. Every other parameter with ``ndim ≥ 2`` (hidden linear weights, conv kernels viewed as
-       ``[out, in·kh·kw]``) → Muon with ``lr`` and ``weight_decay``.
+       ``None`` falls through to the roles.
+    2. ``HIDDEN`` → Muon with ``lr`` and ``weight_decay`` (conv kernels viewed as ``[out, in·kh·kw]``).
+    3. ``INPUT``, ``HEAD``, ``EMBEDDING`` → AdamW with ``adam_lr`` and ``adam_weight_decay`` (Muon is
+       meant for hidden layers only; its authors optimise embeddings, heads and the input layer with AdamW).
+    4. ``VECTOR`` → AdamW with ``vector_weight_decay``.
+
+    ``require_hidden``: raise :class:`~descend.optim.roles.NotApplicable` (``"n/a: no hidden matrices"``) when
+    nothing goes to Muon — it would then be plain AdamW (the benchmark's hook sets it).
 
     Returns up to three groups (empty ones omitted), each with a ``"name"``: ``"muon"`` (``use_muon=True``),
     ``"adamw"`` and ``"adamw_no_decay"`` (``use_muon=False``, ``lr=adam_lr``, ``adam_lr_ratio=1``).
     Pass them to ``Muon(groups, ...)``; constructor keywords fill what the groups leave unset.
     """
-    heads = set(head_names)
-    owner: dict[int, tuple[str, nn.Module]] = {}
-    for mod_name, module in model.named_modules():
-        for p in module.parameters(recurse=False):
-            # the first owner wins, except that an embedding always claims a tied weight
-            if id(p) not in owner or isinstance(module, embedding_types):
-                owner[id(p)] = (mod_name, module)
-
+    by_role = param_roles(model, roles, example_input=example_input)
     buckets: dict[str, list[nn.Parameter]] = {"muon": [], "adamw": [], "adamw_no_decay": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         choice = route(name, p) if route is not None else None
         if choice is None:
-            mod_name, module = owner[id(p)]
-            last = mod_name.rsplit(".", 1)[-1]
-            if p.ndim < 2:
-                choice = "adamw_no_decay"
-            elif (isinstance(module, embedding_types) or last in heads
-                  or (embedding_name_pattern is not None and embedding_name_pattern in name)):
-                choice = "adamw"
-            else:
-                choice = "muon"
+            role = by_role[p]
+            choice = ("muon" if role is Role.HIDDEN else "adamw_no_decay" if role is Role.VECTOR else "adamw")
         if choice not in buckets:
             raise ValueError(f"route({name!r}) must return 'muon', 'adamw', 'adamw_no_decay' or None, "
                              f"got {choice!r}")
         if choice == "muon" and p.ndim < 2:
-            raise ValueError(f"route({name!r}) sent a parameter of shape {tuple(p.shape)} to Muon; "
+            raise ValueError(f"parameter {name!r} of shape {tuple(p.shape)} was sent to Muon (route or roles); "
                              "Muon needs ndim >= 2")
         buckets[choice].append(p)
+    if require_hidden and not buckets["muon"]:
+        raise NotApplicable(NO_HIDDEN_MATRICES)
 
     adam = {"use_muon": False, "lr": adam_lr, "adam_lr_ratio": 1.0, "betas": betas, "eps": eps}
     groups = [
@@ -402,27 +395,56 @@ def _from_fixture(fx: Mapping[str, Any], params_by_name: Mapping[str, torch.Tens
     raise ValueError(f"no mapping for Muon reference {ref!r}")
 
 
+def _adam_lr(hp: Mapping[str, Any]) -> float:
+    """The auxiliary AdamW's learning rate: ``lr × adam_lr_ratio`` when a ratio is given explicitly, else the
+    absolute ``adam_lr`` (what the benchmark tunes, in AdamW's own range)."""
+    if hp.get("adam_lr_ratio") is not None:
+        return float(hp["lr"]) * float(hp["adam_lr_ratio"])
+    return float(hp.get("adam_lr", _KELLER_ADAM_LR))
+
+
 def _module_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Registry hook: :func:`muon_param_groups` with the (tuned) hyperparameters."""
-    return muon_param_groups(model, lr=hp["lr"], adam_lr=hp["lr"] * hp["adam_lr_ratio"],
+    """Registry hook: :func:`muon_param_groups` with the (tuned) hyperparameters; ``NotApplicable`` on a model
+    without hidden matrices (Muon would be AdamW there)."""
+    return muon_param_groups(model, lr=hp["lr"], adam_lr=_adam_lr(hp),
                              weight_decay=hp["weight_decay"], adam_weight_decay=hp["weight_decay"],
-                             betas=tuple(hp["betas"]), eps=hp["eps"])
+                             betas=tuple(hp["betas"]), eps=hp["eps"], require_hidden=True)
+
+
+def _factory(params: Iterable[Any], *, adam_lr: float = _KELLER_ADAM_LR, adam_lr_ratio: float | None = None,
+             **hyperparameters: Any) -> Muon:
+    """Registry factory: :class:`Muon` whose auxiliary AdamW learning rate is the absolute ``adam_lr``.
+
+    Auto groups (``use_muon=None``, bare parameters) get ``adam_lr_ratio = adam_lr / lr``, so the AdamW half
+    starts at ``adam_lr`` and still follows the schedule of ``lr``; the groups of :func:`muon_param_groups`
+    carry their own AdamW ``lr``.  An explicit ``adam_lr_ratio`` takes precedence over ``adam_lr``.
+    """
+    if adam_lr_ratio is None:
+        check_float("adam_lr", adam_lr, 0.0)
+        lr = check_float("lr", hyperparameters.get("lr", 0.02), 0.0, low_open=True)
+        adam_lr_ratio = adam_lr / lr
+    return Muon(params, adam_lr_ratio=adam_lr_ratio, **hyperparameters)
+
+
+_factory.builds = Muon  # type: ignore[attr-defined]  # the registry reads Muon's signature defaults too
 
 
 register(OptimizerSpec(
     name="muon",
-    factory=Muon,
+    factory=_factory,
     paper="Jordan, Jin, Boza, You, Cesista, Newhouse & Bernstein 2024, Muon: An optimizer for hidden layers "
           "in neural networks (kellerjordan.github.io/posts/muon); match_rms_adamw: Liu et al. 2025, "
           "arXiv:2502.16982",
     reference="torch==2.13.0 torch.optim.Muon; KellerJordan/Muon@857d1ad muon.py#SingleDeviceMuon",
-    # adam_lr_ratio is derived (None) in the signature; the benchmark starts its search from this value
-    defaults={"adam_lr_ratio": _KELLER_ADAM_LR_RATIO},
+    # no defaults here: Muon's signature holds them (bfloat16 Newton–Schulz, as torch.optim.Muon) and
+    # _factory's the absolute auxiliary AdamW lr (adam_lr = 3e-4, Keller's 0.02 x 0.015)
     search_space={
         "lr": FloatRange(1e-3, 0.1, log=True),
         "momentum": Categorical((0.9, 0.95, 0.98)),
-        "weight_decay": Categorical((0.0, 0.01, 0.1)),
-        "adam_lr_ratio": FloatRange(3e-3, 0.3, log=True),
+        "weight_decay": Categorical((0.0, 0.01, 0.1, 0.3)),  # Wen et al.: 0.1, the old largest choice
+        # the auxiliary AdamW's lr as an absolute value in AdamW's own range (lr x adam_lr_ratio put only 14 %
+        # of the space in a useful AdamW range); Wen et al. tune it to 0.2 x 1.6e-2 = 3.2e-3
+        "adam_lr": FloatRange(1e-4, 3e-2, log=True),
         "adjust_lr_fn": Categorical(("keller", "match_rms_adamw")),
     },
     summary="Newton–Schulz-orthogonalised momentum for matrices, AdamW for the rest (one optimizer)",
@@ -438,6 +460,7 @@ register(OptimizerSpec(
         "lr": (-1.0,), "weight_decay": (-0.1,), "momentum": (1.0, -0.5), "ns_steps": (0, 100),
         "ns_dtype": ("int8",), "normalization": ("spectral",), "ns_eps": (0.0,),
         "adjust_lr_fn": ("sqrt",), "betas": ((1.0, 0.95),), "eps": (-1e-8,), "adam_lr_ratio": (-1.0,),
+        "adam_lr": (-1.0, float("nan")),
         "ns_coefficients": ((1.0, 2.0),),
     },
 ))

@@ -50,15 +50,21 @@ def _same_value(a: Any, b: Any) -> bool:
 def signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``factory``'s signature (``params`` excluded).
 
-    For a class, its ``__init__``; where that forwards ``**kwargs`` to a base class (``AdamW(params, lr,
+    For a class, its ``__init__``; for a function, its own defaults, then those of the class named by its
+    ``builds`` attribute; where that forwards ``**kwargs`` to a base class (``AdamW(params, lr,
     **kwargs)`` over ``torch.optim.AdamW``), the bases' ``__init__`` defaults are followed up the MRO until
     one takes no ``**kwargs``.  A subclass's value wins over its base's.
     """
+    def class_targets(cls: type) -> list[Callable[..., Any]]:
+        return [c.__init__ for c in cls.__mro__ if "__init__" in vars(c) and c is not object]  # type: ignore[misc]
+
     if inspect.isclass(factory):
-        targets: list[Callable[..., Any]] = [c.__init__ for c in factory.__mro__  # type: ignore[misc]
-                                             if "__init__" in vars(c) and c is not object]
+        targets = class_targets(factory)
     else:
-        targets = [factory]
+        # a factory function that forwards ``**kwargs`` to a class names it as ``builds`` (Muon's registry
+        # factory adds ``adam_lr`` and passes the rest to ``Muon``)
+        built = getattr(factory, "builds", None)
+        targets = [factory, *(class_targets(built) if inspect.isclass(built) else [])]
     out: dict[str, Any] = {}
     for target in targets:
         try:

@@ -89,8 +89,9 @@ from ._base import begin_step
 from ._linalg import matrix_inverse_root
 from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .roles import Role, param_roles
 
-__all__ = ["Shampoo", "block_slices", "merged_shape"]
+__all__ = ["NEVER", "Shampoo", "block_slices", "merged_shape", "shampoo_param_groups"]
 
 _GRAFTINGS = ("adam", "rmsprop", "adagrad", "sgd", "none")
 _FACTOR_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -438,6 +439,30 @@ class Shampoo(torch.optim.Optimizer):
 
 # ---------------------------------------------------------------------------------------------- registry
 
+#: ``start_preconditioning_step`` of a group that never starts preconditioning (its grafting method throughout)
+NEVER = 1 << 62
+
+
+def shampoo_param_groups(model: torch.nn.Module, adam_roles: Iterable[Role | str] = (Role.EMBEDDING,)
+                         ) -> list[dict[str, Any]]:
+    """Groups for :class:`Shampoo` from a module: parameters whose role (:func:`descend.optim.roles.param_roles`,
+    from module types) is in ``adam_roles`` — by default the embeddings and positional tables — never start
+    preconditioning (``start_preconditioning_step=NEVER`` with Adam grafting: exactly Adam/AdamW); every
+    other parameter is preconditioned as usual.  Empty groups are omitted."""
+    chosen = {Role.parse(r, "adam_roles") for r in adam_roles}
+    roles = param_roles(model)
+    adam = [p for p, r in roles.items() if r in chosen and p.requires_grad]
+    rest = [p for p, r in roles.items() if r not in chosen and p.requires_grad]
+    groups = [{"name": "shampoo", "params": rest},
+              {"name": "adam", "params": adam, "start_preconditioning_step": NEVER, "grafting": "adam"}]
+    return [g for g in groups if g["params"]]
+
+
+def _module_groups(model: torch.nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Registry hook: :func:`shampoo_param_groups` (embeddings to Adam)."""
+    return shampoo_param_groups(model)
+
+
 register(OptimizerSpec(
     name="shampoo",
     factory=Shampoo,
@@ -450,11 +475,12 @@ register(OptimizerSpec(
         "lr": FloatRange(1e-4, 3e-2, log=True),
         "betas": Categorical(((0.9, 0.999), (0.95, 0.999), (0.9, 0.99), (0.95, 0.95))),
         "epsilon": FloatRange(1e-12, 1e-6, log=True),
-        "weight_decay": FloatRange(1e-5, 0.3, log=True),
+        "weight_decay": FloatRange(1e-5, 1.0, log=True),  # as AdamW's (Wen et al.: wd 0.1, Soap and Kron 0.1-0.7)
         "precondition_frequency": Categorical((10, 50, 100)),
         "grafting_epsilon": FloatRange(1e-10, 1e-6, log=True),
     },
     summary="Kronecker-factored preconditioner (blocked, β2-averaged) with Adam grafting: Distributed Shampoo",
+    module_groups=_module_groups,
     convergence={
         "quadratic": ConvergenceCheck({"lr": 0.05, "precondition_frequency": 5}, steps=600, schedule="cosine"),
         "rosenbrock": ConvergenceCheck({"lr": 0.05, "betas": (0.9, 0.99), "grafting_beta2": 0.99,

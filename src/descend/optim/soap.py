@@ -82,8 +82,9 @@ from ._linalg import eigenbasis_descending, refresh_eigenbasis_qr
 from ._mixed_precision import restore_state_dtypes, state_dtype
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
+from .roles import Role, param_roles
 
-__all__ = ["SOAP"]
+__all__ = ["SOAP", "soap_param_groups"]
 
 _PRECOND_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _DATA_FORMATS = ("channels_first", "channels_last")
@@ -345,6 +346,26 @@ def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> 
     return SOAP([params[n] for n in fx["param_order"]], precond_dtype="float32", reproject_momentum=True, **hp)
 
 
+def soap_param_groups(model: torch.nn.Module, adam_roles: Iterable[Role | str] = (Role.EMBEDDING,)
+                      ) -> list[dict[str, Any]]:
+    """Groups for :class:`SOAP` from a module: parameters whose role (:func:`descend.optim.roles.param_roles`,
+    from module types) is in ``adam_roles`` — by default the embeddings and positional tables, as the Muon /
+    Levanter recipes treat them — get plain Adam (``max_precond_dim=1``: no dimension gets a factor, the
+    identity basis); every other parameter is preconditioned as usual (1-D tensors are Adam anyway unless
+    ``precondition_1d``).  Empty groups are omitted."""
+    chosen = {Role.parse(r, "adam_roles") for r in adam_roles}
+    roles = param_roles(model)
+    adam = [p for p, r in roles.items() if r in chosen and p.requires_grad]
+    rest = [p for p, r in roles.items() if r not in chosen and p.requires_grad]
+    groups = [{"name": "soap", "params": rest}, {"name": "adam", "params": adam, "max_precond_dim": 1}]
+    return [g for g in groups if g["params"]]
+
+
+def _module_groups(model: torch.nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Registry hook: :func:`soap_param_groups` (embeddings to plain Adam)."""
+    return soap_param_groups(model)
+
+
 register(OptimizerSpec(
     name="soap",
     factory=SOAP,
@@ -352,13 +373,16 @@ register(OptimizerSpec(
           "Stabilizing Shampoo using Adam, arXiv:2409.11321",
     reference="nikhilvyas/SOAP@a1e553530fde97d0e6b307d7c82ac6d38b072340:soap.py#SOAP",
     search_space={
-        "lr": FloatRange(3e-4, 3e-2, log=True),
-        "betas": Categorical(((0.9, 0.95), (0.95, 0.95), (0.9, 0.99), (0.95, 0.99))),
+        # Wen et al. 2025: lr 1.6e-2 (14 % of the log range below the old top, 3e-2), betas (0.95, 0.98)
+        # (0.99 marginally better), shampoo_beta 0.95, wd 0.1, precondition_frequency 1 (the range's floor)
+        "lr": FloatRange(3e-4, 1e-1, log=True),
+        "betas": Categorical(((0.9, 0.95), (0.95, 0.95), (0.9, 0.99), (0.95, 0.98), (0.95, 0.99))),
         "shampoo_beta": Categorical((None, 0.9, 0.95, 0.99)),
-        "weight_decay": FloatRange(1e-4, 0.3, log=True),
+        "weight_decay": FloatRange(1e-4, 1.0, log=True),
         "precondition_frequency": IntRange(1, 100, log=True),
     },
     summary="Adam in the eigenbasis of Shampoo's Kronecker preconditioner, refreshed by power iteration + QR",
+    module_groups=_module_groups,
     fixture_names=("soap",),
     from_fixture=_from_fixture,
     convergence={

@@ -250,10 +250,12 @@ register(OptimizerSpec(
           "Model Pre-training (ICLR 2024), arXiv:2305.14342",
     reference="sophia-opt==0.2.2",
     search_space={
-        "lr": FloatRange(1e-5, 3e-3, log=True),
+        # Wen et al. 2025 (Sophia-G, 130M): lr 4e-3 and wd 0 — both outside the old space ([1e-5, 3e-3], a log
+        # range from 1e-3 that cannot hold 0); the per-coordinate step is clipped at lr in both implementations
+        "lr": FloatRange(1e-5, 3e-2, log=True),
         "betas": Categorical(((0.965, 0.99), (0.9, 0.95), (0.95, 0.99))),
         "rho": FloatRange(0.01, 0.1, log=True),
-        "weight_decay": FloatRange(1e-3, 1.0, log=True),
+        "weight_decay": Categorical((0.0, 0.01, 0.1, 0.3, 1.0)),
     },
     summary="clipped diagonal-Newton step with an EMA of Gauss-Newton-Bartlett Hessian estimates "
             "(needs update_hessian() every k steps)",

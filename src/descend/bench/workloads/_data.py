@@ -1,13 +1,14 @@
-"""Offline data helpers shared by the workloads (seeded splits, mini-batch indices, a small cache)."""
+"""Offline data helpers shared by the workloads (seeded splits, mini-batch indices, a pickle-free cache)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -18,29 +19,99 @@ def cache_dir() -> Path:
     return path
 
 
-_MEMORY: dict[str, Any] = {}
+#: bump to invalidate every cache file written by an older layout
+_FORMAT = "npz-v2"
+_MEMORY: dict[str, dict[str, Any]] = {}
+
+Value = torch.Tensor | int | float
+Check = Callable[[dict[str, Any]], bool]
 
 
-def cached(key: str, make: Callable[[], Any]) -> Any:
-    """``make()`` once per key, stored with ``torch.save`` (atomic rename, so concurrent workers are safe)
-    and kept in memory for the rest of the process.  Callers must not modify the value in place."""
+def cache_path(key: str) -> Path:
+    """The cache file of ``key``: a SHA-256 of the key (which must name every setting of the generator)."""
+    return cache_dir() / f"{hashlib.sha256(f'{_FORMAT}/{key}'.encode()).hexdigest()[:32]}.npz"
+
+
+def cached(key: str, make: Callable[[], Mapping[str, Value]], check: Check | None = None) -> dict[str, Any]:
+    """``make()`` once per key, stored on disk and kept in memory for the rest of the process.
+
+    ``make`` returns a flat mapping of names to tensors, ints and floats.  The file is a NumPy ``.npz`` read
+    with ``allow_pickle=False`` (no pickle anywhere, so a planted file cannot run code); it also stores the
+    key and a SHA-256 of its arrays, checked on load together with ``check(value)`` (shapes, dtypes).  A file
+    that fails any check — truncated by a killed writer, corrupt, written for another key — is regenerated,
+    not trusted.  Writes are atomic (temporary file + rename), so concurrent workers are safe.  Callers
+    must not modify the value in place.
+    """
     if key not in _MEMORY:
-        _MEMORY[key] = _cached_on_disk(key, make)
+        _MEMORY[key] = _cached_on_disk(key, make, check)
     return _MEMORY[key]
 
 
-def _cached_on_disk(key: str, make: Callable[[], Any]) -> Any:
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir() / f"{digest}.pt"
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _to_arrays(value: Mapping[str, Value]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, v in value.items():
+        if name.startswith("__"):
+            raise ValueError(f"cache entry names must not start with '__', got {name!r}")
+        if isinstance(v, torch.Tensor):
+            out[name] = v.detach().cpu().contiguous().numpy()
+        elif isinstance(v, bool | int | float):
+            out[name] = np.asarray(v)
+        else:
+            raise TypeError(f"cache entry {name!r} must be a tensor, int or float, got {type(v).__name__}")
+    return out
+
+
+def _from_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, a in arrays.items():
+        out[name] = a.item() if a.ndim == 0 else torch.from_numpy(np.array(a))
+    return out
+
+
+def _load(path: Path, key: str, check: Check | None) -> dict[str, Any] | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in f.files}
+        stored_key = arrays.pop("__key__").tobytes().decode()
+        stored_digest = arrays.pop("__sha256__").tobytes().decode()
+    except Exception:  # not a readable npz, or one without our header
+        return None
+    if stored_key != key or stored_digest != _digest(arrays):
+        return None
+    value = _from_arrays(arrays)
+    try:
+        ok = check is None or bool(check(value))
+    except Exception:
+        ok = False
+    return value if ok else None
+
+
+def _cached_on_disk(key: str, make: Callable[[], Mapping[str, Value]], check: Check | None) -> dict[str, Any]:
+    path = cache_path(key)
     if path.exists():
-        try:
-            return torch.load(path, weights_only=False)
-        except Exception:  # a truncated file from a killed writer: rebuild it
-            path.unlink(missing_ok=True)
-    value = make()
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(value, tmp)
+        value = _load(path, key, check)
+        if value is not None:
+            return value
+        path.unlink(missing_ok=True)  # corrupt, truncated or foreign: rebuild it
+    arrays = _to_arrays(make())
+    header = {"__key__": np.frombuffer(key.encode(), dtype=np.uint8),
+              "__sha256__": np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)}
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays, **header)
     os.replace(tmp, path)
+    value = _from_arrays(arrays)
+    if check is not None and not check(value):
+        raise RuntimeError(f"freshly generated data for {key!r} fails its own check")
     return value
 
 

@@ -1,8 +1,12 @@
 """Character-level (byte-level) transformer language model on the Python standard library's source.
 
 The corpus is the ``.py`` files of the running interpreter's standard library (tests and IDLE excluded),
-split into training and validation **by file** (a file goes to validation when a hash of its relative path
-is 0 mod 10), truncated to ``corpus_bytes``; the vocabulary is the 256 byte values.  The model is a small
+split into training, validation and test **by file** (a file goes to validation when an MD5 of its relative
+path is 0 mod 10, to test when it is 1 mod 10), the training stream truncated to ``corpus_bytes`` and the two
+held-out streams to ``corpus_bytes // 10``; the vocabulary is the 256 byte values.  Validation (tuning) and
+test (reporting) losses at the end of training are each measured on ``eval_tokens`` = 65 536 predicted bytes
+(``eval_tokens / context`` non-overlapping windows evenly spaced over the stream); the intermediate points of
+the curve use every 8th of those validation windows (8 192 bytes), to keep evaluation cheap.  The model is a small
 pre-LayerNorm GPT (learned positions, causal attention, GELU MLP, untied head).  Scales go from ~0.2M to
 ~5M parameters.  The corpus depends on the Python version; the report records it.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,20 +29,28 @@ from .base import Task, Workload, register_workload
 
 def _corpus(limit: int) -> dict[str, torch.Tensor]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    train, val = bytearray(), bytearray()
+    streams = {"train": bytearray(), "val": bytearray(), "test": bytearray()}
+    caps = {"train": limit, "val": limit // 10, "test": limit // 10}
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
         if rel.startswith(("test/", "idlelib/", "site-packages/", "lib2to3/tests")) or "/tests/" in rel:
             continue
-        data = path.read_bytes()
-        to_val = int(hashlib.md5(rel.encode()).hexdigest(), 16) % 10 == 0
-        target = val if to_val else train
-        if len(target) < (limit // 10 if to_val else limit):
-            target += data + b"\n"
-        if len(train) >= limit and len(val) >= limit // 10:
+        bucket = int(hashlib.md5(rel.encode()).hexdigest(), 16) % 10
+        target = "val" if bucket == 0 else "test" if bucket == 1 else "train"
+        if len(streams[target]) < caps[target]:
+            streams[target] += path.read_bytes() + b"\n"
+        if all(len(streams[k]) >= caps[k] for k in streams):
             break
-    return {"train": torch.frombuffer(bytes(train[:limit]), dtype=torch.uint8).clone(),
-            "val": torch.frombuffer(bytes(val[: limit // 10]), dtype=torch.uint8).clone()}
+    return {k: torch.frombuffer(bytearray(v[: caps[k]]), dtype=torch.uint8).clone() for k, v in streams.items()}
+
+
+def _check(limit: int, need: int) -> Callable[[dict[str, Any]], bool]:
+    def check(d: dict[str, Any]) -> bool:
+        return (set(d) == {"train", "val", "test"} and all(d[k].dtype == torch.uint8 and d[k].ndim == 1 for k in d)
+                and 0 < len(d["train"]) <= limit and need <= len(d["val"]) <= limit // 10
+                and need <= len(d["test"]) <= limit // 10)
+
+    return check
 
 
 class _Block(torch.nn.Module):
@@ -86,7 +99,7 @@ class TinyGPT(torch.nn.Module):
 @register_workload
 class CharLM(Workload):
     name = "charlm_stdlib"
-    description = "byte-level GPT on the Python standard library's source (train/val split by file)"
+    description = "byte-level GPT on the Python standard library's source (train/val/test split by file)"
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "s": {"d": 64, "layers": 2, "heads": 4, "context": 64, "batch": 16},      # ~0.2M parameters
         "m": {"d": 128, "layers": 4, "heads": 4, "context": 128, "batch": 16},    # ~0.9M
@@ -94,13 +107,16 @@ class CharLM(Workload):
     }
     budget: ClassVar[dict[str, int]] = {"s": 400, "m": 1000, "l": 2000}
     corpus_bytes: ClassVar[int] = 2_000_000
+    #: predicted bytes per held-out evaluation (validation and test alike)
+    eval_tokens: ClassVar[int] = 65_536
 
     def build(self, seed: int, scale: str) -> Task:
         s = self.settings(scale)
-        data = cached(f"charlm/stdlib/{sysconfig.get_python_version()}/{self.corpus_bytes}/v1",
-                      lambda: _corpus(self.corpus_bytes))
-        train, val = data["train"].long(), data["val"].long()
         ctx, batch = s["context"], s["batch"]
+        data = cached(f"charlm/stdlib/{sysconfig.get_python_version()}/{self.corpus_bytes}/v2",
+                      lambda: _corpus(self.corpus_bytes),
+                      check=_check(self.corpus_bytes, self.eval_tokens + ctx + 1))
+        train, val, test = data["train"].long(), data["val"].long(), data["test"].long()
         torch.manual_seed(seed)
         model = TinyGPT(s["d"], s["layers"], s["heads"], ctx)
 
@@ -114,13 +130,35 @@ class CharLM(Workload):
             x, y = windows(train, torch.randint(0, len(train) - ctx - 1, (batch,), generator=g))
             return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
-        val_starts = torch.linspace(0, len(val) - ctx - 2, 64).long()
+        n_windows = -(-self.eval_tokens // ctx)
+
+        def starts(source: torch.Tensor) -> torch.Tensor:
+            return torch.linspace(0, len(source) - ctx - 2, n_windows).long()
+
+        held_out = {"val": (val, starts(val)), "test": (test, starts(test))}
 
         @torch.no_grad()
+        def loss_on(source: torch.Tensor, at: torch.Tensor) -> float:
+            total = 0.0
+            for chunk in at.split(256):  # bounded memory: 256 windows per forward pass
+                x, y = windows(source, chunk)
+                total += F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="sum").item()
+            return total / (len(at) * ctx)
+
+        def final_evaluate() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for split_name, (source, at) in held_out.items():
+                loss = loss_on(source, at)
+                out[f"{split_name}_loss"] = loss
+                out[f"{split_name}_bits_per_byte"] = loss / math.log(2)
+            return out
+
         def evaluate() -> dict[str, float]:
-            x, y = windows(val, val_starts)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+            # intermediate checkpoints (the curve): every 8th validation window, 8 192 predicted bytes
+            loss = loss_on(val, held_out["val"][1][::8])
             return {"val_loss": loss, "val_bits_per_byte": loss / math.log(2)}
 
-        return Task(params=list(model.parameters()), train_loss=train_loss, evaluate=evaluate, model=model,
+        # declared, not guessed: the learned positional table is an embedding, the untied output layer the head
+        return Task(params=list(model.parameters()), train_loss=train_loss, evaluate=evaluate,
+                    final_evaluate=final_evaluate, model=model, roles={"pos": "embedding", "head.weight": "head"},
                     info={"n_params": sum(p.numel() for p in model.parameters())})

@@ -3,11 +3,13 @@
 * ``matrix_sensing``: recover a rank-r PSD matrix M* = U* U*ᵀ (d×d) from n Gaussian linear measurements
   y_i = <A_i, M*> with an over-parameterized factor U ∈ R^{d×k}, k = d > r, from a small initialisation
   (Li, Ma, Zhang 2018, "Algorithmic Regularization in Over-parameterized Matrix Sensing...").  Reported:
-  held-out measurement loss and the relative recovery error ||UUᵀ − M*||_F / ||M*||_F.
+  the loss on 256 held-out validation measurements (tuning), on 256 more test measurements (reporting), and
+  the relative recovery error ||UUᵀ − M*||_F / ||M*||_F.
 * ``icl_linear_regression``: in-context linear regression with a one-layer linear self-attention (LSA) model
   (von Oswald et al. 2023; Ahn et al. 2023; Zhang, Frei, Bartlett 2024): a prompt holds N pairs (x_i, w·x_i)
   and a query x_q; the model predicts w·x_q.  Every training step draws fresh tasks w ~ N(0, I) from a
-  seeded generator; validation uses a fixed set of prompts.
+  seeded generator; validation (tuning) and test (reporting) use two fixed sets of 1024 prompts each, drawn
+  from other generators than training.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class MatrixSensing(Workload):
         A = (A + A.transpose(1, 2)) / 2
         y = torch.einsum("nij,ij->n", A, m_star)
         A_tr, y_tr, A_va, y_va = A[:n], y[:n], A[n:], y[n:]
+        A_te = torch.randn(256, d, d, generator=g) / d  # drawn after the others: train/val unchanged
+        A_te = (A_te + A_te.transpose(1, 2)) / 2
+        y_te = torch.einsum("nij,ij->n", A_te, m_star)
         torch.manual_seed(seed)
         U = torch.nn.Parameter(1e-2 * torch.randn(d, d))
 
@@ -51,8 +56,9 @@ class MatrixSensing(Workload):
         @torch.no_grad()
         def evaluate() -> dict[str, float]:
             val = 0.5 * ((predict(A_va) - y_va) ** 2).mean().item()
+            test = 0.5 * ((predict(A_te) - y_te) ** 2).mean().item()
             rec = (torch.linalg.matrix_norm(U @ U.T - m_star) / torch.linalg.matrix_norm(m_star)).item()
-            return {"val_loss": val, "recovery_error": rec}
+            return {"val_loss": val, "test_loss": test, "recovery_error": rec}
 
         return Task(params=[U], train_loss=train_loss, evaluate=evaluate, info={"n_params": U.numel()})
 
@@ -95,7 +101,9 @@ class ICLLinearRegression(Workload):
     def build(self, seed: int, scale: str) -> Task:
         s = self.settings(scale)
         dim, context = s["dim"], s["context"]
-        val = self._prompts(torch.Generator().manual_seed(777 + dim), 1024, dim, context)
+        # far from the training generators' seeds (seed * 1_000_003 + step), so no training batch repeats them
+        val = self._prompts(torch.Generator().manual_seed((1 << 40) + 777 + dim), 1024, dim, context)
+        test = self._prompts(torch.Generator().manual_seed((1 << 40) + 888 + dim), 1024, dim, context)
         torch.manual_seed(seed)
         model = LinearSelfAttention(dim)
 
@@ -104,10 +112,13 @@ class ICLLinearRegression(Workload):
             x, y, xq, yq = self._prompts(g, self.batch, dim, context)
             return 0.5 * ((model(x, y, xq) - yq) ** 2).mean()
 
+        def loss_on(prompts: tuple[torch.Tensor, ...]) -> float:
+            x, y, xq, yq = prompts
+            return 0.5 * ((model(x, y, xq) - yq) ** 2).mean().item()
+
         @torch.no_grad()
         def evaluate() -> dict[str, float]:
-            x, y, xq, yq = val
-            return {"val_loss": 0.5 * ((model(x, y, xq) - yq) ** 2).mean().item()}
+            return {"val_loss": loss_on(val), "test_loss": loss_on(test)}
 
         return Task(params=list(model.parameters()), train_loss=train_loss, evaluate=evaluate, model=model,
                     info={"n_params": sum(p.numel() for p in model.parameters())})
