@@ -53,9 +53,9 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
                 in_flight[pool.submit(run_work, storage, plan, item, progress=cb, executor=executor)] = item
             if not in_flight:
                 return done
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            completed, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)  # not `finished`: the cell cache
             progressed = False
-            for fut in finished:
+            for fut in completed:
                 item = in_flight.pop(fut)
                 row = fut.result()
                 progressed |= row is not None
