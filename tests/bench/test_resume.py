@@ -25,9 +25,16 @@ TRIALS, SEEDS = 4, 2
 TOTAL = TRIALS + SEEDS
 
 
-def _count(db: Path) -> int:
+def _count(db: Path, mid_trial: bool = False) -> int:
+    """Stored runs; with ``mid_trial``, -1 unless a tuning trial is training right now (owner recorded, no result
+    stored yet)."""
     try:
         with sqlite3.connect(db, timeout=1) as conn:
+            if mid_trial and not conn.execute(
+                    "SELECT count(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+                    "WHERE state = 'RUNNING' AND key = 'owner' AND number NOT IN "
+                    "(SELECT trial_number FROM descend_runs WHERE phase = 'tune')").fetchone()[0]:
+                return -1
             return conn.execute("SELECT count(*) FROM descend_runs").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet, or locked for a moment
         return -1
@@ -39,18 +46,44 @@ def _command(db: Path, out: Path) -> list[str]:
             "--storage", str(db), "--name", "resume", "--report", str(out), "--quiet"]
 
 
+def _results(storage: Storage) -> dict[tuple[str, str, int], list[tuple]]:
+    """Every stored run without its timings and Optuna trial numbers, in budget order per (cell, phase, seed).
+
+    A trial killed mid-run is failed in Optuna and asked again under the next trial number; what must not
+    change is what was run (hyperparameters) and what it gave (final metrics, curves, divergence).
+    """
+    out: dict[tuple[str, str, int], list[tuple]] = {}
+    for r in sorted(storage.runs(), key=lambda r: (r.cell, r.phase, r.seed, r.trial_number)):
+        curve = [{k: v for k, v in p.items() if k != "train_time"} for p in r.curve]
+        out.setdefault((r.cell, r.phase, r.seed), []).append(
+            (r.steps, r.hyperparameters, r.final.get("val_loss"), r.final.get("train_loss"), r.diverged, curve))
+    return out
+
+
+def _leaderboard(storage: Storage, plan: str) -> list[dict[str, str]]:
+    from descend.bench.report import leaderboard_rows, summarize
+
+    return [{k: v for k, v in row.items() if k != "time_to_target"}  # wall time: differs between any two runs
+            for row in leaderboard_rows(summarize(storage, plan))]
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_resume_after_sigkill(tmp_path, descend_cache):
+    """Killed mid-trial and rerun, a study ends exactly as the same study run without interruption."""
     warm(descend_cache, *SMALL_CELL)  # the data and the optimum are cached: trials start at once
-    db, out = tmp_path / "bench.db", tmp_path / "report.html"
     env = {**os.environ, "DESCEND_CACHE": str(descend_cache), "OMP_NUM_THREADS": "1"}
+    ref_db, ref_out = tmp_path / "ref.db", tmp_path / "ref.html"
+    ref = subprocess.run(_command(ref_db, ref_out), env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+
+    db, out = tmp_path / "bench.db", tmp_path / "report.html"
     proc = subprocess.Popen(_command(db, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
-        while _count(db) < 2:
+        while _count(db, mid_trial=True) < 2:  # two trials stored and the third one running
             assert proc.poll() is None, f"the run ended before it could be killed: {proc.stdout.read()!r}"
             assert time.monotonic() < deadline, "no trial stored within 240 s"
-            time.sleep(0.1)
+            time.sleep(0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()  # reap it: a zombie's pid would still look alive and keep its claims
@@ -75,11 +108,17 @@ def test_resume_after_sigkill(tmp_path, descend_cache):
     assert phases == {"tune": TRIALS, "final": SEEDS}  # the budget is the same as without the crash
     assert f"{TOTAL - len(before)} trials run" in done.stdout
 
-    # Optuna's view: exactly TRIALS complete trials; a trial killed mid-run was failed, not counted
+    # Optuna's view: exactly TRIALS complete trials; the trial killed mid-run was failed, not counted
     cell = f"{SMALL_CELL[0]}:{SMALL_CELL[1]}:adamw"
     study = optuna.load_study(study_name=f"resume/{cell}", storage=storage.optuna())
     states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    assert states["COMPLETE"] == TRIALS and set(states) <= {"COMPLETE", "FAIL"}
+    assert states == {"COMPLETE": TRIALS, "FAIL": 1}
+
+    # ... and the interrupted study is the uninterrupted one: same configurations, same results, same board
+    reference = Storage(str(ref_db))
+    assert _results(storage) == _results(reference)
+    board = _leaderboard(storage, "resume")
+    assert board and board == _leaderboard(reference, "resume")
 
 
 # -------------------------------------------------------------------------------------------- the windows of a kill

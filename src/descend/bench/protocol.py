@@ -221,15 +221,17 @@ def _study_name(plan: Plan, item: WorkItem) -> str:
     return f"{plan.name}/{item.cell}"
 
 
-def _sampler(plan: Plan, cell: str, asked: int = 0) -> Any:
-    """The cell's TPE sampler, seeded by the plan seed, the cell and the number of trials ``asked`` so far.
+def _sampler(plan: Plan, cell: str, slot: int = 0) -> Any:
+    """The cell's TPE sampler, seeded by the plan seed, the cell and the budget ``slot`` being asked for.
 
-    Every ask builds a fresh study object; seeding by ``asked`` too keeps one fresh sampler from replaying the
-    same random draws (two identical start-up trials would waste the budget) while staying deterministic.
+    ``slot`` = completed + live running trials (failed ones, e.g. killed mid-run, do not count), so the
+    suggestion is a function of the completed trials alone: a study resumed after a crash asks exactly what
+    the uninterrupted one did.  A fresh seed per slot keeps one fresh sampler from replaying the same random
+    draws (two identical start-up trials would waste the budget).
     """
     import optuna
 
-    seed = int(hashlib.sha256(f"{plan.seed}/{cell}/{asked}".encode()).hexdigest()[:8], 16)
+    seed = int(hashlib.sha256(f"{plan.seed}/{cell}/{slot}".encode()).hexdigest()[:8], 16)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, plan.trials // 3)))
 
 
@@ -390,7 +392,7 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
                 return None
             study.enqueue_trial({k: (repr(v) if isinstance(spec.search_space[k], Categorical) else v)
                                  for k, v in nxt.items()}, skip_if_exists=False)
-        study.sampler = _sampler(plan, item.cell, len(study.get_trials(deepcopy=False)))
+        study.sampler = _sampler(plan, item.cell, done + running)  # not the failed trials: see _sampler
         trial = study.ask()
         trial.set_user_attr("owner", owner_id())
     hp = {**suggest(trial, spec.search_space)}
