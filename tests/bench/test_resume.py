@@ -168,3 +168,70 @@ def test_kill_between_store_and_tell(tmp_path):
     tune = storage.runs(phase="tune")
     assert sorted(r.trial_number for r in tune) == [0, 1]
     assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE", "COMPLETE"]
+
+
+# -------------------------------------------------------------------------------------------- leases
+
+
+def _plant_lease(storage: Storage, key: str, owner: str, expires_in: float) -> None:
+    import sqlalchemy as sa
+
+    from descend.bench import storage as st
+
+    now = time.time()
+    with storage.engine.begin() as conn:
+        conn.execute(sa.insert(st._claims).values(key=key, owner=owner, heartbeat=now, expires=now + expires_in))
+
+
+@pytest.mark.parametrize("holder", ["dead-worker.invalid:4242:1", "reused-pid"])
+def test_trial_abandoned_elsewhere_is_reclaimed_when_its_lease_expires(tmp_path, holder):
+    """A worker on another host (or under a pid that a live process now has) died mid-trial: the trial holds its
+    budget slot until its lease expires, then is failed and redone; the run waits for that, never ending with
+    final runs missing."""
+    import threading
+
+    from descend.bench.protocol import _lease_key
+
+    if holder == "reused-pid":
+        holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() + 1}"
+    storage, plan = Storage(str(tmp_path / "l.db")), _tiny("lease")
+    item = WorkItem("matrix_sensing", "s", "adamw", "tune", 0)
+    study = _study(storage, plan, item)
+    trial = study.ask()  # the dead worker's trial: asked, owner recorded, lease taken, never renewed again
+    trial.set_user_attr("owner", holder)
+    wait = 2.0
+    _plant_lease(storage, _lease_key(plan, item.cell, trial.number), holder, expires_in=wait)
+    start = time.monotonic()
+    assert drain(storage, plan, executor=_fake_run, poll=0.1) == plan.trials + plan.seeds
+    assert time.monotonic() - start >= wait - 0.5  # it waited for the lease (not reaped early: it was live)
+    assert storage.missing_finals(plan) == 0
+    assert Counter(r.phase for r in storage.runs()) == {"tune": plan.trials, "final": plan.seeds}
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert storage.leases() == {}  # every lease released
+
+
+def test_heartbeats_are_written_while_a_trial_runs(tmp_path):
+    """During a trial longer than several leases, its lease stays live (renewed) and Optuna's heartbeat table
+    gets the trial's heartbeats; another worker does not reclaim it."""
+    import sqlalchemy as sa
+
+    lease = 0.3
+    storage, plan = Storage(str(tmp_path / "h.db"), lease=lease), _tiny("beat")
+    observer = Storage(storage.url)
+    seen: list[dict] = []
+
+    def slow_run(*args, **kwargs):
+        time.sleep(5 * lease)
+        seen.append({**observer.leases(), "at": time.time()})
+        with observer.engine.connect() as conn:
+            seen[-1]["heartbeats"] = conn.execute(sa.text("SELECT count(*) FROM trial_heartbeats")).scalar()
+        return _fake_run(*args, **kwargs)
+
+    assert drain(storage, plan, executor=slow_run, poll=0.1) == plan.trials + plan.seeds
+    for i, snapshot in enumerate(seen[: plan.trials]):
+        key = f"beat/matrix_sensing:s:adamw/tune/{i}"
+        assert key in snapshot, snapshot
+        assert snapshot[key][1] > snapshot["at"]  # 5 leases into the trial, still live: renewed
+        assert snapshot["heartbeats"] >= 1
+    final = seen[-1]
+    assert any(k.endswith("/final/1") for k in final)

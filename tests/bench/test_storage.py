@@ -8,13 +8,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from descend.bench import storage as st
-from descend.bench.storage import STALE_AFTER, RunRow, Storage, StorageError, owner_id
+from descend.bench.storage import RunRow, Storage, StorageError, owner_id
 
 
 def _row(**overrides) -> RunRow:
@@ -145,14 +146,55 @@ def test_claim_held_by_a_dead_pid_is_taken_over(tmp_path, other_process):
         assert conn.execute(sa.select(st._claims.c.owner)).scalars().all() == [owner_id()]
 
 
-def test_claim_on_another_host_is_taken_over_only_when_stale(tmp_path):
-    db = Storage(str(tmp_path / "c.db"))
-    remote = "some-other-host.invalid:1234:1"
-    assert db.claim("k", owner=remote)
-    assert not db.claim("k")  # fresh heartbeat on a host we cannot inspect: respected
+def _plant(db: Storage, key: str, owner: str, expires_in: float) -> None:
+    """A lease row as another process (on another host, or under a reused pid) would have left it."""
+    now = time.time()
     with db.engine.begin() as conn:
-        conn.execute(sa.update(st._claims).values(heartbeat=time.time() - STALE_AFTER - 1))
-    assert db.claim("k")  # stale: taken over
+        conn.execute(sa.delete(st._claims).where(st._claims.c.key == key))
+        conn.execute(sa.insert(st._claims).values(key=key, owner=owner, heartbeat=now - 1, expires=now + expires_in))
+
+
+@pytest.mark.parametrize("holder", ["some-other-host.invalid:1234:1", "reused-pid"])
+def test_a_lease_is_taken_over_when_it_expires_whatever_its_host(tmp_path, holder):
+    """Another host (whose pids we cannot see) or a pid of ours that now belongs to a live process (reused):
+    the lease binds until it expires, then anyone may take the work."""
+    db = Storage(str(tmp_path / "c.db"))
+    if holder == "reused-pid":  # alive on this host, but not the process that claimed: only the lease can tell
+        holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() + 1}"
+    _plant(db, "k", holder, expires_in=60)
+    assert not db.claim("k")  # unexpired: respected
+    _plant(db, "k", holder, expires_in=-1)
+    assert db.claim("k")  # expired: taken over
+    assert db.leases()["k"][0] == owner_id()
+    db.release("k")
+    assert db.leases() == {}
+
+
+def test_heartbeats_renew_a_held_lease(tmp_path):
+    """While work is held its lease is renewed (heartbeat written, expiry pushed back), so it outlives its
+    first expiry and nobody else can take it; released, it is gone."""
+    lease = 0.4
+    db = Storage(str(tmp_path / "c.db"), lease=lease)
+    beats: list[float] = []
+    assert db.claim("k", on_beat=lambda: beats.append(time.time()))
+    first = db.leases()["k"][1]
+    time.sleep(4 * lease)  # without heartbeats the lease would have expired long ago
+    with db.engine.connect() as conn:
+        owner, heartbeat, expires = conn.execute(sa.select(st._claims.c.owner, st._claims.c.heartbeat,
+                                                           st._claims.c.expires)).one()
+    assert owner == owner_id() and expires > first and expires > time.time() and heartbeat > first - lease
+    assert len(beats) >= 2
+    other = Storage(db.url, lease=lease)
+    assert not other.claim("k", owner="some-other-host.invalid:1:1")
+    db.release("k")
+    assert other.claim("k", owner="some-other-host.invalid:1:1")
+
+
+def test_two_takeovers_of_one_expired_lease_one_wins(tmp_path):
+    db = Storage(str(tmp_path / "c.db"))
+    _plant(db, "k", "gone.invalid:1:1", expires_in=-1)
+    assert db.claim("k", owner="a.invalid:1:1")
+    assert not db.claim("k", owner="b.invalid:1:1")  # a's fresh lease now binds b
 
 
 def test_claimed_context_releases(tmp_path):

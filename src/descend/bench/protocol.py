@@ -30,7 +30,7 @@ from typing import Any
 from .. import __version__
 from .. import optim as do
 from ..optim.registry import Categorical, Dimension, FloatRange, IntRange
-from .storage import RunRow, Storage, owner_alive, owner_id
+from .storage import RunRow, Storage, owner_id
 from .trial import TrialResult, run_trial
 from .workloads import get_workload
 
@@ -250,31 +250,46 @@ def _study(storage: Storage, plan: Plan, item: WorkItem) -> Any:
     return _STUDIES[key]
 
 
+def _lease_key(plan: Plan, cell: str, number: int) -> str:
+    """The lease held (and renewed by heartbeats) while tuning trial ``number`` of ``cell`` trains."""
+    return f"{plan.name}/{cell}/tune/{number}"
+
+
 def _reap_dead_trials(storage: Storage, plan: Plan, item: WorkItem, study: Any, orphans: bool = False) -> None:
-    """Settle RUNNING trials whose owner process died (same host), so they stop holding budget.
+    """Settle RUNNING trials whose lease is gone (expired, or held by a pid of this host that died), whatever
+    host ran them, so they stop holding budget.
 
     A trial whose result was stored before its process died is completed with the stored value; any other
     is marked failed (it does not count toward the budget, and its work is redone).  With ``orphans`` (only
     while holding the cell's tune-ask claim) a RUNNING trial with no owner is settled too: its asker died
-    between ``ask`` and recording its owner, both done under that claim.
+    between ``ask`` and recording its owner, both done under that claim (the lease is taken before the owner
+    is recorded, so a trial with an owner and no live lease is dead).
     """
-    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    dead = [t for t in running if owner_alive(t.user_attrs.get("owner", "")) is False
-            or (orphans and "owner" not in t.user_attrs)]
+    if not running:
+        return
+    leases = storage.leases(_lease_key(plan, item.cell, 0)[:-1])
+    dead = [t for t in running if (orphans if "owner" not in t.user_attrs
+                                   else not storage.lease_live(leases.get(_lease_key(plan, item.cell, t.number))))]
     if dead:
         stored = {r.trial_number: r for r in storage.runs(plan=plan.name, phase="tune", cell=item.cell)}
         for t in dead:
             row = stored.get(t.number)
-            if row is not None:
-                value = math.inf if row.diverged else row.final.get(get_workload(item.workload).target_metric,
-                                                                      math.inf)
-                storage.optuna().set_trial_state_values(t._trial_id, TrialState.COMPLETE, [value])
-            else:
-                storage.optuna().set_trial_state_values(t._trial_id, TrialState.FAIL)
-    optuna.storages.fail_stale_trials(study)
+            try:
+                if row is not None:
+                    value = math.inf if row.diverged else row.final.get(get_workload(item.workload).target_metric,
+                                                                          math.inf)
+                    storage.optuna().set_trial_state_values(t._trial_id, TrialState.COMPLETE, [value])
+                else:
+                    storage.optuna().set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:  # it finished (and released its lease) while we looked
+                continue
+            gone = leases.get(_lease_key(plan, item.cell, t.number))
+            if gone is not None:  # the dead holder's expired lease: clear it
+                storage.release(_lease_key(plan, item.cell, t.number), owner=gone[0])
 
 
 def tune_counts(storage: Storage, plan: Plan, item: WorkItem) -> tuple[int, int]:
@@ -394,18 +409,24 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
                                  for k, v in nxt.items()}, skip_if_exists=False)
         study.sampler = _sampler(plan, item.cell, done + running)  # not the failed trials: see _sampler
         trial = study.ask()
+        lease, trial_id = _lease_key(plan, item.cell, trial.number), trial._trial_id
+        if not storage.claim(lease, on_beat=lambda: storage.optuna().record_heartbeat(trial_id)):
+            raise RuntimeError(f"{lease}: a lease on a trial number Optuna just handed out")  # cannot happen
         trial.set_user_attr("owner", owner_id())
-    hp = {**suggest(trial, spec.search_space)}
-    steps = plan.tune_steps(w, s)
     try:
-        res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations, threads=plan.threads,
-                  progress=progress)
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    row = _row(plan, item, trial.number, steps, hp, res)
-    storage.add_run(row)
-    study.tell(trial, _objective(plan, res, w))
+        hp = {**suggest(trial, spec.search_space)}
+        steps = plan.tune_steps(w, s)
+        try:
+            res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations,
+                      threads=plan.threads, progress=progress)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        row = _row(plan, item, trial.number, steps, hp, res)
+        storage.add_run(row)
+        study.tell(trial, _objective(plan, res, w))
+    finally:
+        storage.release(lease)
     return row
 
 
