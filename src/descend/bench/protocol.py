@@ -74,8 +74,8 @@ class Plan:
             raise ValueError(f"tune_fraction must be in (0, 1], got {self.tune_fraction}")
         if self.sampler not in ("tpe", "cd"):
             raise ValueError(f"sampler must be 'tpe' or 'cd', got {self.sampler!r}")
-        if not self.budget_scale > 0:
-            raise ValueError(f"budget_scale must be > 0, got {self.budget_scale}")
+        if not 0 < self.budget_scale < math.inf:
+            raise ValueError(f"budget_scale must be a finite number > 0, got {self.budget_scale}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.cells or not self.optimizers:
@@ -102,8 +102,7 @@ class Plan:
         d["optimizers"] = tuple(d["optimizers"])
         d["workload_imports"] = tuple(d.get("workload_imports", ()))
         d.setdefault("threads", 1)
-        for path in d["workload_imports"]:
-            get_workload(path)
+        # never imports workload_imports: a stored plan is data (the CLI loads plug-ins named on its command line)
         return cls(**d)
 
 
