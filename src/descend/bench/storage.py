@@ -239,8 +239,16 @@ class Storage:
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             with self._errors("open Optuna's tables"):
-                self._optuna = optuna.storages.RDBStorage(self.url, heartbeat_interval=max(1, round(self.lease / 4)),
-                                                          grace_period=max(1, round(self.lease)))
+                for attempt in range(5):  # workers starting together race to create Optuna's tables: retry
+                    try:
+                        self._optuna = optuna.storages.RDBStorage(
+                            self.url, heartbeat_interval=max(1, round(self.lease / 4)),
+                            grace_period=max(1, round(self.lease)))
+                        break
+                    except (IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+                        if attempt == 4:
+                            raise
+                        time.sleep(0.2 * (attempt + 1))
         return self._optuna
 
     # -------------------------------------------------------------------------------------------- plan
