@@ -343,6 +343,8 @@ class Storage:
             if isinstance(exc.__cause__, IntegrityError):  # inserted by another process just now
                 return False
             raise
+        if on_beat is not None:
+            on_beat()  # the first heartbeat, at once (short trials end before the thread's first beat)
         with self._lock:
             self._held[key] = (owner, on_beat)
             if self._beat is None:
