@@ -235,3 +235,24 @@ def test_heartbeats_are_written_while_a_trial_runs(tmp_path):
         assert snapshot["heartbeats"] >= 1
     final = seen[-1]
     assert any(k.endswith("/final/1") for k in final)
+
+
+def test_a_trial_whose_lease_was_taken_over_is_not_stored(tmp_path):
+    """A worker stalled longer than its lease finds its trial reclaimed when it wakes: it stores nothing (the
+    budget slot was redone by the one who took it over), so a study never gets more trials than its budget."""
+    import sqlalchemy as sa
+
+    from descend.bench import storage as st
+    from descend.bench.protocol import run_work
+
+    storage, plan = Storage(str(tmp_path / "s.db")), _tiny("stall")
+    item = WorkItem("matrix_sensing", "s", "adamw", "tune", 0)
+
+    def stalled_run(*args, **kwargs):  # meanwhile another host took the lease over
+        with storage.engine.begin() as conn:
+            conn.execute(sa.update(st._claims).values(owner="other-host.invalid:1:1"))
+        return _fake_run(*args, **kwargs)
+
+    assert run_work(storage, plan, item, executor=stalled_run) is None
+    assert storage.runs() == []
+    assert run_work(storage, plan, item, executor=_fake_run) is not None

@@ -421,6 +421,8 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
+        if not storage.holds(lease):  # stalled past our lease: the trial was reclaimed (and redone) elsewhere
+            return None
         row = _row(plan, item, trial.number, steps, hp, res)
         storage.add_run(row)
         study.tell(trial, _objective(plan, res, w))

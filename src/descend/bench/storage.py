@@ -368,6 +368,12 @@ class Storage:
         with self._errors("read the leases"), self.engine.connect() as conn:
             return {k: (o, e) for k, o, e in conn.execute(q).all()}
 
+    def holds(self, key: str, owner: str | None = None) -> bool:
+        """Whether the stored lease on ``key`` is still ``owner``'s (default: the calling thread's)."""
+        q = sa.select(_claims.c.owner).where(_claims.c.key == key)
+        with self._errors("read the leases"), self.engine.connect() as conn:
+            return conn.execute(q).scalar() == (owner or owner_id())
+
     def lease_live(self, lease: tuple[str, float] | None, now: float | None = None) -> bool:
         """Whether a lease from :meth:`leases` still binds others (unexpired, and not a gone pid of this host)."""
         if lease is None:
