@@ -290,9 +290,18 @@ def _available() -> list[str]:
 
 def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> None:
     from .bench.report import summarize, write_html
+    from .bench.storage import StorageError
 
     try:
-        path = write_html(summary if summary is not None else summarize(db, plan_name), out)
+        if summary is None:
+            summary = summarize(db, plan_name)
+    except StorageError as exc:
+        raise _fail(exc) from None
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise _fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
+                    f"({type(exc).__name__}: {exc})") from None
+    try:
+        path = write_html(summary, out)
     except OSError as exc:
         raise _fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     typer.echo(f"report: {path}")
