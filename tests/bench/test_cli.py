@@ -249,9 +249,12 @@ def _write_plugin(directory, module: str, cls: str = "MyWorkload", reg: str | No
 def test_top_level_plugin_module_is_accepted(runner, tmp_path, monkeypatch):
     """`my_module:MyWorkload` (no package) from the current directory works; worker and report on that
     database need the same --workloads again, and say so."""
+    import sys
+
     monkeypatch.chdir(tmp_path)
     _write_plugin(tmp_path, "my_toplevel_wl")
-    monkeypatch.syspath_prepend(str(tmp_path))  # what the CLI does for the current directory, undone afterwards
+    # as under the `descend` console script: the current directory is not on the path; the CLI puts it there
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
     db = str(tmp_path / "b.db")
     result = runner.invoke(app, ["bench", "run", "--workloads", "my_toplevel_wl:MyWorkload:s", "--optimizers",
                                  "adamw", "--trials", "1", "--seeds", "1", "--budget-scale", "0.02", "--storage",
