@@ -383,10 +383,17 @@ def worker(
         plans = [_stored_plan(db, name, cfg, given) for name, cfg in stored.items() if plan is None or name == plan]
     except (ValueError, StorageError) as exc:  # a corrupt, foreign or missing database, code it would import
         raise _fail(exc) from None
-    total = 0
+    total, told = 0, set()
+
+    def waiting(name: str) -> None:
+        if name not in told:
+            told.add(name)
+            typer.echo(f"plan {name!r}: waiting for trials leased by other workers (a dead worker's lease expires "
+                       f"within {db.lease:.0f} s, then its trials are redone here)", err=True)
+
     try:
         for p in plans:
-            total += drain(db, p)
+            total += drain(db, p, on_wait=lambda name=p.name: waiting(name))
     except StorageError as exc:
         raise _fail(exc) from None
     typer.echo(f"worker done: {total} trials")

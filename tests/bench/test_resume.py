@@ -202,11 +202,15 @@ def test_trial_abandoned_elsewhere_is_reclaimed_when_its_lease_expires(tmp_path,
     study = _study(storage, plan, item)
     trial = study.ask()  # the dead worker's trial: asked, owner recorded, lease taken, never renewed again
     trial.set_user_attr("owner", holder)
-    wait = 2.0
+    import torch._dynamo  # noqa: F401  (drain imports it first: seconds that must not eat into the lease)
+
+    wait = 3.0
     _plant_lease(storage, _lease_key(plan, item.cell, trial.number), holder, expires_in=wait)
-    start = time.monotonic()
-    assert drain(storage, plan, executor=_fake_run, poll=0.1) == plan.trials + plan.seeds
+    start, waits = time.monotonic(), []
+    assert drain(storage, plan, executor=_fake_run, poll=0.1, on_wait=lambda: waits.append(1)) == \
+        plan.trials + plan.seeds
     assert time.monotonic() - start >= wait - 0.5  # it waited for the lease (not reaped early: it was live)
+    assert waits  # ... and said so
     assert storage.missing_finals(plan) == 0
     assert Counter(r.phase for r in storage.runs()) == {"tune": plan.trials, "final": plan.seeds}
     assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["FAIL", "COMPLETE", "COMPLETE"]
