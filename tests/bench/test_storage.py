@@ -217,3 +217,22 @@ def test_claimed_context_releases(tmp_path):
         assert ok
         assert not db.claim("k", owner="elsewhere.invalid:1:1")
     assert db.claim("k", owner="elsewhere.invalid:1:1")
+
+
+def test_a_schema_1_database_is_upgraded_to_leases(tmp_path):
+    """Databases written before leases (claims without an expiry) open; their transient claims are dropped."""
+    path = tmp_path / "v1.db"
+    db = Storage(str(path))
+    db.save_plan("p", {"trials": 3})
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE descend_claims"))
+        conn.execute(sa.text("CREATE TABLE descend_claims (key VARCHAR(400) PRIMARY KEY, owner VARCHAR(200) NOT NULL, "
+                             "heartbeat FLOAT NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO descend_claims VALUES ('k', 'old-host:1:1', 0)"))
+        conn.execute(sa.update(st._info).where(st._info.c.key == "schema").values(value="1"))
+    db = Storage(str(path))
+    assert db.plans() == {"p": {"trials": 3}}
+    assert db.leases() == {}
+    assert db.claim("k")
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(st._info.c.value).where(st._info.c.key == "schema")).scalar() == "2"
