@@ -220,6 +220,9 @@ class Storage:
             raise
         except sa.exc.SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            if isinstance(exc, sa.exc.OperationalError) and what == "open":  # server down, bad credentials, ...
+                raise StorageError(f"cannot open {self.display_url}: "
+                                   f"{detail[0] if detail else type(exc).__name__}") from exc
             raise StorageError(f"{self.display_url} is not a usable descend database ({what}: "
                                f"{detail[0] if detail else type(exc).__name__})") from exc
         except (ValueError, TypeError, KeyError) as exc:  # malformed JSON or values: corrupt or tampered
