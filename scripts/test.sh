@@ -11,4 +11,7 @@ ruff check src tests benchmarks
 # headless Chromium renders the benchmark report in tests/bench/test_report.py (CI runs as root)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
     || echo "warning: chromium not installed; tests/bench/test_report.py will fail in CI"
+# PostgreSQL on 127.0.0.1 for tests/bench/test_postgres.py (two workers sharing one study); stopped on exit
+. scripts/postgres.sh
+start_postgres
 python -m pytest -q -n 2 "$@"

@@ -24,24 +24,126 @@ DEFAULT_OPTIMIZERS = ("adamw", "nadamw", "lion", "adabelief", "soap", "muon")
 STATS = {"train": 0.0, "eval": 0.0}  # seconds of training steps / evaluation run by this process
 
 
-def _parse_cells(suite: str | None, workloads: list[str] | None) -> list[tuple[str, str]]:
+class UserError(ValueError):
+    """Bad input on the command line or in a database: printed as one ``error:`` line, exit code 2."""
+
+
+def _fail(message: object) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _is_import_path(spec: str) -> bool:
+    """``module:Class[:scale]`` (a plug-in) rather than ``workload[:scale]`` (a registered name)."""
+    from .bench.workloads import available_workloads
+
+    parts = spec.split(":")
+    if parts[0] in available_workloads() or len(parts) < 2:
+        return False
+    return "." in parts[0] or parts[1][:1].isupper()
+
+
+def load_workload_plugin(path: str) -> str:
+    """Import the plug-in workload ``module:Class`` named on the command line and register it; its name.
+
+    The current directory is on the import path (a top-level ``my_module.py`` works).  Every failure is a
+    :class:`UserError` naming what was wrong.
+    """
+    import importlib
+    import os
+
+    from .bench.workloads import Workload, register_workload
+
+    module, _, attr = path.partition(":")
+    if not (module and all(p.isidentifier() for p in module.split(".")) and attr.isidentifier()):
+        raise UserError(f"--workloads {path!r}: a plug-in workload is module.path:ClassName")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise UserError(f"--workloads {path}: no module named {module!r} (looked in the current directory "
+                            "and on the Python path)") from None
+        raise UserError(f"--workloads {path}: importing {module!r} failed: {exc}") from None
+    except Exception as exc:
+        raise UserError(f"--workloads {path}: importing {module!r} failed: {type(exc).__name__}: {exc}") from None
+    cls = getattr(mod, attr, None)
+    if cls is None:
+        raise UserError(f"--workloads {path}: module {module!r} has no attribute {attr!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Workload)):
+        raise UserError(f"--workloads {path}: {attr} is not a subclass of descend.bench.workloads.Workload")
+    try:
+        register_workload(cls)
+    except ValueError as exc:
+        raise UserError(f"--workloads {path}: {exc}") from None
+    return cls.name
+
+
+def _parse_cells(suite: str | None, workloads: list[str] | None) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """The plan's (workload, scale) cells and the plug-in import paths among ``--workloads``."""
     from .bench.protocol import SUITES
-    from .bench.workloads import get_workload
+    from .bench.workloads import available_workloads, get_workload
 
     if workloads:
-        cells = []
+        cells, imports = [], []
         for w in workloads:
             parts = w.split(":")
-            is_import = "." in parts[0]
-            name = ":".join(parts[:2]) if is_import else parts[0]
-            scale = (parts[2] if len(parts) > 2 else "") if is_import else (parts[1] if len(parts) > 1 else "")
+            if _is_import_path(w):
+                path = ":".join(parts[:2])
+                name, scale = load_workload_plugin(path), ":".join(parts[2:])
+                imports.append(path)
+            else:
+                name, scale = parts[0], ":".join(parts[1:])
+                if name not in available_workloads():
+                    raise UserError(f"--workloads {w}: unknown workload {name!r}; available: "
+                                    f"{', '.join(available_workloads())}, or a plug-in module.path:ClassName")
             wl = get_workload(name)
             cells.append((wl.name, scale or next(iter(wl.scales))))
-        return cells
+        return cells, tuple(dict.fromkeys(imports))
     suite = suite or "quick"
     if suite not in SUITES:
-        raise typer.BadParameter(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
-    return list(SUITES[suite])
+        raise UserError(f"--suite {suite}: unknown suite; suites: {', '.join(SUITES)}")
+    return list(SUITES[suite]), ()
+
+
+def _stored_plan(db: Any, name: str, cfg: Any, given: tuple[str, ...]) -> Any:
+    """The :class:`Plan` stored under ``name``, without importing anything it names.
+
+    A plan with plug-in workloads needs the same ``--workloads module:Class`` on this command line (a database
+    is data: a tampered one must not run code); anything malformed is reported as a corrupt database.
+    """
+    from .bench.protocol import Plan
+
+    imports = cfg.get("workload_imports", ()) if isinstance(cfg, dict) else None
+    if not isinstance(imports, (list, tuple)) or not all(isinstance(p, str) for p in imports):
+        raise UserError(f"{db.display_url}: plan {name!r} is corrupt or was tampered with (workload_imports)")
+    missing = [p for p in imports if p not in given]
+    if missing:
+        raise UserError(f"plan {name!r} uses plug-in workload code that descend never imports from a database; "
+                        f"if you trust it, pass {' '.join('--workloads ' + p for p in missing)}")
+    try:
+        return Plan.from_dict(cfg)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{db.display_url}: plan {name!r} is corrupt or was tampered with "
+                        f"({type(exc).__name__}: {exc})") from None
+
+
+def _plugins(workloads: list[str] | None) -> tuple[str, ...]:
+    """Load the plug-ins given to ``worker`` / ``report`` (import paths only); their paths."""
+    paths = []
+    for w in workloads or []:
+        path = ":".join(w.split(":")[:2])
+        if not _is_import_path(path):
+            raise UserError(f"--workloads {w}: here it names plug-in code to allow, as module.path:ClassName")
+        load_workload_plugin(path)
+        paths.append(path)
+    return tuple(paths)
+
+
+def _check_out(option: str, path: Path | None) -> None:
+    if path is not None and path.is_dir():
+        raise UserError(f"{option} {path} is a directory; give an HTML file path, e.g. {path / 'bench-report.html'}")
 
 
 def _console() -> Any:
@@ -50,7 +152,7 @@ def _console() -> Any:
     return Console(stderr=False, highlight=False)
 
 
-def _leaderboard_table(storage: Any, plan_name: str) -> Any:
+def _leaderboard_table(storage: Any, plan_name: str, summary: Any = None) -> Any:
     from rich.table import Table
 
     from .bench.report import leaderboard_rows, summarize
@@ -60,8 +162,8 @@ def _leaderboard_table(storage: Any, plan_name: str) -> Any:
                 "trials"):
         table.add_column(col)
     try:
-        rows = leaderboard_rows(summarize(storage, plan_name))
-    except (KeyError, RuntimeError):
+        rows = leaderboard_rows(summary if summary is not None else summarize(storage, plan_name))
+    except (KeyError, RuntimeError):  # nothing finished yet
         rows = []
     for r in rows:
         table.add_row(r["cell"], r["optimizer"], r["final"], r["speedup"], r["steps_to_target"], r["trials"])
@@ -136,33 +238,41 @@ def run(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
+    import math
+
     from .bench.protocol import Plan
     from .bench.storage import Storage, StorageError
 
-    opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
-    imports = tuple(":".join(w.split(":")[:2]) for w in (workloads or []) if "." in w.split(":")[0])
-    plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
     try:
-        cells = _parse_cells(suite, workloads)  # an unknown workload is a KeyError: a clean exit 2, no traceback
+        if not (math.isfinite(budget_scale) and budget_scale > 0):
+            raise UserError(f"--budget-scale must be a finite number > 0, got {budget_scale}")
+        if not (math.isfinite(tune_fraction) and 0 < tune_fraction <= 1):
+            raise UserError(f"--tune-fraction must be in (0, 1], got {tune_fraction}")
+        if executor not in ("local", "ray"):
+            raise UserError(f"--executor must be local or ray, got {executor!r}")
+        _check_out("--report", report)
+        opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
+        plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
+        cells, imports = _parse_cells(suite, workloads)
         plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports)
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
-    except (ValueError, KeyError, StorageError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except (ValueError, KeyError, StorageError) as exc:  # UserError, bad options, a bad database: exit 2
+        raise _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from None
     run_executor = None
     if executor == "ray":
         from .bench.executors import ray_executor
 
         run_executor = ray_executor(ray_address, num_cpus=parallel)
-    elif executor != "local":
-        raise typer.BadParameter("executor must be local or ray")
     start = time.time()
-    n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
+    try:
+        n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
+    except StorageError as exc:  # the database became unusable (server gone, file corrupted) mid-run
+        raise _fail(exc) from None
     wall = time.time() - start
-    typer.echo(f"\n{n} trials run in {wall:.0f} s; results in {db.url} (plan {plan.name!r})")
+    typer.echo(f"\n{n} trials run in {wall:.0f} s; results in {db.display_url} (plan {plan.name!r})")
     if n and executor == "local" and wall > 0:
         harness = max(wall - STATS["train"] - STATS["eval"], 0.0)
         typer.echo(f"time: training steps {STATS['train']:.0f} s, evaluation {STATS['eval']:.0f} s, harness "
@@ -178,10 +288,22 @@ def _available() -> list[str]:
     return optim.available()
 
 
-def _write_report(db: Any, plan_name: str, out: Path) -> None:
+def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> None:
     from .bench.report import summarize, write_html
+    from .bench.storage import StorageError
 
-    path = write_html(summarize(db, plan_name), out)
+    try:
+        if summary is None:
+            summary = summarize(db, plan_name)
+    except StorageError as exc:
+        raise _fail(exc) from None
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise _fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
+                    f"({type(exc).__name__}: {exc})") from None
+    try:
+        path = write_html(summary, out)
+    except OSError as exc:
+        raise _fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     typer.echo(f"report: {path}")
 
 
@@ -190,25 +312,34 @@ def report_cmd(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bench-report.html"),
+    workloads: Annotated[list[str] | None, typer.Option(
+        help="plug-in workload code the plan uses, package.module:Class (repeatable; never imported from the "
+             "database)")] = None,
 ) -> None:
     """Print the leaderboard and write the HTML report from a benchmark database."""
+    from .bench.report import summarize
     from .bench.storage import Storage, StorageError
 
     try:
-        db = Storage(storage)
+        _check_out("--out", out)
+        given = _plugins(workloads)
+        db = Storage(storage, create=False)  # a missing file is an error, not a new empty database
         plans = db.plans()
-    except StorageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if not plans:
-        typer.echo(f"error: no benchmark plan in {storage}", err=True)
-        raise typer.Exit(2)
-    name = plan or list(plans)[-1]
-    if name not in plans:
-        typer.echo(f"error: no plan {name!r}; plans: {', '.join(plans)}", err=True)
-        raise typer.Exit(2)
-    _console().print(_leaderboard_table(db, name))
-    _write_report(db, name, out)
+        if not plans:
+            raise UserError(f"no benchmark plan in {db.display_url}")
+        name = plan or list(plans)[-1]
+        if name not in plans:
+            raise UserError(f"no plan {name!r}; plans: {', '.join(plans)}")
+        _stored_plan(db, name, plans[name], given)
+        try:
+            summary = summarize(db, name)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise UserError(f"{db.display_url}: plan {name!r} has corrupt or tampered results "
+                            f"({type(exc).__name__}: {exc})") from None
+    except (ValueError, StorageError) as exc:
+        raise _fail(exc) from None
+    _console().print(_leaderboard_table(db, name, summary))
+    _write_report(db, name, out, summary)
 
 
 @bench.command("list")
@@ -235,21 +366,36 @@ def list_cmd() -> None:
 def worker(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file shared with `bench run`")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="only this plan (default: every plan, oldest first)")] = None,
+    workloads: Annotated[list[str] | None, typer.Option(
+        help="plug-in workload code the plans use, package.module:Class (repeatable; never imported from the "
+             "database)")] = None,
 ) -> None:
     """Run pending trials of the plans in a shared database until none is left."""
     from .bench.executors import drain
-    from .bench.protocol import Plan
     from .bench.storage import Storage, StorageError
 
     try:
-        db = Storage(storage)
-    except StorageError as exc:  # a corrupt or foreign database: exit 2 like `run` and `report`
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    total = 0
-    for name, cfg in db.plans().items():
-        if plan is None or name == plan:
-            total += drain(db, Plan.from_dict(cfg))
+        given = _plugins(workloads)
+        db = Storage(storage, create=False)
+        stored = db.plans()
+        if plan is not None and plan not in stored:
+            raise UserError(f"no plan {plan!r} in {db.display_url}; plans: {', '.join(stored) or 'none'}")
+        plans = [_stored_plan(db, name, cfg, given) for name, cfg in stored.items() if plan is None or name == plan]
+    except (ValueError, StorageError) as exc:  # a corrupt, foreign or missing database, code it would import
+        raise _fail(exc) from None
+    total, told = 0, set()
+
+    def waiting(name: str) -> None:
+        if name not in told:
+            told.add(name)
+            typer.echo(f"plan {name!r}: waiting for trials leased by other workers (a dead worker's lease expires "
+                       f"within {db.lease:.0f} s, then its trials are redone here)", err=True)
+
+    try:
+        for p in plans:
+            total += drain(db, p, on_wait=lambda name=p.name: waiting(name))
+    except StorageError as exc:
+        raise _fail(exc) from None
     typer.echo(f"worker done: {total} trials")
 
 

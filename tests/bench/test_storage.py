@@ -8,13 +8,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from descend.bench import storage as st
-from descend.bench.storage import STALE_AFTER, RunRow, Storage, StorageError, owner_id
+from descend.bench.storage import RunRow, Storage, StorageError, owner_id
 
 
 def _row(**overrides) -> RunRow:
@@ -145,14 +146,69 @@ def test_claim_held_by_a_dead_pid_is_taken_over(tmp_path, other_process):
         assert conn.execute(sa.select(st._claims.c.owner)).scalars().all() == [owner_id()]
 
 
-def test_claim_on_another_host_is_taken_over_only_when_stale(tmp_path):
-    db = Storage(str(tmp_path / "c.db"))
-    remote = "some-other-host.invalid:1234:1"
-    assert db.claim("k", owner=remote)
-    assert not db.claim("k")  # fresh heartbeat on a host we cannot inspect: respected
+def _plant(db: Storage, key: str, owner: str, expires_in: float) -> None:
+    """A lease row as another process (on another host, or under a reused pid) would have left it."""
+    now = time.time()
     with db.engine.begin() as conn:
-        conn.execute(sa.update(st._claims).values(heartbeat=time.time() - STALE_AFTER - 1))
-    assert db.claim("k")  # stale: taken over
+        conn.execute(sa.delete(st._claims).where(st._claims.c.key == key))
+        conn.execute(sa.insert(st._claims).values(key=key, owner=owner, heartbeat=now - 1, expires=now + expires_in))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> str:
+    """A fresh SQLite file, or the test PostgreSQL server (see tests/bench/test_postgres.py)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.db")
+    pg = os.environ.get("DESCEND_TEST_POSTGRES_URL")
+    if not pg:
+        pytest.skip("DESCEND_TEST_POSTGRES_URL is not set (scripts/test.sh, which CI runs, sets it)")
+    db = Storage(pg)
+    with db.engine.begin() as conn:  # the lease tests use fixed keys: start from no lease
+        conn.execute(sa.delete(st._claims).where(st._claims.c.key.in_(["k", "k2"])))
+    return pg
+
+
+@pytest.mark.parametrize("holder", ["some-other-host.invalid:1234:1", "reused-pid"])
+def test_a_lease_is_taken_over_when_it_expires_whatever_its_host(url, holder):
+    """Another host (whose pids we cannot see) or a pid of ours that now belongs to a live process (reused):
+    the lease binds until it expires, then anyone may take the work."""
+    db = Storage(url)
+    if holder == "reused-pid":  # alive on this host, but not the process that claimed: only the lease can tell
+        holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() + 1}"
+    _plant(db, "k", holder, expires_in=60)
+    assert not db.claim("k")  # unexpired: respected
+    _plant(db, "k", holder, expires_in=-1)
+    assert db.claim("k")  # expired: taken over
+    assert db.leases()["k"][0] == owner_id()
+    db.release("k")
+    assert "k" not in db.leases()
+
+
+def test_heartbeats_renew_a_held_lease(url):
+    """While work is held its lease is renewed (heartbeat written, expiry pushed back), so it outlives its
+    first expiry and nobody else can take it; released, it is gone."""
+    lease = 0.4
+    db = Storage(url, lease=lease)
+    beats: list[float] = []
+    assert db.claim("k", on_beat=lambda: beats.append(time.time()))
+    first = db.leases()["k"][1]
+    time.sleep(4 * lease)  # without heartbeats the lease would have expired long ago
+    with db.engine.connect() as conn:
+        owner, heartbeat, expires = conn.execute(sa.select(st._claims.c.owner, st._claims.c.heartbeat,
+                                                           st._claims.c.expires)).one()
+    assert owner == owner_id() and expires > first and expires > time.time() and heartbeat > first - lease
+    assert len(beats) >= 3  # one at the claim, then one per lease / 4
+    other = Storage(db.url, lease=lease)
+    assert not other.claim("k", owner="some-other-host.invalid:1:1")
+    db.release("k")
+    assert other.claim("k", owner="some-other-host.invalid:1:1")
+
+
+def test_two_takeovers_of_one_expired_lease_one_wins(url):
+    db = Storage(url)
+    _plant(db, "k", "gone.invalid:1:1", expires_in=-1)
+    assert db.claim("k", owner="a.invalid:1:1")
+    assert not db.claim("k", owner="b.invalid:1:1")  # a's fresh lease now binds b
 
 
 def test_claimed_context_releases(tmp_path):
@@ -161,3 +217,22 @@ def test_claimed_context_releases(tmp_path):
         assert ok
         assert not db.claim("k", owner="elsewhere.invalid:1:1")
     assert db.claim("k", owner="elsewhere.invalid:1:1")
+
+
+def test_a_schema_1_database_is_upgraded_to_leases(tmp_path):
+    """Databases written before leases (claims without an expiry) open; their transient claims are dropped."""
+    path = tmp_path / "v1.db"
+    db = Storage(str(path))
+    db.save_plan("p", {"trials": 3})
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE descend_claims"))
+        conn.execute(sa.text("CREATE TABLE descend_claims (key VARCHAR(400) PRIMARY KEY, owner VARCHAR(200) NOT NULL, "
+                             "heartbeat FLOAT NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO descend_claims VALUES ('k', 'old-host:1:1', 0)"))
+        conn.execute(sa.update(st._info).where(st._info.c.key == "schema").values(value="1"))
+    db = Storage(str(path))
+    assert db.plans() == {"p": {"trials": 3}}
+    assert db.leases() == {}
+    assert db.claim("k")
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(st._info.c.value).where(st._info.c.key == "schema")).scalar() == "2"

@@ -28,11 +28,13 @@ OnEvent = Callable[[str, WorkItem, RunRow | None], None]
 
 def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable[..., TrialResult] | None = None,
           on_event: OnEvent | None = None, progress: Callable[[WorkItem, int], None] | None = None,
-          poll: float = 2.0) -> int:
+          poll: float = 2.0, on_wait: Callable[[], None] | None = None) -> int:
     """Run the plan's pending work until none is left; returns the number of trials this call ran.
 
     ``parallel`` > 1 keeps that many trials in flight (threads that wait on ``executor``, e.g. Ray tasks).
-    Work claimed by another live process is waited for, not duplicated.
+    Work leased by another live process is waited for, not duplicated; work whose lease expired (its
+    process died, on any host) is taken over.  Returns only once every final run of the plan is stored;
+    ``on_wait()`` is called whenever it waits for work leased by others.
     """
     parallel = max(parallel, 1)
     import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first step: keep that out of trials)
@@ -52,10 +54,17 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
                 cb = (lambda k, item=item: progress(item, k)) if progress else None
                 in_flight[pool.submit(run_work, storage, plan, item, progress=cb, executor=executor)] = item
             if not in_flight:
-                return done
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                if storage.missing_finals(plan) == 0:
+                    return done
+                # nothing to start, yet the plan is unfinished: other processes hold leases on the tuning
+                # trials left; wait until they finish or their leases expire (then their trials are reclaimed)
+                if on_wait:
+                    on_wait()
+                time.sleep(poll)
+                continue
+            completed, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)  # not `finished`: the cell cache
             progressed = False
-            for fut in finished:
+            for fut in completed:
                 item = in_flight.pop(fut)
                 row = fut.result()
                 progressed |= row is not None

@@ -30,7 +30,7 @@ from typing import Any
 from .. import __version__
 from .. import optim as do
 from ..optim.registry import Categorical, Dimension, FloatRange, IntRange
-from .storage import RunRow, Storage, owner_alive, owner_id
+from .storage import RunRow, Storage, owner_id
 from .trial import TrialResult, run_trial
 from .workloads import get_workload
 
@@ -74,8 +74,8 @@ class Plan:
             raise ValueError(f"tune_fraction must be in (0, 1], got {self.tune_fraction}")
         if self.sampler not in ("tpe", "cd"):
             raise ValueError(f"sampler must be 'tpe' or 'cd', got {self.sampler!r}")
-        if not self.budget_scale > 0:
-            raise ValueError(f"budget_scale must be > 0, got {self.budget_scale}")
+        if not 0 < self.budget_scale < math.inf:
+            raise ValueError(f"budget_scale must be a finite number > 0, got {self.budget_scale}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.cells or not self.optimizers:
@@ -102,8 +102,7 @@ class Plan:
         d["optimizers"] = tuple(d["optimizers"])
         d["workload_imports"] = tuple(d.get("workload_imports", ()))
         d.setdefault("threads", 1)
-        for path in d["workload_imports"]:
-            get_workload(path)
+        # never imports workload_imports: a stored plan is data (the CLI loads plug-ins named on its command line)
         return cls(**d)
 
 
@@ -221,15 +220,17 @@ def _study_name(plan: Plan, item: WorkItem) -> str:
     return f"{plan.name}/{item.cell}"
 
 
-def _sampler(plan: Plan, cell: str, asked: int = 0) -> Any:
-    """The cell's TPE sampler, seeded by the plan seed, the cell and the number of trials ``asked`` so far.
+def _sampler(plan: Plan, cell: str, slot: int = 0) -> Any:
+    """The cell's TPE sampler, seeded by the plan seed, the cell and the budget ``slot`` being asked for.
 
-    Every ask builds a fresh study object; seeding by ``asked`` too keeps one fresh sampler from replaying the
-    same random draws (two identical start-up trials would waste the budget) while staying deterministic.
+    ``slot`` = completed + live running trials (failed ones, e.g. killed mid-run, do not count), so the
+    suggestion is a function of the completed trials alone: a study resumed after a crash asks exactly what
+    the uninterrupted one did.  A fresh seed per slot keeps one fresh sampler from replaying the same random
+    draws (two identical start-up trials would waste the budget).
     """
     import optuna
 
-    seed = int(hashlib.sha256(f"{plan.seed}/{cell}/{asked}".encode()).hexdigest()[:8], 16)
+    seed = int(hashlib.sha256(f"{plan.seed}/{cell}/{slot}".encode()).hexdigest()[:8], 16)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(5, plan.trials // 3)))
 
 
@@ -248,31 +249,46 @@ def _study(storage: Storage, plan: Plan, item: WorkItem) -> Any:
     return _STUDIES[key]
 
 
+def _lease_key(plan: Plan, cell: str, number: int) -> str:
+    """The lease held (and renewed by heartbeats) while tuning trial ``number`` of ``cell`` trains."""
+    return f"{plan.name}/{cell}/tune/{number}"
+
+
 def _reap_dead_trials(storage: Storage, plan: Plan, item: WorkItem, study: Any, orphans: bool = False) -> None:
-    """Settle RUNNING trials whose owner process died (same host), so they stop holding budget.
+    """Settle RUNNING trials whose lease is gone (expired, or held by a pid of this host that died), whatever
+    host ran them, so they stop holding budget.
 
     A trial whose result was stored before its process died is completed with the stored value; any other
     is marked failed (it does not count toward the budget, and its work is redone).  With ``orphans`` (only
     while holding the cell's tune-ask claim) a RUNNING trial with no owner is settled too: its asker died
-    between ``ask`` and recording its owner, both done under that claim.
+    between ``ask`` and recording its owner, both done under that claim (the lease is taken before the owner
+    is recorded, so a trial with an owner and no live lease is dead).
     """
-    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    dead = [t for t in running if owner_alive(t.user_attrs.get("owner", "")) is False
-            or (orphans and "owner" not in t.user_attrs)]
+    if not running:
+        return
+    leases = storage.leases(_lease_key(plan, item.cell, 0)[:-1])
+    dead = [t for t in running if (orphans if "owner" not in t.user_attrs
+                                   else not storage.lease_live(leases.get(_lease_key(plan, item.cell, t.number))))]
     if dead:
         stored = {r.trial_number: r for r in storage.runs(plan=plan.name, phase="tune", cell=item.cell)}
         for t in dead:
             row = stored.get(t.number)
-            if row is not None:
-                value = math.inf if row.diverged else row.final.get(get_workload(item.workload).target_metric,
-                                                                      math.inf)
-                storage.optuna().set_trial_state_values(t._trial_id, TrialState.COMPLETE, [value])
-            else:
-                storage.optuna().set_trial_state_values(t._trial_id, TrialState.FAIL)
-    optuna.storages.fail_stale_trials(study)
+            try:
+                if row is not None:
+                    value = math.inf if row.diverged else row.final.get(get_workload(item.workload).target_metric,
+                                                                          math.inf)
+                    storage.optuna().set_trial_state_values(t._trial_id, TrialState.COMPLETE, [value])
+                else:
+                    storage.optuna().set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:  # it finished (and released its lease) while we looked
+                continue
+            gone = leases.get(_lease_key(plan, item.cell, t.number))
+            if gone is not None:  # the dead holder's expired lease: clear it
+                storage.release(_lease_key(plan, item.cell, t.number), owner=gone[0])
 
 
 def tune_counts(storage: Storage, plan: Plan, item: WorkItem) -> tuple[int, int]:
@@ -399,20 +415,28 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
                 return None
             study.enqueue_trial({k: (repr(v) if isinstance(spec.search_space[k], Categorical) else v)
                                  for k, v in nxt.items()}, skip_if_exists=False)
-        study.sampler = _sampler(plan, item.cell, len(study.get_trials(deepcopy=False)))
+        study.sampler = _sampler(plan, item.cell, done + running)  # not the failed trials: see _sampler
         trial = study.ask()
+        lease, trial_id = _lease_key(plan, item.cell, trial.number), trial._trial_id
+        if not storage.claim(lease, on_beat=lambda: storage.optuna().record_heartbeat(trial_id)):
+            raise RuntimeError(f"{lease}: a lease on a trial number Optuna just handed out")  # cannot happen
         trial.set_user_attr("owner", owner_id())
-    hp = {**suggest(trial, spec.search_space)}
-    steps = plan.tune_steps(w, s)
     try:
-        res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations, threads=plan.threads,
-                  progress=progress)
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    row = _row(plan, item, trial.number, steps, hp, res)
-    storage.add_run(row)
-    study.tell(trial, _objective(plan, res, w))
+        hp = {**suggest(trial, spec.search_space)}
+        steps = plan.tune_steps(w, s)
+        try:
+            res = run(w, s, item.optimizer, hp, TUNE_SEED, steps, evaluations=plan.evaluations,
+                      threads=plan.threads, progress=progress)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        if not storage.holds(lease):  # stalled past our lease: the trial was reclaimed (and redone) elsewhere
+            return None
+        row = _row(plan, item, trial.number, steps, hp, res)
+        storage.add_run(row)
+        study.tell(trial, _objective(plan, res, w))
+    finally:
+        storage.release(lease)
     return row
 
 

@@ -1,16 +1,19 @@
 """One database for a benchmark: Optuna's RDB storage for tuning, plus descend's tables for runs and curves.
 
-Any SQLAlchemy URL works (``sqlite:///bench.db`` by default; PostgreSQL to share a study across machines).
-descend's tables (created next to Optuna's):
+Any SQLAlchemy URL works (``sqlite:///bench.db`` or a bare file path by default; ``postgresql://user@host/db``
+— the ``postgres`` extra installs its driver — to share a study across machines).  In-memory databases are
+refused: a benchmark must survive its process.  descend's tables (created next to Optuna's):
 
 * ``descend_plan`` — the study plan written by ``descend bench run`` (workers read it);
 * ``descend_runs`` — one row per finished trial (tuning and final runs) with its hyperparameters, final
   metrics, timings, provenance and the whole per-step curve as JSON.  A row is written in one transaction
   when its trial has finished, so a process killed mid-trial leaves nothing half-written; a unique key
   (cell, phase, seed, trial number) makes duplicates impossible;
-* ``descend_claims`` — which process is running which piece of work, so that concurrent workers do not
-  duplicate work and a killed process's work is taken over (same host: its pid is gone; elsewhere: its
-  heartbeat is older than ``STALE_AFTER`` seconds).
+* ``descend_claims`` — leases: which process is running which piece of work, until when.  A lease lasts
+  ``lease`` seconds (:data:`LEASE`) and is renewed by a heartbeat thread every ``lease / 4`` seconds while
+  its holder works; work whose lease has expired is taken over by anyone, whatever host or pid held it (a
+  holder on this host whose pid is gone is taken over at once).  Hosts sharing a database need clocks that
+  agree to well within a lease (NTP).
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-__all__ = ["STALE_AFTER", "RunRow", "Storage", "StorageError", "owner_id"]
+__all__ = ["LEASE", "STALE_AFTER", "RunRow", "Storage", "StorageError", "normalize_url", "owner_id"]
 
-STALE_AFTER = 1800.0
-SCHEMA_VERSION = 1
+#: Seconds a claim lives without a heartbeat (the heartbeat renews it every ``LEASE / 4`` seconds).
+LEASE = 120.0
+STALE_AFTER = LEASE  # the former name
+SCHEMA_VERSION = 2  # 2: leases (descend_claims.expires)
 
 _meta = sa.MetaData()
 _info = sa.Table("descend_info", _meta, sa.Column("key", sa.String(64), primary_key=True),
@@ -67,7 +72,8 @@ _claims = sa.Table(
     "descend_claims", _meta,
     sa.Column("key", sa.String(400), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("heartbeat", sa.Float, nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),  # last renewal (time.time() of the holder)
+    sa.Column("expires", sa.Float, nullable=False),  # the lease: free for anyone after this time
 )
 
 
@@ -81,7 +87,10 @@ def owner_id() -> str:
 
 
 def owner_alive(owner: str) -> bool | None:
-    """Whether the process of ``host:pid[:thread]`` is alive; ``None`` if on another host (cannot tell)."""
+    """Whether the process of ``host:pid[:thread]`` is alive; ``None`` if on another host (cannot tell).
+
+    ``True`` is only a hint (the pid may have been reused by another process): leases decide.
+    """
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if not owner or host != socket.gethostname():
@@ -150,51 +159,114 @@ class RunRow:
 
 
 class Storage:
-    """The benchmark database (see the module docstring)."""
+    """The benchmark database (see the module docstring).
 
-    def __init__(self, url: str) -> None:
+    ``create=False`` (read-only commands such as ``bench report``) refuses a database that does not exist or
+    holds no descend tables instead of creating one.  ``lease``: seconds a claim lives without a heartbeat.
+    Every failure to use the database — bad URL, missing driver, unreachable server, corrupt or tampered
+    content — is a :class:`StorageError` with a one-line message.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, lease: float = LEASE) -> None:
+        if not (isinstance(lease, (int, float)) and math.isfinite(lease) and lease > 0):
+            raise ValueError(f"lease must be a finite number of seconds > 0, got {lease!r}")
         self.url = normalize_url(url)
+        self.display_url = sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        self.lease = float(lease)
         if self.url.startswith("sqlite:///"):
-            _check_sqlite_file(Path(self.url.removeprefix("sqlite:///")))
-        try:
-            self.engine = sa.create_engine(self.url, future=True)
-            with self.engine.begin() as conn:
-                tables = set(sa.inspect(conn).get_table_names())
-                if tables and "descend_info" not in tables:
-                    raise StorageError(f"{url} is a database of something else (tables: {sorted(tables)[:5]}...); "
-                                       "descend will not write into it — choose another --storage")
-                _meta.create_all(conn)
-                row = conn.execute(sa.select(_info.c.value).where(_info.c.key == "schema")).first()
-                if row is None:
-                    conn.execute(_info.insert().values(key="schema", value=str(SCHEMA_VERSION)))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise StorageError(f"{url}: descend schema {row[0]}, this version reads {SCHEMA_VERSION}")
-        except DatabaseError as exc:
-            raise StorageError(f"{url} is not a usable database: {exc.orig}") from exc
+            _check_sqlite_file(Path(self.url.removeprefix("sqlite:///")), create)
+        self.engine = _engine(self.url, self.display_url)
+        with self._errors("open"):
+            self._init_schema(create)
         self._optuna: Any = None
+        self._held: dict[str, tuple[str, Callable[[], None] | None]] = {}
+        self._lock = threading.Lock()
+        self._beat: threading.Thread | None = None
+
+    def _init_schema(self, create: bool) -> None:
+        for attempt in range(3):  # two processes creating the tables at once: one loses the race, retries
+            try:
+                with self.engine.begin() as conn:
+                    tables = set(sa.inspect(conn).get_table_names())
+                    if tables and "descend_info" not in tables:
+                        raise StorageError(f"{self.display_url} is a database of something else (tables: "
+                                           f"{sorted(tables)[:5]}...); descend will not write into it — choose "
+                                           "another --storage")
+                    if not create and "descend_info" not in tables:
+                        raise StorageError(f"{self.display_url} holds no descend benchmark (run `descend bench "
+                                           "run --storage ...` first)")
+                    _meta.create_all(conn)
+                    row = conn.execute(sa.select(_info.c.value).where(_info.c.key == "schema")).first()
+                    if row is None:
+                        conn.execute(_info.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+                    elif row[0] == "1":  # claims are transient: the lease table replaces them
+                        _claims.drop(conn)
+                        _claims.create(conn)
+                        conn.execute(_info.update().where(_info.c.key == "schema").values(value=str(SCHEMA_VERSION)))
+                    elif row[0] != str(SCHEMA_VERSION):
+                        raise StorageError(f"{self.display_url}: descend schema {row[0]}, this version reads "
+                                           f"{SCHEMA_VERSION}")
+                return
+            except (IntegrityError, sa.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Database failures → one-line :class:`StorageError` (no traceback for a bad database)."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            if isinstance(exc, sa.exc.OperationalError) and what == "open":  # server down, bad credentials, ...
+                raise StorageError(f"cannot open {self.display_url}: "
+                                   f"{detail[0] if detail else type(exc).__name__}") from exc
+            raise StorageError(f"{self.display_url} is not a usable descend database ({what}: "
+                               f"{detail[0] if detail else type(exc).__name__})") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # malformed JSON or values: corrupt or tampered
+            raise StorageError(f"{self.display_url} is corrupt or was tampered with ({what}: "
+                               f"{type(exc).__name__}: {exc})") from exc
 
     # -------------------------------------------------------------------------------------------- optuna
     def optuna(self) -> Any:
-        """Optuna's RDB storage on the same database (with heartbeats, so dead trials can be detected)."""
+        """Optuna's RDB storage on the same database (its trial heartbeats are written by our lease thread)."""
         if self._optuna is None:
             import warnings
 
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            # descend drives trials with ask/tell and uses the heartbeat only to find dead trials
+            # descend drives trials with ask/tell and records their heartbeats itself (see claim(on_beat=...))
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            self._optuna = optuna.storages.RDBStorage(self.url, heartbeat_interval=60, grace_period=STALE_AFTER)
+            with self._errors("open Optuna's tables"):
+                for attempt in range(5):  # workers starting together race to create Optuna's tables: retry
+                    try:
+                        self._optuna = optuna.storages.RDBStorage(
+                            self.url, heartbeat_interval=max(1, round(self.lease / 4)),
+                            grace_period=max(1, round(self.lease)))
+                        break
+                    except (IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+                        if attempt == 4:
+                            raise
+                        time.sleep(0.2 * (attempt + 1))
         return self._optuna
 
     # -------------------------------------------------------------------------------------------- plan
     def save_plan(self, name: str, config: Mapping[str, Any]) -> None:
         """Store (or confirm) the plan ``name``; a different config under the same name is an error."""
-        save_plan(self.engine, _plan, name, config)
+        with self._errors("save the plan"):
+            save_plan(self.engine, _plan, name, config)
 
     def plans(self) -> dict[str, dict[str, Any]]:
-        return load_plans(self.engine, _plan)
+        with self._errors("read the plans"):
+            plans = load_plans(self.engine, _plan)
+            for name, cfg in plans.items():
+                if not isinstance(cfg, dict):
+                    raise ValueError(f"plan {name!r} is not a mapping")
+            return plans
 
     # -------------------------------------------------------------------------------------------- runs
     def add_run(self, row: RunRow) -> bool:
@@ -206,10 +278,12 @@ class Storage:
                       total_time=row.total_time, curve=dumps(row.curve), provenance=dumps(row.provenance),
                       created=time.time())
         try:
-            with self.engine.begin() as conn:
+            with self._errors("store a run"), self.engine.begin() as conn:
                 conn.execute(_runs.insert().values(**values))
-        except IntegrityError:
-            return False
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
         return True
 
     def runs(self, plan: str | None = None, phase: str | None = None, cell: str | None = None) -> list[RunRow]:
@@ -220,50 +294,123 @@ class Storage:
             q = q.where(_runs.c.phase == phase)
         if cell is not None:
             q = q.where(_runs.c.cell == cell)
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).mappings().all()
-        return [RunRow(plan=r["plan"], workload=r["workload"], scale=r["scale"], optimizer=r["optimizer"],
-                       phase=r["phase"], trial_number=r["trial_number"], seed=r["seed"], steps=r["steps"],
-                       hyperparameters=loads(r["hyperparameters"]), final=loads(r["final"]),
-                       diverged=bool(r["diverged"]), train_time=r["train_time"], eval_time=r["eval_time"],
-                       total_time=r["total_time"], curve=loads(r["curve"]), provenance=loads(r["provenance"]))
-                for r in rows]
+        with self._errors("read the runs"):
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).mappings().all()
+            return [RunRow(plan=r["plan"], workload=r["workload"], scale=r["scale"], optimizer=r["optimizer"],
+                           phase=r["phase"], trial_number=r["trial_number"], seed=r["seed"], steps=r["steps"],
+                           hyperparameters=_mapping(r["hyperparameters"]), final=_mapping(r["final"]),
+                           diverged=bool(r["diverged"]), train_time=r["train_time"], eval_time=r["eval_time"],
+                           total_time=r["total_time"], curve=_records(r["curve"]),
+                           provenance=_mapping(r["provenance"]))
+                    for r in rows]
 
     def has_run(self, plan: str, cell: str, phase: str, seed: int, trial_number: int) -> bool:
         q = sa.select(sa.func.count()).select_from(_runs).where(
             _runs.c.plan == plan, _runs.c.cell == cell, _runs.c.phase == phase, _runs.c.seed == seed,
             _runs.c.trial_number == trial_number)
-        with self.engine.connect() as conn:
+        with self._errors("read the runs"), self.engine.connect() as conn:
             return bool(conn.execute(q).scalar())
 
-    # -------------------------------------------------------------------------------------------- claims
-    def claim(self, key: str, owner: str | None = None) -> bool:
-        """Claim a piece of work; succeeds if unclaimed, or claimed by a dead or stale owner."""
+    def missing_finals(self, plan: Any) -> int:
+        """How many final runs of ``plan`` (a :class:`~descend.bench.protocol.Plan`) are not stored yet."""
+        want = {(f"{w}:{s}:{o}", k) for w, s in plan.cells for o in plan.optimizers for k in range(1, plan.seeds + 1)}
+        q = sa.select(_runs.c.cell, _runs.c.seed).where(_runs.c.plan == plan.name, _runs.c.phase == "final")
+        with self._errors("read the runs"), self.engine.connect() as conn:
+            have = {(c, k) for c, k in conn.execute(q).all()}
+        return len(want - have)
+
+    # -------------------------------------------------------------------------------------------- leases
+    def claim(self, key: str, owner: str | None = None, *, on_beat: Callable[[], None] | None = None) -> bool:
+        """Take the lease on a piece of work: succeeds if it is free, ours, expired, or held by a pid of this
+        host that is gone.  While held, a heartbeat thread renews it (and calls ``on_beat``) until
+        :meth:`release`."""
         owner = owner or owner_id()
         now = time.time()
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_claims.c.owner, _claims.c.heartbeat).where(_claims.c.key == key)).first()
-            if row is not None:
-                holder, beat = row
-                alive = owner_alive(holder)
-                if holder != owner and (alive is True or (alive is None and now - beat < STALE_AFTER)):
-                    return False
-                conn.execute(_claims.update().where(_claims.c.key == key, _claims.c.owner == holder)
-                             .values(owner=owner, heartbeat=now))
-                return True
-            try:
-                conn.execute(_claims.insert().values(key=key, owner=owner, heartbeat=now))
-            except IntegrityError:
+        try:
+            with self._errors("claim work"), self.engine.begin() as conn:
+                row = conn.execute(sa.select(_claims.c.owner, _claims.c.expires).where(_claims.c.key == key)).first()
+                if row is None:
+                    conn.execute(_claims.insert().values(key=key, owner=owner, heartbeat=now, expires=now + self.lease))
+                else:
+                    holder, expires = row
+                    if holder != owner and expires > now and owner_alive(holder) is not False:
+                        return False
+                    # compare-and-swap: of two processes taking over the same expired lease, one wins
+                    taken = conn.execute(_claims.update().where(_claims.c.key == key, _claims.c.owner == holder,
+                                                                _claims.c.expires == expires)
+                                         .values(owner=owner, heartbeat=now, expires=now + self.lease))
+                    if taken.rowcount != 1:
+                        return False
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # inserted by another process just now
                 return False
+            raise
+        if on_beat is not None:
+            on_beat()  # the first heartbeat, at once (short trials end before the thread's first beat)
+        with self._lock:
+            self._held[key] = (owner, on_beat)
+            if self._beat is None:
+                self._beat = threading.Thread(target=self._heartbeat, name="descend-lease", daemon=True)
+                self._beat.start()
         return True
 
     def release(self, key: str, owner: str | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(_claims.delete().where(_claims.c.key == key, _claims.c.owner == (owner or owner_id())))
+        owner = owner or owner_id()
+        with self._lock:
+            if self._held.get(key, (None,))[0] == owner:
+                del self._held[key]
+        with self._errors("release work"), self.engine.begin() as conn:
+            conn.execute(_claims.delete().where(_claims.c.key == key, _claims.c.owner == owner))
+
+    def leases(self, prefix: str = "") -> dict[str, tuple[str, float]]:
+        """``key -> (owner, expires)`` of the stored leases whose key starts with ``prefix``."""
+        q = sa.select(_claims.c.key, _claims.c.owner, _claims.c.expires)
+        if prefix:
+            q = q.where(_claims.c.key.startswith(prefix, autoescape=True))
+        with self._errors("read the leases"), self.engine.connect() as conn:
+            return {k: (o, e) for k, o, e in conn.execute(q).all()}
+
+    def holds(self, key: str, owner: str | None = None) -> bool:
+        """Whether the stored lease on ``key`` is still ``owner``'s (default: the calling thread's)."""
+        q = sa.select(_claims.c.owner).where(_claims.c.key == key)
+        with self._errors("read the leases"), self.engine.connect() as conn:
+            return conn.execute(q).scalar() == (owner or owner_id())
+
+    def lease_live(self, lease: tuple[str, float] | None, now: float | None = None) -> bool:
+        """Whether a lease from :meth:`leases` still binds others (unexpired, and not a gone pid of this host)."""
+        if lease is None:
+            return False
+        holder, expires = lease
+        return expires > (time.time() if now is None else now) and owner_alive(holder) is not False
+
+    def _heartbeat(self) -> None:
+        """Renew this process's leases every ``lease / 4`` s; ends when none is held (restarted by claim)."""
+        while True:
+            time.sleep(self.lease / 4)
+            with self._lock:
+                held = dict(self._held)
+                if not held:
+                    self._beat = None
+                    return
+            now = time.time()
+            for key, (owner, on_beat) in held.items():
+                try:
+                    with self.engine.begin() as conn:
+                        renewed = conn.execute(_claims.update().where(_claims.c.key == key, _claims.c.owner == owner)
+                                               .values(heartbeat=now, expires=now + self.lease)).rowcount
+                    if on_beat is not None:
+                        on_beat()
+                except Exception:  # a locked or unreachable database: retry at the next beat
+                    continue
+                if not renewed:  # taken over (we were stalled longer than the lease) or released meanwhile
+                    with self._lock:
+                        if self._held.get(key, (None,))[0] == owner:
+                            del self._held[key]
 
     @contextmanager
-    def claimed(self, key: str) -> Iterator[bool]:
-        ok = self.claim(key)
+    def claimed(self, key: str, *, on_beat: Callable[[], None] | None = None) -> Iterator[bool]:
+        ok = self.claim(key, on_beat=on_beat)
         try:
             yield ok
         finally:
@@ -292,15 +439,81 @@ def load_plans(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
 
 
 def normalize_url(url: str) -> str:
-    """A bare file path means an SQLite file."""
+    """The SQLAlchemy URL of ``--storage``: a bare path means an SQLite file, ``postgresql://`` means psycopg 3.
+
+    Raises :class:`StorageError` for what cannot hold a benchmark: an empty string, an in-memory database
+    (``sqlite://``, ``:memory:``), a directory, a malformed URL.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError("--storage is empty; give an SQLite file path or a database URL")
+    memory = "an in-memory database would lose every result when the process ends; give a file path " \
+             "(e.g. bench.db) or a server URL (postgresql://...)"
     if "://" not in url:
-        return f"sqlite:///{Path(url).expanduser().resolve()}"
-    return url
+        if url.strip() == ":memory:":
+            raise StorageError(f"--storage {url}: {memory}")
+        path = Path(url).expanduser().resolve()
+        if path.is_dir():
+            raise StorageError(f"--storage {url} is a directory; give a database file path inside it, "
+                               f"e.g. {path / 'bench.db'}")
+        return f"sqlite:///{path}"
+    try:
+        u = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StorageError(f"--storage {url!r} is not a database URL ({exc})") from None
+    if u.get_backend_name() == "sqlite":
+        db = u.database or ""
+        if db in ("", ":memory:") or db.startswith("file::memory:") or u.query.get("mode") == "memory":
+            raise StorageError(f"--storage {u.render_as_string()}: {memory}")
+        if Path(db).expanduser().is_dir():
+            raise StorageError(f"--storage {u.render_as_string()} is a directory; give a database file path")
+    if u.drivername in ("postgresql", "postgres"):  # the `postgres` extra installs psycopg 3
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
 
 
-def _check_sqlite_file(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
+def _engine(url: str, shown: str) -> sa.Engine:
+    """``create_engine`` with one-line errors for an unknown dialect or a missing driver."""
+    try:
+        return sa.create_engine(url, future=True)
+    except sa.exc.NoSuchModuleError:
+        name = sa.engine.make_url(url).drivername
+        raise StorageError(f"--storage {shown}: unknown database dialect {name!r}; use a file path, "
+                           "sqlite:///path/bench.db or postgresql://user@host/db") from None
+    except ImportError as exc:
+        u = sa.engine.make_url(url)
+        hint = "pip install 'descend[postgres]'" if u.get_backend_name() == "postgresql" else \
+            f"install the Python package that provides {exc.name or 'it'}"
+        raise StorageError(f"--storage {shown}: the {u.drivername} driver is not installed "
+                           f"(no module {exc.name!r}); {hint}") from None
+    except sa.exc.ArgumentError as exc:
+        raise StorageError(f"--storage {shown}: {exc}") from None
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    value = loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+    value = loads(text)
+    if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+        raise ValueError("expected a JSON list of objects")
+    return value
+
+
+def _check_sqlite_file(path: Path, create: bool = True) -> None:
+    if path.is_dir():
+        raise StorageError(f"--storage {path} is a directory; give a database file path, e.g. {path / 'bench.db'}")
+    if not path.exists():
+        if not create:
+            raise StorageError(f"no benchmark database at {path} (run `descend bench run --storage {path}` first)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if path.stat().st_size == 0:
+        if not create:
+            raise StorageError(f"{path} is empty: no benchmark database there")
         return
     with open(path, "rb") as fh:
         header = fh.read(16)
