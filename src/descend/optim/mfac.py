@@ -58,7 +58,7 @@ from typing import Any
 
 import torch
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import ldl_spd, ldl_spd_solve
 from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
@@ -68,7 +68,7 @@ __all__ = ["MFAC"]
 _WINDOW_DTYPES = (torch.float32, torch.float64)
 
 
-class MFAC(KeepsStateDtypes):
+class MFAC(DescendOptimizer):
     """M-FAC optimizer: SGD preconditioned by the inverse of a sliding-window empirical Fisher.
 
     Args:
@@ -100,12 +100,26 @@ class MFAC(KeepsStateDtypes):
         self.window_dtype: torch.dtype = check_choice("window_dtype", window_dtype, _WINDOW_DTYPES)
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        for key, low, high in (("lr", 0.0, float("inf")), ("momentum", 0.0, 1.0),
-                               ("weight_decay", 0.0, float("inf"))):
-            if key in param_group:
-                check_float(key, param_group[key], low, high, high_open=key == "momentum")
-        super().add_param_group(param_group)
+    _STATE_KEYS = ()
+    _OPTIONAL_STATE_KEYS = ("window", "dots", "last", "step", "momentum_buffer")
+    _STATE_KEY_SETS = (("window", "dots", "last", "step"),)
+    _STEP_DTYPE = torch.int64
+    _CONFIG_ATTRS = ("ngrads", "damp", "window_dtype")
+    _GLOBAL = ("ngrads", "damp", "window_dtype")  # one window for all groups
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        check_float("lr", group["lr"], 0.0)
+        check_float("momentum", group["momentum"], 0.0, 1.0, high_open=True)
+        check_float("weight_decay", group["weight_decay"], 0.0)
+        for key in self._GLOBAL:
+            if key in group:
+                raise ValueError(f"{key} is global in MFAC (one gradient window for all parameters): "
+                                 "pass it to the constructor, not in a parameter group")
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        if key in ("last", "step"):
+            return torch.int64
+        return self.window_dtype if key in ("window", "dots", "momentum_buffer") else None
 
     # ------------------------------------------------------------------------------------------------
 
@@ -132,7 +146,7 @@ class MFAC(KeepsStateDtypes):
     def _joint_gradient(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         parts = []
         for group in self.param_groups:
-            wd = group["weight_decay"]
+            wd = float(group["weight_decay"])
             for p in group["params"]:
                 if p.grad is None:
                     parts.append(torch.zeros(p.numel(), dtype=dtype, device=device))
@@ -169,9 +183,7 @@ class MFAC(KeepsStateDtypes):
         if not with_grad:
             return loss
         for group in self.param_groups:  # hyperparameters may have been changed by the user
-            check_float("lr", group["lr"], 0.0)
-            check_float("momentum", group["momentum"], 0.0, 1.0, high_open=True)
-            check_float("weight_decay", group["weight_decay"], 0.0)
+            self._check_group(group)
         d = sum(p.numel() for p in params)
         state = self._global_state(with_grad, d)
         wdt = state["window"].dtype
@@ -181,7 +193,7 @@ class MFAC(KeepsStateDtypes):
         offset = 0
         for group in self.param_groups:
             n = sum(p.numel() for p in group["params"])
-            mu = group["momentum"]
+            mu = float(group["momentum"])
             if mu > 0:
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros(d, dtype=wdt, device=u.device)
@@ -190,7 +202,7 @@ class MFAC(KeepsStateDtypes):
                 u[offset:offset + n] = buf
             for p in group["params"]:
                 if p.grad is not None:
-                    p.add_(u[offset:offset + p.numel()].view_as(p), alpha=-group["lr"])
+                    p.add_(u[offset:offset + p.numel()].view_as(p), alpha=-float(group["lr"]))
                 offset += p.numel()
         state["step"] += 1
         return loss

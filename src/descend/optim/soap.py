@@ -75,11 +75,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import eigenbasis_descending, refresh_eigenbasis_qr
-from ._mixed_precision import restore_state_dtypes, state_dtype
+from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 
@@ -149,7 +148,7 @@ def _rotate(x: torch.Tensor, bases: list[torch.Tensor | None], back: bool) -> to
     return x
 
 
-class SOAP(Optimizer):
+class SOAP(DescendOptimizer):
     """SOAP (Vyas et al. 2024): Adam run in the slowly updated eigenbasis of Shampoo's preconditioner.
 
     See the module docstring for the update rule, defaults and deviations from the reference.  The first
@@ -204,16 +203,12 @@ class SOAP(Optimizer):
         _validate(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; its hyperparameters (defaults filled in) are validated first."""
-        _validate({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        super().add_param_group(param_group)
-        param_group["betas"] = tuple(param_group["betas"])
+    _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _OPTIONAL_STATE_KEYS = ("factor_*", "basis_*")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load state, keeping float32 state of low-precision parameters (torch casts it to their dtype)."""
-        super().load_state_dict(state_dict)
-        restore_state_dtypes(self, state_dict)
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        _validate(group)
+        return {"betas": tuple(group["betas"])}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -258,7 +253,7 @@ class SOAP(Optimizer):
         if group["normalize_grads"]:
             update = update / (1e-30 + torch.mean(update**2) ** 0.5)
 
-        lr = group["lr"]
+        lr = float(group["lr"])
         step_size = lr
         if group["correct_bias"]:
             step_size = step_size * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)

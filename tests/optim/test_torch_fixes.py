@@ -1,0 +1,209 @@
+"""Regression tests for what a torch user hit on day one (issue 10): state dicts, validation of groups that
+arrive through ``add_param_group`` / ``load_state_dict``, step hooks, copying, inputs, extreme gradients.
+
+The line searches (``sls``, ``salsa``, ``adam_sls``) have their own engine and tests; they are left out here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+import torch
+import torch.optim.optimizer as torch_optimizer
+
+import descend.optim as do
+
+from .problems import Problem, mixed, step
+
+LINE_SEARCHES = {"sls", "salsa", "adam_sls"}
+SPECS = [do.get(n) for n in do.available() if n not in LINE_SEARCHES]
+
+
+def by_name(specs: list[do.OptimizerSpec]) -> dict[str, Any]:
+    return {"argvalues": specs, "ids": [s.name for s in specs]}
+
+
+def _stepped(spec: do.OptimizerSpec, dtype: torch.dtype = torch.float64, steps: int = 3,
+             **kwargs: Any) -> tuple[torch.optim.Optimizer, Problem]:
+    prob = mixed(dtype=dtype)
+    opt = spec.create(prob.params, **kwargs)
+    for t in range(steps):
+        step(spec, opt, prob, t)
+    return opt, prob
+
+
+def _fresh(spec: do.OptimizerSpec, dtype: torch.dtype = torch.float64,
+           **kwargs: Any) -> tuple[torch.optim.Optimizer, Problem]:
+    prob = mixed(dtype=dtype)
+    return spec.create(prob.params, **kwargs), prob
+
+
+def _param_states(sd: dict[str, Any]) -> list[dict[str, Any]]:
+    return [st for key, st in sd["state"].items() if isinstance(key, int)]
+
+
+# ------------------------------------------------------------------------------------------ state dicts
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_python_number_step_loads_and_resumes_identically(spec: do.OptimizerSpec) -> None:
+    """Older torch and many checkpoints hold ``step`` as a Python number; loading one must resume exactly."""
+    opt, prob = _stepped(spec)
+    sd = copy.deepcopy(opt.state_dict())
+    for st in [*_param_states(sd), *[v for k, v in sd["state"].items() if not isinstance(k, int)]]:
+        for key, value in st.items():
+            if key == "step" and isinstance(value, torch.Tensor):
+                st[key] = value.item()  # int for integer counters, float otherwise
+    twin = _fresh(spec)
+    with torch.no_grad():
+        for p, q in zip(twin[1].params, prob.params, strict=True):
+            p.copy_(q)
+    twin[0].load_state_dict(sd)
+    for t in range(3, 5):
+        step(spec, opt, prob, t)
+        step(spec, twin[0], twin[1], t)
+    for a, b in zip(prob.params, twin[1].params, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_float64_state_loads_into_float32_parameters_like_torch(spec: do.OptimizerSpec) -> None:
+    """torch casts state to the parameter's dtype on load; every state tensor must end up in the dtype the
+    float32 optimizer creates it in, and stepping must work."""
+    opt64, _ = _stepped(spec, torch.float64)
+    opt32, prob32 = _fresh(spec, torch.float32)
+    opt32.load_state_dict(opt64.state_dict())
+    native, _ = _stepped(spec, torch.float32, steps=4)
+    for t in range(1):  # one step: state created lazily (Mechanic's float32 offset) exists on both sides
+        step(spec, opt32, prob32, t)
+    loaded = opt32.state_dict()["state"]
+    for key, st in native.state_dict()["state"].items():
+        for name, value in st.items():
+            if isinstance(value, torch.Tensor):
+                assert loaded[key][name].dtype == value.dtype, f"{spec.name}: state[{key}][{name!r}]"
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in prob32.params)
+
+
+def _other_state(name: str) -> dict[str, Any]:
+    # (Mechanic's default base is AdamW, whose own state dict loads into it by design)
+    other = {"adamw": "lion", "mechanic": "lion"}.get(name, "adamw")
+    return _stepped(do.get(other))[0].state_dict()
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_state_dict_of_another_optimizer_is_refused_at_load(spec: do.OptimizerSpec) -> None:
+    opt, prob = _fresh(spec)
+    before = [p.detach().clone() for p in prob.params]
+    with pytest.raises(ValueError, match="load_state_dict"):
+        opt.load_state_dict(_other_state(spec.name))
+    assert len(opt.state) == 0 and all(torch.equal(a, b) for a, b in zip(prob.params, before, strict=True))
+
+
+@pytest.mark.parametrize("spec", **by_name([s for s in SPECS if s.name != "mechanic"]))
+def test_missing_state_key_is_refused_at_load(spec: do.OptimizerSpec) -> None:
+    """Each key of each saved per-parameter state removed in turn: ``load_state_dict`` refuses the dict,
+    except where the optimizer rebuilds that key itself -- then the next step must work (no ``KeyError``)."""
+    opt, _ = _stepped(spec)
+    full = opt.state_dict()
+    refused = 0
+    for pid, st in full["state"].items():
+        for key in list(st):
+            if len(st) == 1:
+                continue  # removing the only key leaves "no state yet", which is a valid state
+            sd = copy.deepcopy(full)
+            del sd["state"][pid][key]
+            fresh, prob = _fresh(spec)
+            try:
+                fresh.load_state_dict(sd)
+            except ValueError as exc:
+                assert "missing" in str(exc) and "load_state_dict" in str(exc)
+                refused += 1
+                continue
+            step(spec, fresh, prob, 3)
+    assert refused > 0 or all(len(st) <= 1 for st in full["state"].values())
+
+
+def test_mechanic_tuner_without_its_step_is_refused() -> None:
+    opt, _ = _stepped(do.get("mechanic"))
+    sd = copy.deepcopy(opt.state_dict())
+    del sd["state"]["mechanic"]["step"]
+    with pytest.raises(ValueError, match="tuner"):
+        _fresh(do.get("mechanic"))[0].load_state_dict(sd)
+
+
+BAD_GROUP_VALUES = [("lr", math.nan), ("lr", -1.0), ("lr", math.inf)]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_GROUP_VALUES)
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_bad_hyperparameter_in_a_loaded_state_dict_is_refused(spec: do.OptimizerSpec, key: str,
+                                                               value: float) -> None:
+    opt, _ = _stepped(spec)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0][key] = value
+    fresh, _ = _fresh(spec)
+    with pytest.raises(ValueError, match=key):
+        fresh.load_state_dict(sd)
+    assert len(fresh.state) == 0
+
+
+@pytest.mark.parametrize("spec", **by_name([s for s in SPECS if "betas" in s.defaults]))
+def test_betas_out_of_range_in_a_loaded_state_dict_are_refused(spec: do.OptimizerSpec) -> None:
+    opt, _ = _stepped(spec)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0]["betas"] = (2.0, 2.0)
+    with pytest.raises(ValueError, match="betas"):
+        _fresh(spec)[0].load_state_dict(sd)
+
+
+@pytest.mark.parametrize(("key", "value"), [("lr", -1.0), ("lr", math.nan), ("weight_decay", math.inf)])
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_add_param_group_validates_before_adding(spec: do.OptimizerSpec, key: str, value: float) -> None:
+    opt, _ = _fresh(spec)
+    if key not in opt.defaults and key != "lr":
+        pytest.skip(f"{spec.name} has no {key}")
+    n = len(opt.param_groups)
+    extra = torch.nn.Parameter(torch.randn(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=key):
+        opt.add_param_group({"params": [extra], key: value})
+    assert len(opt.param_groups) == n
+
+
+# ------------------------------------------------------------------------------------------ hooks
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_step_hooks_fire_once_per_step(spec: do.OptimizerSpec) -> None:
+    # torch's own Adam/AdamW/NAdam wrap their step with the hook runner once one of them exists
+    for cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.SGD):
+        cls([torch.nn.Parameter(torch.zeros(1))])
+    opt, prob = _fresh(spec)
+    calls = {"global_pre": 0, "global_post": 0, "pre": 0, "post": 0}
+
+    def counter(name: str) -> Any:
+        def hook(*_: Any) -> None:
+            calls[name] += 1
+        return hook
+
+    handles = [torch_optimizer.register_optimizer_step_pre_hook(counter("global_pre")),
+               torch_optimizer.register_optimizer_step_post_hook(counter("global_post")),
+               opt.register_step_pre_hook(counter("pre")), opt.register_step_post_hook(counter("post"))]
+    try:
+        opt.zero_grad()
+        prob.loss().backward()
+        opt.step()
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == {"global_pre": 1, "global_post": 1, "pre": 1, "post": 1}
+
+
+# ------------------------------------------------------------------------------------------ mechanic
+
+
+def test_mechanic_weight_decay_is_validated() -> None:
+    with pytest.raises(ValueError, match="weight_decay"):
+        do.create("mechanic", [torch.nn.Parameter(torch.zeros(2))], weight_decay=math.inf)
