@@ -7,6 +7,7 @@ The line searches (``sls``, ``salsa``, ``adam_sls``) have their own engine and t
 from __future__ import annotations
 
 import copy
+import pickle
 import math
 from typing import Any
 
@@ -207,3 +208,60 @@ def test_step_hooks_fire_once_per_step(spec: do.OptimizerSpec) -> None:
 def test_mechanic_weight_decay_is_validated() -> None:
     with pytest.raises(ValueError, match="weight_decay"):
         do.create("mechanic", [torch.nn.Parameter(torch.zeros(2))], weight_decay=math.inf)
+
+
+# ------------------------------------------------------------------------------------------ copying
+
+
+def _quartic(params: list[torch.Tensor]) -> Problem:
+    """A smooth problem written over ``params`` themselves, so that a copy's parameters get their own."""
+    return Problem(params, lambda: sum(((p - 0.5) ** 2).sum() + 0.1 * (p**4).sum() for p in params))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_copy_then_step_equals_the_original(spec: do.OptimizerSpec, how: str) -> None:
+    """A copy keeps the whole configuration: its next steps equal the original's bit for bit."""
+    prob = _quartic([p.detach().clone().requires_grad_(True) for p in mixed().params])
+    opt = spec.create(prob.params)
+    for t in range(3):
+        step(spec, opt, prob, t)
+    twin_opt = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    assert type(twin_opt) is type(opt)
+    twin = _quartic([p for g in twin_opt.param_groups for p in g["params"]])
+    for t in range(3, 6):
+        step(spec, opt, prob, t)
+        step(spec, twin_opt, twin, t)
+    for a, b in zip(prob.params, twin.params, strict=True):
+        assert a is not b and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("attrs", [("seed", "svd_dtype", "subset_provider")])
+def test_frugal_copy_keeps_its_configuration(attrs: tuple[str, ...]) -> None:
+    p = torch.nn.Parameter(torch.randn(4, 4))
+    opt = do.FRUGAL([p], seed=7, svd_dtype=torch.float64, subset_provider=None)
+    twin = copy.deepcopy(opt)
+    assert all(getattr(twin, a) == getattr(opt, a) for a in attrs)
+
+
+def test_mfac_copy_keeps_ngrads_and_damp() -> None:
+    p = torch.nn.Parameter(torch.randn(5))
+    opt = do.MFAC([p], ngrads=3, damp=0.5)
+    twin = pickle.loads(pickle.dumps(opt))
+    assert (twin.ngrads, twin.damp, twin.window_dtype) == (3, 0.5, torch.float32)
+
+
+@pytest.mark.parametrize("name", ["adabelief", "lion", "sophia_g"])
+def test_fused_flag_survives_a_copy(name: str) -> None:
+    opt = do.create(name, [torch.nn.Parameter(torch.randn(3))], fused=False)
+    assert copy.deepcopy(opt)._fused is opt._fused
+
+
+def test_mechanized_optimizer_pickles() -> None:
+    from descend.optim.mechanic import mechanize
+
+    p = torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
+    cls = mechanize(torch.optim.SGD, s_decay=0.02)
+    opt = cls([p], lr=0.1)
+    twin = pickle.loads(pickle.dumps(opt))
+    assert type(twin) is cls and twin.s_decay == 0.02 and isinstance(twin.base, torch.optim.SGD)

@@ -218,6 +218,14 @@ class Mechanic(torch.optim.Optimizer):
                                                     "store_delta", "tuner_dtype")})
         return state
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle a :func:`mechanize` class's instance through the module-level factory that rebuilds its
+        class (the class is made at run time, so pickle cannot find it by name)."""
+        cls = type(self)
+        if "base_class" not in cls.__dict__:  # Mechanic itself, or a user's subclass: the default protocol
+            return super().__reduce_ex__(protocol)
+        return (_new_mechanized, (cls.base_class, dict(cls.mechanic_defaults)), self.__getstate__())
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(base={self.base!r}, s_decay={self.s_decay}, s_betas={self.s_betas}, "
                 f"s_init={self.s_init}, s_eps={self.s_eps}, store_delta={self.store_delta}, "
@@ -484,6 +492,12 @@ def mechanize(
     })
     _CLASS_CACHE[key] = cls
     return cls
+
+
+def _new_mechanized(base_cls: type[torch.optim.Optimizer], defaults: dict[str, Any]) -> Mechanic:
+    """An empty instance of ``mechanize(base_cls, **defaults)`` (unpickling fills it via ``__setstate__``)."""
+    cls = mechanize(base_cls, **defaults)
+    return cls.__new__(cls)
 
 
 def mechanic(
