@@ -7,8 +7,8 @@ The line searches (``sls``, ``salsa``, ``adam_sls``) have their own engine and t
 from __future__ import annotations
 
 import copy
-import pickle
 import math
+import pickle
 from typing import Any
 
 import pytest
