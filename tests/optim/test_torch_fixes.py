@@ -265,3 +265,55 @@ def test_mechanized_optimizer_pickles() -> None:
     opt = cls([p], lr=0.1)
     twin = pickle.loads(pickle.dumps(opt))
     assert type(twin) is cls and twin.s_decay == 0.02 and isinstance(twin.base, torch.optim.SGD)
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def _lr_key(spec: do.OptimizerSpec) -> str:
+    return spec.lr_key or "lr"
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_one_element_tensor_lr_of_any_ndim_equals_the_float(spec: do.OptimizerSpec) -> None:
+    """torch accepts a one-element tensor learning rate; ndim >= 1 used to crash at step in several optimizers."""
+    key = _lr_key(spec)
+    lr = float(spec.defaults.get(key, 1e-3))
+    runs = []
+    for value in (lr, torch.tensor(lr, dtype=torch.float64), torch.tensor([lr], dtype=torch.float64)):
+        opt, prob = _stepped(spec, steps=4, **{key: value})
+        runs.append([p.detach().clone() for p in prob.params])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_named_parameters_are_accepted(spec: do.OptimizerSpec) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)).double()
+    opt = spec.create(model.named_parameters())
+    assert "param_names" in opt.param_groups[0]
+    x = torch.randn(8, 4, dtype=torch.float64)
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool])
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_non_floating_parameters_are_rejected(spec: do.OptimizerSpec, dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match="floating"):
+        spec.create([torch.zeros(3, 2, dtype=dtype)])
+
+
+@pytest.mark.parametrize("spec", **by_name(SPECS))
+def test_bool_flags_given_a_tensor_raise_a_clear_error(spec: do.OptimizerSpec) -> None:
+    flags = [k for k, v in spec.defaults.items() if isinstance(v, bool)]
+    if not flags:
+        pytest.skip(f"{spec.name} has no boolean hyperparameter")
+    for flag in flags:
+        for value in (torch.tensor(True), torch.tensor([True, False])):
+            with pytest.raises(ValueError, match=flag):
+                spec.create(mixed().params, **{flag: value})

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -31,7 +31,8 @@ from ._mixed_precision import state_dtype as _mixed_state_dtype
 from ._state import load_state_dict
 from ._validate import check_no_sparse_or_complex
 
-__all__ = ["DescendOptimizer", "KeepsStateDtypes", "begin_step", "call_step_unhooked", "param_tensors"]
+__all__ = ["DescendOptimizer", "KeepsStateDtypes", "begin_step", "call_step_unhooked", "check_floating_params",
+           "param_tensors"]
 
 
 def begin_step(optimizer: torch.optim.Optimizer, closure: Callable[[], Any] | None, name: str) -> Any:
@@ -66,6 +67,14 @@ def param_tensors(params: Any) -> list[torch.Tensor]:
     for p in params:
         out.append(p[1] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) else p)
     return out
+
+
+def check_floating_params(name: str, params: Iterable[Any]) -> None:
+    """Raise ``ValueError`` for an integer or bool parameter (an optimizer step would round or fail)."""
+    for p in params:
+        if isinstance(p, torch.Tensor) and not (p.is_floating_point() or p.is_complex()):
+            raise ValueError(f"{name} optimizes floating-point tensors, got a {p.dtype} parameter of shape "
+                             f"{tuple(p.shape)}")
 
 
 def _named_groups(params: Any) -> Any:
@@ -110,10 +119,7 @@ class DescendOptimizer(torch.optim.Optimizer):
         if "params" in param_group:
             param_group["params"] = _named_groups(param_group["params"])
         tensors = param_tensors(param_group.get("params", []))
-        for p in tensors:
-            if isinstance(p, torch.Tensor) and not (p.is_floating_point() or p.is_complex()):
-                raise ValueError(f"{type(self).__name__} optimizes floating-point tensors, got a {p.dtype} "
-                                 f"parameter of shape {tuple(p.shape)}")
+        check_floating_params(type(self).__name__, tensors)
         merged = {**self.defaults, **param_group, "params": tensors}
         updates = self._check_group(merged)
         super().add_param_group(param_group)

@@ -122,7 +122,7 @@ from typing import Any
 
 import torch
 
-from ._base import begin_step, call_step_unhooked
+from ._base import begin_step, call_step_unhooked, check_floating_params, param_tensors
 from ._state import convert_state_value
 from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
@@ -197,6 +197,7 @@ class Mechanic(torch.optim.Optimizer):
         if isinstance(base, Mechanic):
             raise TypeError("Mechanic cannot wrap another Mechanic optimizer")
         args = _check_mechanic_args(s_decay, s_betas, s_init, s_eps, store_delta, tuner_dtype)
+        check_floating_params("Mechanic", (p for g in base.param_groups for p in g["params"]))
         # Sets up the hook dictionaries; the empty placeholder group is replaced by the base's groups.
         super().__init__([{"params": []}], {})
         self.base = base
@@ -241,6 +242,9 @@ class Mechanic(torch.optim.Optimizer):
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         _check_base_group(param_group)
+        if "params" in param_group and not isinstance(param_group["params"], torch.Tensor):
+            param_group["params"] = list(param_group["params"])
+        check_floating_params("Mechanic", param_tensors(param_group.get("params", [])))
         base.add_param_group(param_group)
 
     @property
