@@ -76,7 +76,13 @@ def newton_schulz(
     if tall:
         X = X.T
     norm = X.norm()
-    X.div_(norm.clamp(min=eps) if normalization == "torch" else norm + eps)  # X is our own copy
+    denom = norm.clamp(min=eps) if normalization == "torch" else norm + eps
+    # ‖X‖² overflows (to inf, and X / inf = 0) once the entries exceed ~1e19 in float32/bfloat16.  The
+    # polar factor does not depend on the scale of X, so such an X is divided by max|X| first; selected with
+    # ``where`` (no host sync), an X whose norm is finite takes the reference's arithmetic bit for bit.
+    amax = X.abs().amax()
+    rescaled = X / amax.clamp(min=torch.finfo(X.dtype).tiny)
+    X = torch.where(torch.isfinite(norm), X / denom, rescaled / rescaled.norm().clamp(min=eps))
     for _ in range(steps):
         A = X @ X.T
         B = torch.addmm(A, A, A, beta=b, alpha=c)

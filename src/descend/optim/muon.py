@@ -293,7 +293,9 @@ class Muon(DescendOptimizer):
         t = float(state["step"])
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.lerp_(grad.square(), 1 - beta2)
+        # g² clamped to the largest finite value: a float32 |g| > 1.8e19 squares to inf, and lerp(inf, inf)
+        # is NaN (torch's mul/addcmul form stays at inf); the identity for every finite square
+        exp_avg_sq.lerp_(grad.square().clamp_(max=torch.finfo(grad.dtype).max), 1 - beta2)
         denom = (exp_avg_sq / (1 - beta2**t)).sqrt_().add_(group["eps"])
         if group["weight_decay"] != 0:
             p.mul_(1 - lr * group["weight_decay"])

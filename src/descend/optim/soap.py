@@ -279,8 +279,11 @@ class SOAP(DescendOptimizer):
             state[f"factor_{i}"] = torch.zeros(n, n, dtype=grad.dtype, device=grad.device)
         SOAP._accumulate(state, grad, beta_s)
         for i in axes:
-            state[f"basis_{i}"] = eigenbasis_descending(state[f"factor_{i}"], pdt,
-                                                        shift_dtype=_shift_dtype(pdt))
+            factor = state[f"factor_{i}"]
+            basis = _guarded(lambda f=factor: eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)), factor)
+            # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
+            state[f"basis_{i}"] = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device) \
+                if basis is None else basis
 
     @staticmethod
     def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta_s: float) -> None:
@@ -301,11 +304,28 @@ class SOAP(DescendOptimizer):
         for i, q in enumerate(bases):
             if q is None:
                 continue
-            new, order = refresh_eigenbasis_qr(state[f"factor_{i}"], q, pdt)
+            factor = state[f"factor_{i}"]
+            result = _guarded(lambda f=factor, q=q: refresh_eigenbasis_qr(f, q, pdt), factor)
+            if result is None:  # non-finite factor or failed factorization: keep this basis
+                continue
+            new, order = result
             sq = sq.index_select(i, order)
             q.copy_(new)
         exp_avg_sq.copy_(sq)
         exp_avg.copy_(_rotate(momentum, bases, back=False))
+
+
+def _guarded(compute: Callable[[], Any], factor: torch.Tensor) -> Any:
+    """``compute()`` if ``factor`` is finite and the factorization succeeds with a finite result, else ``None``
+    (float32 factors overflow for gradients above ~1e19; eigh then raises ``_LinAlgError``)."""
+    if not torch.isfinite(factor).all():
+        return None
+    try:
+        result = compute()
+    except RuntimeError:  # torch.linalg.LinAlgError derives from RuntimeError
+        return None
+    first = result[0] if isinstance(result, tuple) else result
+    return result if torch.isfinite(first).all() else None
 
 
 def _shift_dtype(pdt: torch.dtype) -> torch.dtype:
