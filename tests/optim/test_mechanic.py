@@ -486,7 +486,7 @@ def test_registry_entry() -> None:
 # ------------------------------------------------------------------------------------------ float32 (issue 10)
 
 
-def _least_squares(dtype: torch.dtype, seed: int,
+def _unit_scale_least_squares(dtype: torch.dtype, seed: int,
                    unknown: str) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
     """‖Wx + b‖² with W ~ randn(10, 5), b ~ randn(10), x ~ randn(5): parameters of order 1 (LayerNorm-like)."""
     g = torch.Generator().manual_seed(seed)
@@ -506,7 +506,7 @@ def test_float32_makes_progress_like_float64_with_unit_scale_parameters(unknown:
     float32 rounding only, on a well-conditioned 10x5 least-squares problem)."""
     losses = {}
     for dtype in (torch.float64, torch.float32):
-        params, loss = _least_squares(dtype, seed, unknown)
+        params, loss = _unit_scale_least_squares(dtype, seed, unknown)
         opt = do.create("mechanic", params)
         l0 = loss().item()
         for _ in range(300):
@@ -521,7 +521,7 @@ def test_float32_makes_progress_like_float64_with_unit_scale_parameters(unknown:
 
 def test_float32_keeps_the_exact_offset_and_float64_reconstructs_it() -> None:
     for dtype, keeps in ((torch.float32, True), (torch.float64, False)):
-        params, loss = _least_squares(dtype, 0, "Wb")
+        params, loss = _unit_scale_least_squares(dtype, 0, "Wb")
         opt = do.create("mechanic", params)
         loss().backward()
         opt.step()
