@@ -331,9 +331,6 @@ def test_float32_steps_stay_finite_for_gradients_of_any_magnitude(spec: do.Optim
     AdamW stays finite over the whole range; a plain SGD step moves by lr x 1e30, still finite in float32):
     registry defaults must leave every parameter finite.  The gradient is not re-evaluated at the moved
     parameters: the problem's own overflow (K**4 at 1e27) is not the optimizer's."""
-    if spec.name == "mfac" and scale >= 1e10:
-        pytest.xfail("open (issue 10 item 7): M-FAC's Woodbury form cancels catastrophically once "
-                     "|g|^2/(m*damp) exceeds 1/eps of the window dtype; needs the push-through form")
     prob = mixed(dtype=torch.float32)
     opt = spec.create(prob.params)
     prob.loss().backward()

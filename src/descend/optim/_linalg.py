@@ -147,6 +147,29 @@ def ldl_spd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lower, torch.diagonal(upper).clone()
 
 
+def solve_shifted_psd(a: torch.Tensor, rhs: torch.Tensor, floor: float) -> torch.Tensor:
+    """``a⁻¹ rhs`` for ``a = floor·I + (a positive semi-definite matrix)``, finite whatever the rounding.
+
+    The LDLᵀ of :func:`ldl_spd` in ``a.dtype`` when its Cholesky succeeds (bitwise the same numbers as
+    ``ldl_spd_solve(*ldl_spd(a), rhs)``); else the Cholesky of ``a`` in float64; else the eigendecomposition
+    of ``a`` in float64 with the eigenvalues clamped at ``floor`` — a lower bound of ``a``'s spectrum in exact
+    arithmetic that rounding (a float32 Gram matrix, or entries 1e20 times ``floor``) can violate, where an
+    unpivoted LU divides by ~0 and returns inf/nan.  Non-finite entries of ``a`` are replaced by the
+    largest finite float64 first (an overflowed Gram matrix).  Returns ``a.dtype``.
+    """
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        diag = torch.diagonal(chol)
+        return ldl_spd_solve(chol / diag, diag * diag, rhs)
+    a64 = torch.nan_to_num(a.to(torch.float64), nan=0.0)
+    rhs64 = rhs.to(torch.float64)
+    chol, info = torch.linalg.cholesky_ex(a64)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs64.unsqueeze(-1), chol).squeeze(-1).to(a.dtype)
+    vals, vecs = torch.linalg.eigh(a64)
+    return (vecs @ ((vecs.mT @ rhs64) / vals.clamp(min=floor))).to(a.dtype)
+
+
 def ldl_spd_solve(lower: torch.Tensor, d: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """``(L diag(d) Lᵀ)⁻¹ rhs`` for a vector ``rhs``: forward substitution, scaling, back substitution."""
     y = torch.linalg.solve_triangular(lower, rhs.unsqueeze(-1), upper=False, unitriangular=True)
