@@ -41,8 +41,8 @@ State per parameter (all tensors, so ``state_dict`` round-trips bitwise): ``v`` 
 centre, in the parameter's dtype, float32 for bfloat16/float16 parameters), ``gamma`` and ``alpha``
 (float64 scalars: ``gamma_k`` and ``alpha_k`` of the *next* step) and ``step`` (float64 scalar).  The
 scalars evolve identically for all parameters of a group; a parameter that first gets a gradient later
-starts its own sequence at ``gamma_0``.  ``load_state_dict`` restores every state tensor in the dtype it was
-saved with (torch's loader would cast the float64 scalars to the parameter's dtype).
+starts its own sequence at ``gamma_0``.  ``load_state_dict`` (descend's loader) keeps the float64 scalars
+in float64 and ``v`` in its working dtype (torch's loader would cast the scalars to the parameter's dtype).
 
 Defaults: ``lr=0.01``, ``mu=0.0``, ``gamma0=None``.  ``gamma0=None`` resolves, per parameter group when
 the group is added, to ``mu`` if ``mu > 0`` (the constant-momentum form), else to ``1 / lr`` (Nesterov's

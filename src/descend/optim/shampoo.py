@@ -55,8 +55,9 @@ State (all tensors in ``self.state[p]``): ``step`` (float64), ``factor.{b}.{k}``
 Kronecker factor and its inverse root for block ``b``, k-th preconditioned dim, in ``factor_dtype``),
 ``failures.{b}`` (int64), ``exp_avg`` (if β1 > 0) and ``graft_sq`` (adam/rmsprop/adagrad grafting) in the
 parameter's shape.  Elementwise state is kept in the parameter's dtype, or float32 for bfloat16/float16
-parameters (the update is computed in float32 and rounded once).  ``load_state_dict`` restores every state
-tensor in the dtype it was saved in (torch would otherwise cast the float32 factors of a float64 parameter).
+parameters (the update is computed in float32 and rounded once).  ``load_state_dict`` (descend's loader)
+gives factors and roots the group's ``factor_dtype`` (torch would cast the float32 factors of a float64
+parameter) and the elementwise state the dtype above.
 The structural hyperparameters (``max_preconditioner_dim``, ``merge_dims``, ``inverse_exponent_override``,
 ``factor_dtype``) must not change once a parameter has state.
 

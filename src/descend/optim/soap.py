@@ -61,7 +61,7 @@ Known deviations from the reference, and why:
 * State (moments, factors, bases) is kept in the parameter's dtype, float32 for bfloat16/float16
   parameters (the reference allocates factors in torch's default dtype and fails on bfloat16); the
   update is computed in the state dtype and added to the parameter in its own dtype.  ``load_state_dict``
-  keeps that float32 state (:mod:`descend.optim._mixed_precision`).
+  keeps that float32 state (:mod:`descend.optim._state`).
 * ``step`` counts preconditioned steps (0 after the initialising call), as in the reference.
 * State keys: ``step``, ``exp_avg``, ``exp_avg_sq`` (both in the eigenbasis, shaped like the merged /
   NCHW view the preconditioner works on), ``factor_k`` and ``basis_k`` for each preconditioned axis k
