@@ -481,3 +481,48 @@ def test_registry_entry() -> None:
     assert isinstance(sgd.base, torch.optim.SGD)
     assert spec.observables is not None and spec.observables(opt) == {"s_sum": 0.0}
     assert set(spec.search_space) <= set(spec.defaults)
+
+
+# ------------------------------------------------------------------------------------------ float32 (issue 10)
+
+
+def _unit_scale_least_squares(dtype: torch.dtype, seed: int,
+                   unknown: str) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
+    """‖Wx + b‖² with W ~ randn(10, 5), b ~ randn(10), x ~ randn(5): parameters of order 1 (LayerNorm-like)."""
+    g = torch.Generator().manual_seed(seed)
+    W, b, x = (torch.randn(*s, generator=g, dtype=torch.float64).to(dtype) for s in ((10, 5), (10,), (5,)))
+    params = [W, b] if unknown == "Wb" else [x]
+    for p in params:
+        p.requires_grad_(True)
+    return params, lambda: ((W @ x + b) ** 2).sum()
+
+
+@pytest.mark.parametrize(("unknown", "seed"), [("Wb", 0), ("x", 1), ("x", 2)])
+def test_float32_makes_progress_like_float64_with_unit_scale_parameters(unknown: str, seed: int) -> None:
+    """With store_delta=False the reference rebuilds Δ = (x - x_ref)/(S + ε) from the parameters: while S is
+    ~1e-6 the offset S·u is below float32's resolution at |x| ≈ 1, x rounds back to x_ref and Δ = 0 forever
+    (before the fix: float32 loss unchanged after 300 steps for ("x", 1) and ("x", 2)).  Registry defaults,
+    300 steps; float32 must remove at least 90% of the loss that float64 removes (the two runs differ by
+    float32 rounding only, on a well-conditioned 10x5 least-squares problem)."""
+    losses = {}
+    for dtype in (torch.float64, torch.float32):
+        params, loss = _unit_scale_least_squares(dtype, seed, unknown)
+        opt = do.create("mechanic", params)
+        l0 = loss().item()
+        for _ in range(300):
+            opt.zero_grad()
+            loss().backward()
+            opt.step()
+        losses[dtype] = (l0, loss().item())
+    (l0, l64), (_, l32) = losses[torch.float64], losses[torch.float32]
+    assert l64 < 0.5 * l0, "float64 itself must make progress for the comparison to mean anything"
+    assert l0 - l32 >= 0.9 * (l0 - l64), f"float32 {l0:.4g} -> {l32:.4g}, float64 {l0:.4g} -> {l64:.4g}"
+
+
+def test_float32_keeps_the_exact_offset_and_float64_reconstructs_it() -> None:
+    for dtype, keeps in ((torch.float32, True), (torch.float64, False)):
+        params, loss = _unit_scale_least_squares(dtype, 0, "Wb")
+        opt = do.create("mechanic", params)
+        loss().backward()
+        opt.step()
+        assert ("mechanic_offset" in opt.state[params[0]]) is keeps

@@ -76,7 +76,13 @@ def newton_schulz(
     if tall:
         X = X.T
     norm = X.norm()
-    X.div_(norm.clamp(min=eps) if normalization == "torch" else norm + eps)  # X is our own copy
+    denom = norm.clamp(min=eps) if normalization == "torch" else norm + eps
+    # ‖X‖² overflows (to inf, and X / inf = 0) once the entries exceed ~1e19 in float32/bfloat16.  The
+    # polar factor does not depend on the scale of X, so such an X is divided by max|X| first; selected with
+    # ``where`` (no host sync), an X whose norm is finite takes the reference's arithmetic bit for bit.
+    amax = X.abs().amax()
+    rescaled = X / amax.clamp(min=torch.finfo(X.dtype).tiny)
+    X = torch.where(torch.isfinite(norm), X / denom, rescaled / rescaled.norm().clamp(min=eps))
     for _ in range(steps):
         A = X @ X.T
         B = torch.addmm(A, A, A, beta=b, alpha=c)
@@ -139,6 +145,29 @@ def ldl_spd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return chol / diag, diag * diag
     lower, upper = lu_nopivot(a)
     return lower, torch.diagonal(upper).clone()
+
+
+def solve_shifted_psd(a: torch.Tensor, rhs: torch.Tensor, floor: float) -> torch.Tensor:
+    """``a⁻¹ rhs`` for ``a = floor·I + (a positive semi-definite matrix)``, finite whatever the rounding.
+
+    The LDLᵀ of :func:`ldl_spd` in ``a.dtype`` when its Cholesky succeeds (bitwise the same numbers as
+    ``ldl_spd_solve(*ldl_spd(a), rhs)``); else the Cholesky of ``a`` in float64; else the eigendecomposition
+    of ``a`` in float64 with the eigenvalues clamped at ``floor`` — a lower bound of ``a``'s spectrum in exact
+    arithmetic that rounding (a float32 Gram matrix, or entries 1e20 times ``floor``) can violate, where an
+    unpivoted LU divides by ~0 and returns inf/nan.  Non-finite entries of ``a`` are replaced by the
+    largest finite float64 first (an overflowed Gram matrix).  Returns ``a.dtype``.
+    """
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        diag = torch.diagonal(chol)
+        return ldl_spd_solve(chol / diag, diag * diag, rhs)
+    a64 = torch.nan_to_num(a.to(torch.float64), nan=0.0)
+    rhs64 = rhs.to(torch.float64)
+    chol, info = torch.linalg.cholesky_ex(a64)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs64.unsqueeze(-1), chol).squeeze(-1).to(a.dtype)
+    vals, vecs = torch.linalg.eigh(a64)
+    return (vecs @ ((vecs.mT @ rhs64) / vals.clamp(min=floor))).to(a.dtype)
 
 
 def ldl_spd_solve(lower: torch.Tensor, d: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -5,20 +5,17 @@ cannot move in bfloat16: ``0.999 * s`` rounds back to ``s``), the update is comp
 copy of the parameter and of its gradient, and the result is rounded once into the parameter.  float32 and
 float64 parameters keep their state in their own dtype and are updated in place.
 
-``torch.optim.Optimizer.load_state_dict`` would round that float32 state to the parameter's dtype; load
-through :func:`descend.optim._state.load_state_dict_keeping_dtypes` (or call :func:`restore_state_dtypes`
-after torch's ``load_state_dict``) so that a resumed run stays bitwise identical to an uninterrupted one.
+``torch.optim.Optimizer.load_state_dict`` would round that float32 state to the parameter's dtype;
+descend's loader (:func:`descend.optim._state.load_state_dict`, through
+:meth:`descend.optim._base.DescendOptimizer._state_dtype`) gives it back :func:`state_dtype`, so that a
+resumed run stays bitwise identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from itertools import chain
-from typing import Any
-
 import torch
 
-__all__ = ["LOW_PRECISION", "restore_state_dtypes", "state_dtype"]
+__all__ = ["LOW_PRECISION", "state_dtype"]
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -26,15 +23,3 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 def state_dtype(p: torch.Tensor) -> torch.dtype:
     """The dtype of the optimizer state (and of the update arithmetic) for parameter ``p``."""
     return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
-
-
-def restore_state_dtypes(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any]) -> None:
-    """After torch's ``load_state_dict``: give low-precision parameters back their float32 state."""
-    saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-    params = chain.from_iterable(g["params"] for g in optimizer.param_groups)
-    for pid, p in zip(saved_ids, params, strict=True):
-        if p.dtype not in LOW_PRECISION or pid not in state_dict["state"]:
-            continue
-        for key, value in state_dict["state"][pid].items():
-            if key != "step" and isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-                optimizer.state[p][key] = value.detach().to(device=p.device, copy=True)

@@ -76,9 +76,10 @@ def check_betas(name: str, betas: Any, n: int = 2, *, allow_one: bool = False) -
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (a tensor never is one: compare plain
+    Python values, so that ``torch.tensor(True)`` gets this message instead of an ambiguous-bool error)."""
     options = tuple(choices)
-    if value not in options:
+    if isinstance(value, torch.Tensor) or value not in options:
         raise ValueError(f"{name} must be one of {options!r}, got {value!r}")
     return value
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import torch
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
@@ -141,7 +141,7 @@ def rectified_step_multiplier(step: int, beta1: float, beta2: float) -> float | 
 # ---------------------------------------------------------------------------------------------------------
 
 
-class AdaBelief(KeepsStateDtypes):
+class AdaBelief(DescendOptimizer):
     """AdaBelief (Zhuang et al. 2020) with the options of ``adabelief-pytorch==0.2.1``.
 
     Args:
@@ -180,9 +180,12 @@ class AdaBelief(KeepsStateDtypes):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        _check_group(self.param_groups[-1])
+    _STATE_KEYS = ("step", "exp_avg", "exp_avg_var")
+    _OPTIONAL_STATE_KEYS = ("max_exp_avg_var",)
+    _CONFIG_ATTRS = ("_fused",)
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check_group(group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

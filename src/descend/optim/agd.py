@@ -60,8 +60,8 @@ State per parameter (all tensors, so ``state_dict`` round-trips bitwise): ``v`` 
 centre, in the parameter's dtype, float32 for bfloat16/float16 parameters), ``gamma`` and ``alpha``
 (float64 scalars: ``gamma_k`` and ``alpha_k`` of the *next* step) and ``step`` (float64 scalar).  The
 scalars evolve identically for all parameters of a group; a parameter that first gets a gradient later
-starts its own sequence at ``gamma_0``.  ``load_state_dict`` restores every state tensor in the dtype it was
-saved with (torch's loader would cast the float64 scalars to the parameter's dtype).
+starts its own sequence at ``gamma_0``.  ``load_state_dict`` (descend's loader) keeps the float64 scalars
+in float64 and ``v`` in its working dtype (torch's loader would cast the scalars to the parameter's dtype).
 
 Defaults: ``lr=0.01``, ``mu=0.0``, ``gamma0=None``.  ``gamma0=None`` resolves, per parameter group when
 the group is added, to ``mu`` if ``mu > 0`` (the constant-momentum form), else to ``1 / lr`` (Nesterov's
@@ -88,13 +88,12 @@ analyses ``w_{k+1} = y_k - eta D^{-1} g_k``); ``y_{k+1}`` lags a changing learni
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from itertools import chain
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step
 from ._validate import check_float
 from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
 
@@ -117,7 +116,7 @@ def agd_alpha(lr: float, gamma: float, mu: float) -> float:
     return min(alpha, 1.0)
 
 
-class AcceleratedSGD(torch.optim.Optimizer):
+class AcceleratedSGD(DescendOptimizer):
     """Stochastic AGD of Mishkin, Pilanci & Schmidt (2024); see the module docstring for the math.
 
     Args:
@@ -150,32 +149,21 @@ class AcceleratedSGD(torch.optim.Optimizer):
         self.semi_stochastic = semi_stochastic
         super().__init__(params, {"lr": lr, "mu": mu, "gamma0": gamma0})
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
+    _STATE_KEYS = ("step", "v", "gamma", "alpha")
+
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         lr = check_float("lr", group["lr"], 0.0)
         mu = check_float("mu", group["mu"], 0.0)
         if lr * mu > 1.0:
             raise ValueError(f"lr * mu must be in [0, 1], got lr={lr!r}, mu={mu!r}")
-        if group["gamma0"] is None:
-            group["gamma0"] = mu if mu > 0 else (1.0 / lr if lr > 0 else 1.0)
-        check_float("gamma0", group["gamma0"], 0.0, low_open=True)
+        gamma0 = group["gamma0"]
+        if gamma0 is None:
+            gamma0 = mu if mu > 0 else (1.0 / lr if lr > 0 else 1.0)
+        return {"gamma0": check_float("gamma0", gamma0, 0.0, low_open=True)}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Torch's loader, then every state tensor gets back the dtype it was saved with.
-
-        ``torch.optim.Optimizer.load_state_dict`` casts floating state to the parameter's dtype, which
-        would round the float64 ``gamma``/``alpha`` (and the float32 ``v`` of bfloat16 parameters) and
-        break bitwise resume.
-        """
-        super().load_state_dict(state_dict)
-        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        params = chain.from_iterable(g["params"] for g in self.param_groups)
-        for pid, p in zip(saved_ids, params, strict=True):
-            for key, value in state_dict["state"].get(pid, {}).items():
-                if isinstance(value, torch.Tensor):
-                    device = value.device if value.dim() == 0 else p.device
-                    self.state[p][key] = value.detach().to(device=device, copy=True)
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        # the estimating-sequence scalars are float64 whatever the parameter's dtype
+        return torch.float64 if key in ("gamma", "alpha") else super()._state_dtype(p, group, key)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

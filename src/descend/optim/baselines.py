@@ -11,32 +11,49 @@ Both are torch's implementations, unchanged; only their registry entries (defaul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step, call_step_unhooked
 from ._validate import check_betas, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
 __all__ = ["AdamW", "NAdamW"]
 
 
-def _validate_adam_args(hp: dict[str, Any]) -> None:
+def _validate_adam_args(hp: Mapping[str, Any]) -> None:
     check_float("lr", hp.get("lr", 1e-3), 0.0)
     check_betas("betas", hp.get("betas", (0.9, 0.999)))
     check_float("eps", hp.get("eps", 1e-8), 0.0)
     check_float("weight_decay", hp.get("weight_decay", 0.0), 0.0)
 
 
-class _CheckedStep(torch.optim.Optimizer):
+class _CheckedStep(DescendOptimizer):
     """Mixin for torch's optimizers: ``step`` evaluates the closure (gradients enabled) and rejects sparse or
-    complex inputs before torch's ``step`` (called without the closure) creates any state."""
+    complex inputs before torch's ``step`` (called without the closure) creates any state.
+
+    torch's ``step`` is called without its hook runner (the runner of this class fires the hooks once);
+    groups given to ``add_param_group`` or ``load_state_dict`` are validated like the constructor's
+    arguments; state dicts load through descend's loader with torch's dtype rules (state in the
+    parameter's dtype, ``step`` as torch keeps it)."""
+
+    _REQUIRED_GROUP_KEYS = ("lr", "betas", "eps", "weight_decay")
+    _STEP_DTYPE = None
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _validate_adam_args(group)
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        if key in ("step", "mu_product"):  # torch's scalars (NAdam's mu_product is float32; see NAdamW)
+            return None
+        return p.dtype if p.is_floating_point() else None
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = begin_step(self, closure, type(self).__name__)
-        super().step()
+        call_step_unhooked(super().step.__func__, self)  # type: ignore[attr-defined]
         return loss
 
 
@@ -48,6 +65,9 @@ class AdamW(_CheckedStep, torch.optim.AdamW):
     any state is created (torch creates the state of earlier parameters first).
     """
 
+    _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _OPTIONAL_STATE_KEYS = ("max_exp_avg_sq",)
+
     def __init__(self, params: Any, lr: float = 1e-3, **kwargs: Any) -> None:
         _validate_adam_args({"lr": lr, **kwargs})
         super().__init__(params, lr=lr, **kwargs)
@@ -57,10 +77,12 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
     """``torch.optim.NAdam(decoupled_weight_decay=True)`` (NAdamW) with descend's checks.
 
     Besides the checks of :class:`AdamW`, this fixes a resume defect of torch's NAdam: its ``mu_product``
-    state is a float32 scalar, but ``load_state_dict`` casts it to the parameter dtype, so a float64 run
-    resumed from a checkpoint drifts from the uninterrupted one by an ulp.  The scalar is cast back
-    (exactly: it was float32 when saved).
+    state is a float32 scalar, but torch's ``load_state_dict`` casts it to the parameter dtype, so a float64
+    run resumed from a checkpoint drifts from the uninterrupted one by an ulp.  descend's loader keeps the
+    saved dtype of ``mu_product``.
     """
+
+    _STATE_KEYS = ("step", "mu_product", "exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Any, lr: float = 1e-3, *, weight_decay: float = 1e-2,
                  decoupled_weight_decay: bool = True, **kwargs: Any) -> None:
@@ -68,14 +90,6 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
         _validate_adam_args({"lr": lr, "weight_decay": weight_decay, **kwargs})
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                          **kwargs)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        dtypes = {k: v["mu_product"].dtype for k, v in state_dict["state"].items() if "mu_product" in v}
-        super().load_state_dict(state_dict)
-        params = [p for g in self.param_groups for p in g["params"]]
-        for k, dt in dtypes.items():
-            st = self.state[params[int(k)]]
-            st["mu_product"] = st["mu_product"].to(dt)
 
 
 _ADAM_SPACE = {

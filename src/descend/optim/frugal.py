@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
@@ -124,7 +124,7 @@ def frugal_param_groups(model: nn.Module, target_modules: Sequence[str] | None =
     return [{"params": regular, "is_proj_params": False}, {"params": proj, "is_proj_params": True}]
 
 
-class FRUGAL(KeepsStateDtypes):
+class FRUGAL(DescendOptimizer):
     """FRUGAL: AdamW on a projected subspace of each projected tensor, signSGD/SGD on the complement.
 
     Args:
@@ -181,12 +181,32 @@ class FRUGAL(KeepsStateDtypes):
         _check_group(defaults, [])
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        merged = {**self.defaults, **param_group}
-        ps = param_group["params"]
-        ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
-        _check_group(merged, ps)
-        super().add_param_group(param_group)
+    _STATE_KEYS = ()
+    _OPTIONAL_STATE_KEYS = ("step", "exp_avg", "exp_avg_sq", "basis", "indices", "group_step", "rng", "active",
+                            "next_block")
+    _STATE_KEY_SETS = (("step", "exp_avg", "exp_avg_sq"), ("group_step", "rng"))
+    _STEP_DTYPE = torch.int64
+    _CONFIG_ATTRS = ("svd_dtype", "seed", "subset_provider")
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check_group(group, group["params"])
+
+    def _check_param_state(self, keys: set[Any], group: Mapping[str, Any], p: torch.Tensor) -> None:
+        super()._check_param_state(keys, group, p)
+        need = []
+        if "group_step" in keys and group["projection"] == "blocks":
+            need += ["active", "next_block"]
+        if "exp_avg" in keys and self.projected(group, p) and group["projection"] != "blocks":
+            need.append("basis" if group["projection"] in ("svd", "random") else "indices")
+        missing = [k for k in need if k not in keys]
+        if missing:
+            raise ValueError(f"FRUGAL state key(s) {missing} are missing (keys saved: {sorted(map(str, keys))})")
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        # moments and bases live in the parameter's own dtype (also bfloat16); counters are int64
+        if key in ("step", "group_step", "next_block"):
+            return torch.int64
+        return p.dtype if p.is_floating_point() and key in ("exp_avg", "exp_avg_sq", "basis") else None
 
     # ---------------------------------------------------------------------------------- bookkeeping
 
@@ -315,19 +335,19 @@ class FRUGAL(KeepsStateDtypes):
                     self._update_projected(group, p, bool(gstate["active"][i]) if kind == "blocks" else True)
             for p in group["params"]:
                 if p.grad is not None and id(p) not in proj_ids:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.mul_(1 - float(group["lr"]) * group["weight_decay"])
                     st = self.state[p]
                     if "exp_avg" not in st:
                         _init_adam(st, p)
-                    p.add_(_adam_update(st, p.grad, group, group["lr"]))
+                    p.add_(_adam_update(st, p.grad, group, float(group["lr"])))
             if gstate is not None:
                 gstate["group_step"] += 1
         return loss
 
     def _update_projected(self, group: Mapping[str, Any], p: torch.Tensor, active: bool) -> None:
         kind, g, st = group["projection"], p.grad, self.state[p]
-        p.mul_(1 - group["lr"] * group["weight_decay"])
-        active_lr = group["lr"] * group["proj_params_lr_scale"]
+        p.mul_(1 - float(group["lr"]) * group["weight_decay"])
+        active_lr = float(group["lr"]) * group["proj_params_lr_scale"]
         inactive_lr = active_lr * group["inactive_lr_scale"]
         rule = group["inactive_update_rule"]
         if kind == "blocks":

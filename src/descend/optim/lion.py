@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
@@ -65,7 +65,7 @@ def lion_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, *, lr: float,
     m.mul_(beta2).add_(g * (1.0 - beta2))
 
 
-class Lion(KeepsStateDtypes):
+class Lion(DescendOptimizer):
     """Lion (Chen et al. 2023): sign of an interpolated momentum, decoupled weight decay.
 
     Args:
@@ -93,13 +93,16 @@ class Lion(KeepsStateDtypes):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
+    _STATE_KEYS = ("exp_avg",)
+    _CONFIG_ATTRS = ("_fused",)
+
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any] | None:
         _check_group(group)
-        if group["decoupled_weight_decay"]:
-            group.setdefault("lr_init", float(group["lr"]))
-            check_float("lr (initial, with decoupled_weight_decay=True)", group["lr_init"], 0.0, low_open=True)
+        if not group["decoupled_weight_decay"]:
+            return None
+        lr_init = group.get("lr_init", group["lr"])
+        check_float("lr (initial, with decoupled_weight_decay=True)", lr_init, 0.0, low_open=True)
+        return {"lr_init": float(lr_init)}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

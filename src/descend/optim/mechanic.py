@@ -48,8 +48,9 @@ resumes bitwise):
 
 * ``state["mechanic"]`` (a string key, next to the per-parameter entries): ``s``, ``m``, ``v``, ``r``
   (``tuner_dtype``, float64 by default, never cast to the parameters' dtype) and ``step`` (int64);
-* ``state[p]["mechanic_ref"]`` (``x_ref``) and, with ``store_delta``, ``state[p]["mechanic_delta"]``,
-  next to the base optimizer's own entries.  They are in the parameter's dtype, except for low-precision
+* ``state[p]["mechanic_ref"]`` (``x_ref``) and, with ``store_delta``, ``state[p]["mechanic_delta"]``
+  (without it and below float64: ``state[p]["mechanic_offset"]``, the exact ``x - x_ref``, see the
+  deviations), next to the base optimizer's own entries.  They are in the parameter's dtype, except for low-precision
   parameters (bfloat16/float16) where they and Mechanic's elementwise arithmetic are float32 (the result
   is rounded into the parameter); with such parameters prefer ``store_delta=True``, since reconstructing
   Δ from rounded parameters loses precision.
@@ -82,6 +83,15 @@ operation order follows the reference, so in float64 the trajectories agree to t
 
 Deviations from the PyTorch reference (none numerical in float64):
 
+* ``store_delta=False`` below float64 (float32, bfloat16, float16 parameters): the reference rebuilds
+  Δ = (x − x_ref)/(S + ε) by subtracting the *rounded* parameters.  While the scale S is small (it starts
+  at 0, ~1e-6 after the first step) the offset S·u is below float32's resolution at |x| ≈ 1: x rounds back
+  to x_ref, Δ becomes 0, h = 0 and the scale never grows — training stalls (issue 10, ‖Wx + b‖² with
+  unit-scale parameters, 300 steps: float64 149.2 → 1.3e-5, float32 149.2 → 149.2 in the reference and in
+  descend before the fix).  descend keeps the exact offset D = Δ·S in the state (``mechanic_offset``, one
+  parameter copy, the memory ``store_delta=True`` costs) and forms Δ = D/(S + ε): the reference's
+  algorithm in exact arithmetic, without the loss.  In float64 the reconstruction loses at most
+  ~1e-16·|x| per step and is kept, so the float64 fixtures replay bit for bit;
 * its tuner state is keyed by parameter tensors inside ``state["_mechanic"]``, so ``load_state_dict`` into
   a new optimizer fails (optimizedlearning/mechanic#2); here every piece is a tensor in ``opt.state``;
 * its tuner vectors use torch's *default* dtype (float32 unless changed); here ``tuner_dtype`` (float64);
@@ -112,7 +122,8 @@ from typing import Any
 
 import torch
 
-from ._base import begin_step
+from ._base import begin_step, call_step_unhooked, check_floating_params, param_tensors
+from ._state import convert_state_value
 from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
@@ -121,6 +132,7 @@ __all__ = ["Mechanic", "mechanic", "mechanize", "resolve_base"]
 DEFAULT_S_BETAS: tuple[float, ...] = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
 _TUNER = "mechanic"  # key of the global tuner state in ``optimizer.state``
 _REF, _DELTA = "mechanic_ref", "mechanic_delta"  # per-parameter keys
+_OFFSET = "mechanic_offset"  # store_delta=False: the exact offset x - x_ref (see "Deviations")
 _M_INIT = 1e-6  # initial running max of |h| (reference value)
 _TUNER_DTYPES = (torch.float64, torch.float32)
 
@@ -137,6 +149,18 @@ def _check_mechanic_args(s_decay: float, s_betas: Sequence[float], s_init: float
         "store_delta": bool(check_choice("store_delta", store_delta, (False, True))),
         "tuner_dtype": check_choice("tuner_dtype", tuner_dtype, _TUNER_DTYPES),
     }
+
+
+def _check_base_group(group: Mapping[str, Any]) -> None:
+    """The base hyperparameters Mechanic relies on: a finite ``lr >= 0`` and ``weight_decay >= 0``."""
+    for key in ("lr", "weight_decay"):
+        if key in group:
+            check_float(key, group[key], 0.0)
+
+
+def _keeps_offset(store_delta: bool, compute_dtype: torch.dtype) -> bool:
+    """Whether the exact offset ``x - x_ref`` is kept in the state (``store_delta=False`` below float64)."""
+    return not store_delta and compute_dtype != torch.float64
 
 
 def _compute_dtype(p: torch.Tensor) -> torch.dtype:
@@ -173,6 +197,7 @@ class Mechanic(torch.optim.Optimizer):
         if isinstance(base, Mechanic):
             raise TypeError("Mechanic cannot wrap another Mechanic optimizer")
         args = _check_mechanic_args(s_decay, s_betas, s_init, s_eps, store_delta, tuner_dtype)
+        check_floating_params("Mechanic", (p for g in base.param_groups for p in g["params"]))
         # Sets up the hook dictionaries; the empty placeholder group is replaced by the base's groups.
         super().__init__([{"params": []}], {})
         self.base = base
@@ -194,17 +219,32 @@ class Mechanic(torch.optim.Optimizer):
                                                     "store_delta", "tuner_dtype")})
         return state
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle a :func:`mechanize` class's instance through the module-level factory that rebuilds its
+        class (the class is made at run time, so pickle cannot find it by name)."""
+        cls = type(self)
+        if "base_class" not in cls.__dict__:  # Mechanic itself, or a user's subclass: the default protocol
+            return super().__reduce_ex__(protocol)
+        return (_new_mechanized, (cls.base_class, dict(cls.mechanic_defaults)), self.__getstate__())
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(base={self.base!r}, s_decay={self.s_decay}, s_betas={self.s_betas}, "
                 f"s_init={self.s_init}, s_eps={self.s_eps}, store_delta={self.store_delta}, "
                 f"tuner_dtype={self.tuner_dtype})")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group to the base optimizer (whose ``param_groups`` this optimizer shares)."""
+        """Add a group to the base optimizer (whose ``param_groups`` this optimizer shares); its ``lr`` and
+        ``weight_decay`` are validated first (the base may be a torch optimizer that checks neither)."""
         base = self.__dict__.get("base")
         if base is None:  # the placeholder group of ``Optimizer.__init__``
             super().add_param_group(param_group)
             return
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        _check_base_group(param_group)
+        if "params" in param_group and not isinstance(param_group["params"], torch.Tensor):
+            param_group["params"] = list(param_group["params"])
+        check_floating_params("Mechanic", param_tensors(param_group.get("params", [])))
         base.add_param_group(param_group)
 
     @property
@@ -220,19 +260,43 @@ class Mechanic(torch.optim.Optimizer):
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = dict(result)
+        if not isinstance(state_dict.get("state"), Mapping) or "param_groups" not in state_dict:
+            raise ValueError("load_state_dict: Mechanic expects a dict with 'state' and 'param_groups' "
+                             "(what optimizer.state_dict() returns)")
+        # the base's numerical hyperparameters must all be there (else: saved by another optimizer)
+        numeric = [k for k, v in self.base.defaults.items()
+                   if isinstance(v, (float, int, tuple)) and not isinstance(v, bool)]
+        for i, group in enumerate(state_dict["param_groups"]):
+            missing = [k for k in numeric if k not in group]
+            if missing:
+                raise ValueError(f"load_state_dict: parameter group {i} of the state dict lacks the "
+                                 f"{type(self.base).__name__} hyperparameter(s) {missing}: was it saved by "
+                                 "another optimizer?")
+            try:
+                _check_base_group(group)
+            except ValueError as exc:
+                raise ValueError(f"load_state_dict: parameter group {i} of the state dict: {exc}") from None
         saved = dict(state_dict["state"])
         tuner = saved.pop(_TUNER, None)
         n = len(self.s_betas)
         if tuner is not None:
+            missing = [key for key in ("s", "m", "v", "r", "step") if key not in tuner]
+            if missing:
+                raise ValueError(f"load_state_dict: the saved Mechanic tuner lacks {missing}")
             for key in ("s", "m", "v", "r"):
-                if tuple(tuner[key].shape) != (n,):
-                    raise ValueError(f"the saved Mechanic tuner has {tuple(tuner[key].shape)} entries in {key!r} "
+                if not isinstance(tuner[key], torch.Tensor) or tuple(tuner[key].shape) != (n,):
+                    shape = tuple(tuner[key].shape) if isinstance(tuner[key], torch.Tensor) else tuner[key]
+                    raise ValueError(f"the saved Mechanic tuner has {shape} entries in {key!r} "
                                      f"but this optimizer has {n} s_betas")
+        keys = (_REF, _DELTA, _OFFSET)
         mine: dict[Any, dict[str, torch.Tensor]] = {}
         for k, v in list(saved.items()):
-            if isinstance(v, Mapping) and any(name in v for name in (_REF, _DELTA)):
-                mine[k] = {name: v[name] for name in (_REF, _DELTA) if name in v}
-                rest = {name: val for name, val in v.items() if name not in (_REF, _DELTA)}
+            if isinstance(v, Mapping) and any(name in v for name in keys):
+                mine[k] = {name: v[name] for name in keys if name in v}
+                if self.store_delta and _DELTA not in v:
+                    raise ValueError(f"load_state_dict: the saved state of parameter {k} has no {_DELTA!r}; "
+                                     "it was saved with store_delta=False")
+                rest = {name: val for name, val in v.items() if name not in keys}
                 if rest:
                     saved[k] = rest
                 else:
@@ -244,14 +308,14 @@ class Mechanic(torch.optim.Optimizer):
         index = [p for g in self.param_groups for p in g["params"]]
         for k, entries in mine.items():
             p = index[k]
-            for name, value in entries.items():
-                self.state[p][name] = value.to(device=p.device, copy=True)
+            for name, value in entries.items():  # Mechanic's arithmetic dtype (torch casts to the parameter's)
+                self.state[p][name] = convert_state_value(value, p, _compute_dtype(p))
         if tuner is not None:
             device = index[0].device if index else torch.device("cpu")
             self.state[_TUNER] = {
                 **{key: tuner[key].to(dtype=self.tuner_dtype, device=device, copy=True)
                    for key in ("s", "m", "v", "r")},
-                "step": tuner["step"].to(dtype=torch.int64, device="cpu", copy=True),
+                "step": torch.as_tensor(tuner["step"]).to(dtype=torch.int64, device="cpu", copy=True),
             }
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
@@ -268,9 +332,12 @@ class Mechanic(torch.optim.Optimizer):
             before = [p.detach().to(_compute_dtype(p), copy=True) for p in active]
             grads = [p.grad.detach().to(_compute_dtype(p), copy=True) for p in active]
 
+        # The base's step runs without torch's hook runner: the step hooks (global and this optimizer's)
+        # fire once, around this ``step``, not a second time for the inner optimizer.
+        base_step = type(self.base).step
         with torch.set_grad_enabled(grad_enabled):
             if closure is None:
-                self.base.step()
+                call_step_unhooked(base_step, self.base)
             else:
                 calls = 0
 
@@ -279,7 +346,7 @@ class Mechanic(torch.optim.Optimizer):
                     calls += 1
                     return loss if calls == 1 else closure()
 
-                self.base.step(base_closure)
+                call_step_unhooked(base_step, self.base, base_closure)
 
         if active:
             with torch.no_grad():
@@ -313,19 +380,29 @@ class Mechanic(torch.optim.Optimizer):
         g_sq = torch.zeros((), dtype=tdt, device=dev)
         for p, x, g in zip(active, before, grads, strict=True):
             st = self.state[p]
+            exact = _keeps_offset(self.store_delta, x.dtype)
             if _REF not in st:
                 st[_REF] = x.clone()
                 if self.store_delta:
                     st[_DELTA] = torch.zeros_like(x)
-            # store_delta: the stored Δ; else reconstructed from the parameters (x - x_ref) / (S + ε)
-            delta = st[_DELTA] if self.store_delta else (x - st[_REF]) / offset_scale.to(x.device)
+                elif exact:
+                    st[_OFFSET] = torch.zeros_like(x)
+            if self.store_delta:
+                delta = st[_DELTA]
+            elif exact:
+                # Δ = (x - x_ref) / (S + ε) from the exact offset: the reference subtracts the rounded
+                # parameters, which in float32 lose an offset below |x|·6e-8 and stall the tuner
+                if _OFFSET not in st:  # state saved without the offset
+                    st[_OFFSET] = x - st[_REF]
+                delta = st[_OFFSET] / offset_scale.to(x.device)
+            else:  # float64: reconstructed from the parameters, as the reference (bitwise)
+                delta = (x - st[_REF]) / offset_scale.to(x.device)
             deltas.append(delta)
             x_new = p.detach().to(x.dtype)
             updates.append(x.neg_().add_(x_new))  # u = x⁺ - x
-            flat = x_new.reshape(-1)
-            p_sq += torch.dot(flat, flat).to(device=dev, dtype=tdt)
-            g_flat = g.reshape(-1)
-            g_sq += torch.dot(g_flat, g_flat).to(device=dev, dtype=tdt)
+            # squared norms accumulated in float64 from the norms (a float32 dot product overflows at 1e19)
+            p_sq += torch.linalg.vector_norm(x_new, dtype=torch.float64).square().to(device=dev, dtype=tdt)
+            g_sq += torch.linalg.vector_norm(g, dtype=torch.float64).square().to(device=dev, dtype=tdt)
         p_norm, g_norm = p_sq.sqrt(), g_sq.sqrt()
 
         # Pass 2: h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺>, then Δ += u.
@@ -349,7 +426,11 @@ class Mechanic(torch.optim.Optimizer):
         # Pass 3: x = x_ref + Δ · max(Σ s, 0).
         scale = s.sum().clamp(min=0.0)
         for p, delta in zip(active, deltas, strict=True):
-            p.copy_(self.state[p][_REF] + delta * scale.to(p.device))
+            st = self.state[p]
+            offset = delta * scale.to(p.device)
+            if _OFFSET in st:
+                st[_OFFSET].copy_(offset)
+            p.copy_(st[_REF] + offset)
 
 
 # ---------------------------------------------------------------------------------------------- mechanize
@@ -402,8 +483,7 @@ def mechanize(
 
     def __init__(self: Mechanic, params: Iterable[Any], *args: Any, **kwargs: Any) -> None:
         mech = {k: kwargs.pop(k) for k in _MECHANIC_KEYS if k in kwargs}
-        if "lr" in kwargs:
-            check_float("lr", kwargs["lr"], 0.0)
+        _check_base_group(kwargs)
         Mechanic.__init__(self, base_cls(params, *args, **kwargs), **{**defaults, **mech})
 
     name = f"Mechanic{base_cls.__name__}"
@@ -416,6 +496,12 @@ def mechanize(
     })
     _CLASS_CACHE[key] = cls
     return cls
+
+
+def _new_mechanized(base_cls: type[torch.optim.Optimizer], defaults: dict[str, Any]) -> Mechanic:
+    """An empty instance of ``mechanize(base_cls, **defaults)`` (unpickling fills it via ``__setstate__``)."""
+    cls = mechanize(base_cls, **defaults)
+    return cls.__new__(cls)
 
 
 def mechanic(
@@ -432,7 +518,7 @@ def mechanic(
     **base_kwargs: Any,
 ) -> Mechanic:
     """Mechanic around ``base`` (default ``torch.optim.AdamW``) built with ``lr`` and ``base_kwargs``."""
-    check_float("lr", lr, 0.0)
+    _check_base_group({"lr": lr, **base_kwargs})
     cls = mechanize(base, s_decay=s_decay, s_betas=s_betas, s_init=s_init, s_eps=s_eps,
                     store_delta=store_delta, tuner_dtype=tuner_dtype)
     return cls(params, lr=lr, **base_kwargs)

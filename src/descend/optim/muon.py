@@ -85,7 +85,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import NS_COEFFICIENTS, newton_schulz
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
@@ -152,7 +152,7 @@ def _check_group(group: Mapping[str, Any]) -> dict[str, Any]:
     return {"ns_coefficients": coeffs, "ns_dtype": ns_dtype, "betas": betas}
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(DescendOptimizer):
     """Muon for matrix parameters plus AdamW for the rest, in one optimizer (see the module docstring).
 
     Args:
@@ -218,13 +218,24 @@ class Muon(torch.optim.Optimizer):
         if use_muon is False and "adam_lr_ratio" not in group and not self._explicit_adam_lr_ratio:
             group["adam_lr_ratio"] = 1.0
         super().add_param_group(group)
-        added = self.param_groups[-1]
-        added.update(_check_group(added))
-        if added["use_muon"]:
-            for p in added["params"]:
+
+    _STATE_KEYS = ()
+    _OPTIONAL_STATE_KEYS = ("momentum_buffer", "step", "exp_avg", "exp_avg_sq")
+    _STATE_KEY_SETS = (("step", "exp_avg", "exp_avg_sq"),)
+    _CONFIG_ATTRS = ("_default_adam_lr_ratio", "_explicit_adam_lr_ratio")
+
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        updates = _check_group(group)
+        if group["use_muon"]:
+            for p in group["params"]:
                 if p.ndim < 2:
                     raise ValueError(f"use_muon=True needs parameters with ndim >= 2, got shape {tuple(p.shape)}; "
                                      "route it to AdamW (use_muon=False or None)")
+        return updates
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        # Muon and its AdamW keep their state in the parameter's own dtype (bfloat16 included)
+        return torch.float64 if key == "step" else (p.dtype if p.is_floating_point() else None)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -284,7 +295,9 @@ class Muon(torch.optim.Optimizer):
         t = float(state["step"])
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.lerp_(grad.square(), 1 - beta2)
+        # g² clamped to the largest finite value: a float32 |g| > 1.8e19 squares to inf, and lerp(inf, inf)
+        # is NaN (torch's mul/addcmul form stays at inf); the identity for every finite square
+        exp_avg_sq.lerp_(grad.square().clamp_(max=torch.finfo(grad.dtype).max), 1 - beta2)
         denom = (exp_avg_sq / (1 - beta2**t)).sqrt_().add_(group["eps"])
         if group["weight_decay"] != 0:
             p.mul_(1 - lr * group["weight_decay"])

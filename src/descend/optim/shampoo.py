@@ -55,8 +55,9 @@ State (all tensors in ``self.state[p]``): ``step`` (float64), ``factor.{b}.{k}``
 Kronecker factor and its inverse root for block ``b``, k-th preconditioned dim, in ``factor_dtype``),
 ``failures.{b}`` (int64), ``exp_avg`` (if β1 > 0) and ``graft_sq`` (adam/rmsprop/adagrad grafting) in the
 parameter's shape.  Elementwise state is kept in the parameter's dtype, or float32 for bfloat16/float16
-parameters (the update is computed in float32 and rounded once).  ``load_state_dict`` restores every state
-tensor in the dtype it was saved in (torch would otherwise cast the float32 factors of a float64 parameter).
+parameters (the update is computed in float32 and rounded once).  ``load_state_dict`` (descend's loader)
+gives factors and roots the group's ``factor_dtype`` (torch would cast the float32 factors of a float64
+parameter) and the elementwise state the dtype above.
 The structural hyperparameters (``max_preconditioner_dim``, ``merge_dims``, ``inverse_exponent_override``,
 ``factor_dtype``) must not change once a parameter has state.
 
@@ -85,7 +86,7 @@ from typing import Any
 
 import torch
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import matrix_inverse_root
 from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
@@ -197,7 +198,7 @@ def _precondition_block(grad: torch.Tensor, roots: list[torch.Tensor], exps: lis
     return x.to(grad.dtype)
 
 
-class Shampoo(torch.optim.Optimizer):
+class Shampoo(DescendOptimizer):
     """Shampoo with blocking, grafting and β2 accumulation (Distributed Shampoo's practical form).
 
     Args:
@@ -258,26 +259,31 @@ class Shampoo(torch.optim.Optimizer):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate the group's hyperparameters (with the defaults filled in), then add it."""
-        _check_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        super().add_param_group(param_group)
+    _STATE_KEYS = ("step",)
+    _OPTIONAL_STATE_KEYS = ("factor.*", "inv_root.*", "failures.*", "exp_avg", "graft_sq")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load like torch, but keep every state tensor in the dtype it was saved in.
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check_group(group)
 
-        ``torch.optim.Optimizer`` casts floating state to the parameter's dtype, which would turn the
-        float32 factors of a float64 parameter into float64 (and round the float32 state of bfloat16
-        parameters): a resumed run would then not be bitwise identical.
-        """
-        saved = state_dict["state"]
-        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        super().load_state_dict(state_dict)
-        params = [p for g in self.param_groups for p in g["params"]]
-        for i, p in zip(ids, params, strict=True):
-            for key, value in saved.get(i, {}).items():
-                if isinstance(value, torch.Tensor):
-                    self.state[p][key] = value.detach().clone().to(device=p.device)
+    def _required_state_keys(self, group: Mapping[str, Any], p: torch.Tensor) -> list[str]:
+        keys = ["step"]
+        for b, (_, exps) in enumerate(self._layout(p, group)[1]):
+            n_roots = sum(e != 0.0 for e in exps)
+            keys += [f"{kind}.{b}.{k}" for k in range(n_roots) for kind in ("factor", "inv_root")]
+            keys.append(f"failures.{b}")
+        if group["betas"][0] != 0.0:
+            keys.append("exp_avg")
+        if group["grafting"] in ("adam", "rmsprop", "adagrad"):
+            keys.append("graft_sq")
+        return keys
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        # factors and roots in the group's factor_dtype (float32 even for float64 parameters, by default)
+        if key.startswith(("factor.", "inv_root.")):
+            return _FACTOR_DTYPES[group["factor_dtype"]]
+        if key.startswith("failures."):
+            return torch.int64
+        return super()._state_dtype(p, group, key)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -430,7 +436,7 @@ class Shampoo(torch.optim.Optimizer):
         if wd != 0.0 and group["weight_decay_type"] == "decoupled":
             direction = direction + wd * w
 
-        lr = group["lr"]
+        lr = float(group["lr"])
         if p.dtype == work:
             p.add_(direction.view(p.shape), alpha=-lr)
         else:

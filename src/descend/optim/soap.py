@@ -61,7 +61,7 @@ Known deviations from the reference, and why:
 * State (moments, factors, bases) is kept in the parameter's dtype, float32 for bfloat16/float16
   parameters (the reference allocates factors in torch's default dtype and fails on bfloat16); the
   update is computed in the state dtype and added to the parameter in its own dtype.  ``load_state_dict``
-  keeps that float32 state (:mod:`descend.optim._mixed_precision`).
+  keeps that float32 state (:mod:`descend.optim._state`).
 * ``step`` counts preconditioned steps (0 after the initialising call), as in the reference.
 * State keys: ``step``, ``exp_avg``, ``exp_avg_sq`` (both in the eigenbasis, shaped like the merged /
   NCHW view the preconditioner works on), ``factor_k`` and ``basis_k`` for each preconditioned axis k
@@ -75,11 +75,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
 
-from ._base import begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import eigenbasis_descending, refresh_eigenbasis_qr
-from ._mixed_precision import restore_state_dtypes, state_dtype
+from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 from .roles import Role, param_roles
@@ -150,7 +149,7 @@ def _rotate(x: torch.Tensor, bases: list[torch.Tensor | None], back: bool) -> to
     return x
 
 
-class SOAP(Optimizer):
+class SOAP(DescendOptimizer):
     """SOAP (Vyas et al. 2024): Adam run in the slowly updated eigenbasis of Shampoo's preconditioner.
 
     See the module docstring for the update rule, defaults and deviations from the reference.  The first
@@ -205,16 +204,12 @@ class SOAP(Optimizer):
         _validate(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; its hyperparameters (defaults filled in) are validated first."""
-        _validate({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        super().add_param_group(param_group)
-        param_group["betas"] = tuple(param_group["betas"])
+    _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _OPTIONAL_STATE_KEYS = ("factor_*", "basis_*")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load state, keeping float32 state of low-precision parameters (torch casts it to their dtype)."""
-        super().load_state_dict(state_dict)
-        restore_state_dtypes(self, state_dict)
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        _validate(group)
+        return {"betas": tuple(group["betas"])}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -259,7 +254,7 @@ class SOAP(Optimizer):
         if group["normalize_grads"]:
             update = update / (1e-30 + torch.mean(update**2) ** 0.5)
 
-        lr = group["lr"]
+        lr = float(group["lr"])
         step_size = lr
         if group["correct_bias"]:
             step_size = step_size * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)
@@ -285,8 +280,11 @@ class SOAP(Optimizer):
             state[f"factor_{i}"] = torch.zeros(n, n, dtype=grad.dtype, device=grad.device)
         SOAP._accumulate(state, grad, beta_s)
         for i in axes:
-            state[f"basis_{i}"] = eigenbasis_descending(state[f"factor_{i}"], pdt,
-                                                        shift_dtype=_shift_dtype(pdt))
+            factor = state[f"factor_{i}"]
+            basis = _guarded(lambda f=factor: eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)), factor)
+            # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
+            state[f"basis_{i}"] = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device) \
+                if basis is None else basis
 
     @staticmethod
     def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta_s: float) -> None:
@@ -307,11 +305,28 @@ class SOAP(Optimizer):
         for i, q in enumerate(bases):
             if q is None:
                 continue
-            new, order = refresh_eigenbasis_qr(state[f"factor_{i}"], q, pdt)
+            factor = state[f"factor_{i}"]
+            result = _guarded(lambda f=factor, q=q: refresh_eigenbasis_qr(f, q, pdt), factor)
+            if result is None:  # non-finite factor or failed factorization: keep this basis
+                continue
+            new, order = result
             sq = sq.index_select(i, order)
             q.copy_(new)
         exp_avg_sq.copy_(sq)
         exp_avg.copy_(_rotate(momentum, bases, back=False))
+
+
+def _guarded(compute: Callable[[], Any], factor: torch.Tensor) -> Any:
+    """``compute()`` if ``factor`` is finite and the factorization succeeds with a finite result, else ``None``
+    (float32 factors overflow for gradients above ~1e19; eigh then raises ``_LinAlgError``)."""
+    if not torch.isfinite(factor).all():
+        return None
+    try:
+        result = compute()
+    except RuntimeError:  # torch.linalg.LinAlgError derives from RuntimeError
+        return None
+    first = result[0] if isinstance(result, tuple) else result
+    return result if torch.isfinite(first).all() else None
 
 
 def _shift_dtype(pdt: torch.dtype) -> torch.dtype:

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float, check_no_sparse_or_complex
@@ -80,7 +80,7 @@ def sophia_hessian_ema(h: torch.Tensor, g: torch.Tensor, *, beta2: float) -> Non
     h.mul_(beta2).add_(g * g * (1.0 - beta2))
 
 
-class SophiaG(KeepsStateDtypes):
+class SophiaG(DescendOptimizer):
     """Sophia with the Gauss-Newton-Bartlett Hessian estimator (Liu et al. 2023).
 
     Args:
@@ -112,9 +112,11 @@ class SophiaG(KeepsStateDtypes):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        _check_group(self.param_groups[-1])
+    _STATE_KEYS = ("step", "exp_avg", "hessian")
+    _CONFIG_ATTRS = ("_fused",)
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        _check_group(group)
 
     def _state(self, p: torch.Tensor) -> dict[str, Any]:
         state = self.state[p]

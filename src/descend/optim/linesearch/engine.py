@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .._state import load_state_dict_keeping_dtypes
+from .._state import load_state_dict
 from .._validate import check_choice, check_float, check_int, check_no_sparse_or_complex
 
 __all__ = [
@@ -417,14 +417,14 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             if st and not ok:
                 raise ValueError(f"{name}.load_state_dict: the state of parameter {pid} has keys {sorted(st)}, "
                                  f"expected {sorted(self._state_keys)} (a state_dict of another optimizer?)")
-        load_state_dict_keeping_dtypes(self, state_dict)
-        # scalars keep their float64; moments take the dtype this parameter's moments have (float32 for
-        # bfloat16/float16 parameters), e.g. a float64 run's state loaded into float32 parameters
-        for group in self.param_groups:
-            for p in group["params"]:
-                for key, value in self.state.get(p, {}).items():
-                    if isinstance(value, torch.Tensor) and key in _MOMENTS and value.dtype != state_dtype(p):
-                        self.state[p][key] = value.to(state_dtype(p))
+        # descend's one loader (validated above with the line searches' own rules): scalars keep their saved
+        # float64, moments take the dtype this parameter's moments have (float32 for bfloat16/float16
+        # parameters), e.g. a float64 run's state loaded into float32 parameters
+        load_state_dict(self, state_dict)
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        """The dtype :func:`descend.optim._state.load_state_dict` gives a loaded state entry."""
+        return state_dtype(p) if key in _MOMENTS else None
 
     def __getstate__(self) -> dict[str, Any]:
         # torch keeps only defaults, state and param_groups; keep every public attribute
