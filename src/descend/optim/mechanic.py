@@ -152,10 +152,32 @@ def _check_mechanic_args(s_decay: float, s_betas: Sequence[float], s_init: float
 
 
 def _check_base_group(group: Mapping[str, Any]) -> None:
-    """The base hyperparameters Mechanic relies on: a finite ``lr >= 0`` and ``weight_decay >= 0``."""
-    for key in ("lr", "weight_decay"):
+    """The base hyperparameters Mechanic relies on: a finite ``lr >= 0`` and ``weight_decay >= 0``, and where
+    the base has them (Adam-like bases), ``betas`` in [0, 1) and ``eps >= 0`` — torch's own optimizers check
+    none of these in ``add_param_group`` or ``load_state_dict``."""
+    for key in ("lr", "weight_decay", "eps"):
         if key in group:
             check_float(key, group[key], 0.0)
+    if "betas" in group:
+        check_betas("betas", group["betas"])
+
+
+def _check_base_state_keys(base: torch.optim.Optimizer, saved: Mapping[Any, Any]) -> None:
+    """Refuse a saved base state in which one parameter lacks a key the others have.
+
+    torch's optimizers load such a state silently and fail (or re-initialise) at the next step; a base that
+    validates its own state (a descend optimizer) is left to do so.  torch's per-parameter states all have
+    the same keys (Adam's ``step``, ``exp_avg``, ``exp_avg_sq``; SGD's ``momentum_buffer``), so a key present
+    for one parameter and absent for another marks a damaged dict."""
+    if hasattr(base, "_check_param_state"):
+        return
+    states = {k: v for k, v in saved.items() if isinstance(v, Mapping) and v}
+    union = {key for v in states.values() for key in v}
+    for k, v in states.items():
+        missing = sorted(str(key) for key in union - set(v))
+        if missing:
+            raise ValueError(f"load_state_dict: the saved {type(base).__name__} state of parameter {k} lacks "
+                             f"{missing}, which the other parameters' states have")
 
 
 def _keeps_offset(store_delta: bool, compute_dtype: torch.dtype) -> bool:
@@ -301,6 +323,7 @@ class Mechanic(torch.optim.Optimizer):
                     saved[k] = rest
                 else:
                     del saved[k]
+        _check_base_state_keys(self.base, saved)
         self.base.load_state_dict({**state_dict, "state": saved})
         self.param_groups = self.base.param_groups
         self.state = self.base.state
