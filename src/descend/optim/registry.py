@@ -161,8 +161,8 @@ class OptimizerSpec:
             passes only those added values; the signature's own defaults apply by themselves.
         search_space: workload-agnostic tuning space; keys are factory keyword arguments.
         summary: one line for listings.
-        requires_closure: ``step()`` needs a closure (line searches).  Such closures return the loss and
-            must *not* call ``backward()``; the optimizer computes gradients itself.
+        requires_closure: ``step()`` needs a closure (line searches).  The closure returns the loss, with or
+            without calling ``backward()`` (both conventions: :mod:`descend.optim.linesearch.engine`).
         lr_key: the hyperparameter that scales every update (``None`` if there is none, e.g. line search);
             the contract tests use it to check per-group learning rates and schedulers.
         fixture_names: values of a fixture's ``"optimizer"`` key that this spec replays.
