@@ -228,14 +228,14 @@ def test_cd_next_converges_to_the_known_optimum_deterministically():
     defaults = {"lr": 0.003, "kind": "a", "n": 16, "frac": 0.1}
     history = _sweep(defaults)
     first = history[0][0]
-    assert first == {"lr": pytest.approx(1e-3), "kind": "a", "n": 16, "frac": 0.0}  # defaults snapped to the grid
+    assert first == defaults  # trial 0 is the documented default itself (added to the grids when inside the range)
     best, value = min(history, key=lambda h: h[1])
     assert value == pytest.approx(0.0, abs=1e-12)
     assert best["kind"] == "c" and best["n"] == 4
     assert best["lr"] == pytest.approx(0.1) and best["frac"] == pytest.approx(0.75)
     keys = [repr(sorted(p.items())) for p, _ in history]
     assert len(keys) == len(set(keys))  # never re-evaluates a configuration
-    assert len(history) < 5 * 4 * 3  # a handful of sweeps, far fewer than the full grid (5 * 3 * 5 * 5)
+    assert len(history) < 6 * 4 * 3  # a handful of sweeps, far fewer than the full grid (6 * 3 * 5 * 6)
     assert _sweep(defaults) == history  # deterministic
 
 
