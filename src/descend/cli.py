@@ -75,7 +75,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 
     from .bench.executors import drain
 
-    total = len(plan.cells) * len(plan.optimizers) * (plan.trials + plan.seeds)
+    total = plan.total_work()
     done_before = len(storage.runs(plan=plan.name))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
@@ -85,7 +85,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 
     def on_event(kind: str, item: Any, row: Any) -> None:
         if kind == "start":
-            steps = plan.steps(item.workload, item.scale) if item.phase == "final" else \
+            steps = plan.steps(item.workload, item.scale) if item.phase != "tune" else \
                 plan.tune_steps(item.workload, item.scale)
             progress.reset(steps_task, total=steps, description=f"{item.cell} {item.phase} seed {item.seed}")
         elif kind == "done":

@@ -48,7 +48,7 @@ def test_report_renders_in_the_browser(finished_plan: Finished, tmp_path):
     path = write_html(summary, tmp_path / "sub" / "report.html")
     text = path.read_text(encoding="utf-8")
     n_imgs = text.count("<img ")
-    assert n_imgs >= 4  # loss vs step, loss vs time, speedup, performance profile
+    assert n_imgs >= 6  # loss vs step, loss vs time, ladder, speedup, two performance profiles
     attrs = _render(path, tmp_path)
     assert "data-figures" in attrs, f"the page's load script did not run: {attrs}"
     assert int(attrs["data-figures"]) == n_imgs
@@ -72,20 +72,48 @@ def test_summary_numbers(finished_plan: Finished):
     summary = summarize(storage, plan.name)
     key = f"{SMALL_CELL[0]}:{SMALL_CELL[1]}"
     assert summary.missing == []
-    assert set(summary.cells) == {key} and set(summary.cells[key]) == set(plan.optimizers)
+    assert set(summary.cells) == {key} and set(summary.cells[key]) == set(plan.arms()) == {"adamw", "adamw#2",
+                                                                                           "nadamw"}
     assert summary.baseline == "adamw" and math.isfinite(summary.targets[key])
     for o, r in summary.cells[key].items():
         finals = sorted(storage.runs(plan=plan.name, phase="final", cell=f"{key}:{o}"), key=lambda x: x.seed)
         assert r.final == [x.final[summary.metric[key]] for x in finals]
-        assert r.tune_trials == plan.trials and r.steps_used == plan.steps(*SMALL_CELL)
+        assert r.tune_trials >= plan.trials_for(o) and r.steps_used == plan.steps(*SMALL_CELL)
         lo, hi = r.ci
         assert lo <= r.mean <= hi
-        assert len(r.steps_to_target) == len(r.time_to_target) == len(r.speedups) == plan.seeds
-    assert [s.value for s in summary.cells[key]["adamw"].speedups] == [1.0] * plan.seeds
+        assert len(r.steps_to_target) == len(r.time_to_target) == plan.seeds
+        assert r.speedup is not None
+    # the ladder: every rung on every final seed, its 1x rung being the final runs themselves
+    lad = summary.ladders[key]["adamw"]
+    assert lad.budgets == [plan.steps(*SMALL_CELL, f) for f in plan.ladder] and lad.seeds == [1, 2]
+    one = plan.ladder.index(1.0)
+    assert [row[one] for row in lad.values] == summary.cells[key]["adamw"].final
+    # AdamW's own speedup is computed against its ladder, not set to 1: at its own 1x rung the isotonic fit can
+    # only move the point if the ladder needed pooling there, and the CI (seed noise) always contains it
+    own = summary.cells[key]["adamw"].speedup
+    if lad.problem is None:
+        assert own.low.value <= own.point.value <= own.high.value
+        assert own.point.bound == "="
+        if lad.means == sorted(lad.means, reverse=True):  # already monotone: exactly the 1x rung
+            assert own.point.value == pytest.approx(1.0, rel=1e-9)
+    else:
+        assert own.refused == lad.problem
     rows = leaderboard_rows(summary)
-    assert [r["optimizer"] for r in rows] == sorted(plan.optimizers, key=lambda o: summary.cells[key][o].mean)
-    profile = summary.profile()
-    assert set(profile) == set(plan.optimizers) and all(0 <= v <= 1 for rho in profile.values() for v in rho)
+    assert [r["optimizer"] for r in rows] == sorted(plan.arms(), key=lambda o: summary.cells[key][o].mean)
+    for axis in ("steps", "time"):
+        profile = summary.profile(axis)
+        assert set(profile) == set(plan.arms()) and all(0 <= v <= 1 for rho in profile.values() for v in rho)
+
+
+def test_report_puts_the_verdict_first(finished_plan: Finished, tmp_path):
+    summary = summarize(Storage(finished_plan.url), finished_plan.plan.name)
+    text = write_html(summary, tmp_path / "r.html").read_text(encoding="utf-8")
+    order = [text.index(h) for h in ("<h2 id=\"verdict\">Verdict", "<h2>Leaderboard", "<h2>Curves",
+                                     "<h2>AdamW's budget ladder", "<h2>Tuning-noise floor")]
+    assert order == sorted(order)
+    assert "AdamW against its own ladder" in text
+    assert "on steps (hardware-independent)" in text or "steps to target (hardware-independent" in text
+    assert "wall time" in text
 
 
 def test_incomplete_plan_is_reported_as_missing(tmp_path):

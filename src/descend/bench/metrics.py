@@ -308,31 +308,37 @@ ALPHA_BOUNDS = (0.02, 4.0)
 
 
 def _fit_once(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
+    """Least squares for ``E + A·x^(−α)``: linear in (E, A) at fixed α, so α is profiled on a log grid (then a
+    finer one around the best) with E ≤ min(y) and A ≥ 0 enforced exactly — deterministic, no start point."""
     import numpy as np
-    from scipy.optimize import least_squares
 
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)
-    x0 = float(np.exp(np.mean(np.log(x))))  # fit in x / x0 for conditioning
-    u = x / x0
-    span = float(y.max() - y.min()) or abs(float(y.mean())) or 1.0
+    u = x / float(np.exp(np.mean(np.log(x))))  # conditioning: x / its geometric mean
 
-    def resid(p: Any) -> Any:
-        return (p[0] + p[1] * u ** (-p[2]) - y) / span
+    def solve(alphas: Any) -> tuple[Any, Any, Any, Any]:
+        z = u[None, :] ** (-alphas[:, None])  # (n_alpha, n_points)
+        zm, ym = z.mean(1), y.mean()
+        var = ((z - zm[:, None]) ** 2).sum(1)
+        A = np.where(var > 0, ((z - zm[:, None]) * (y - ym)).sum(1) / np.maximum(var, 1e-300), 0.0)
+        A = np.maximum(A, 0.0)
+        E = ym - A * zm
+        over = E > y.min()  # the asymptote may not lie above the data: E = min(y), refit A >= 0
+        if over.any():
+            E = np.where(over, y.min(), E)
+            A_fix = np.maximum(((y - y.min())[None, :] * z).sum(1) / (z**2).sum(1), 0.0)
+            A = np.where(over, A_fix, A)
+        sse = ((E[:, None] + A[:, None] * z - y) ** 2).sum(1)
+        return E, A, sse, alphas
 
-    best = None
-    for a0 in (0.3, 1.0, 2.0):
-        e0 = float(y.min()) - 0.5 * span
-        guess = [e0, max(float(y.max()) - e0, 1e-12), a0]
-        lo = [-np.inf, 0.0, ALPHA_BOUNDS[0]]
-        hi = [float(y.min()), np.inf, ALPHA_BOUNDS[1]]
-        guess[0] = min(guess[0], hi[0])
-        sol = least_squares(resid, guess, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=2000)
-        if best is None or sol.cost < best.cost:
-            best = sol
-    assert best is not None
-    E, A_u, alpha = (float(v) for v in best.x)
-    return E, A_u * x0**alpha, alpha
+    lo, hi = math.log(ALPHA_BOUNDS[0]), math.log(ALPHA_BOUNDS[1])
+    E, A, sse, al = solve(np.exp(np.linspace(lo, hi, 161)))
+    k = int(np.argmin(sse))
+    step = (hi - lo) / 160
+    E, A, sse, al = solve(np.exp(np.clip(math.log(al[k]) + np.linspace(-step, step, 81), lo, hi)))
+    k = int(np.argmin(sse))
+    x0 = float(np.exp(np.mean(np.log(x))))
+    return float(E[k]), float(A[k]) * x0 ** float(al[k]), float(al[k])
 
 
 def fit_power_law(xs: Sequence[float], per_seed: Sequence[Sequence[float]], *, level: float = 0.95,

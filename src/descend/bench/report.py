@@ -627,8 +627,8 @@ figure{{display:inline-block;margin:6px}}figcaption{{font-size:12px;color:#444}}
 <p>Geometric mean of speedups over workloads: {esc("; ".join(gm)) or "–"}.
 Read: "X reaches AdamW's final value S× [lo, hi] faster" means AdamW, rerun with its tuned configuration and its own
 full schedule, needs S × the budget X used to end as well as X ends (95 % bootstrap CI over seeds).
-"&gt;4×" / "&lt;0.25×" are bounds: outside AdamW's ladder. "Within tuning noise" means the speedup's CI overlaps the band that a second,
-independent tuning of AdamW itself lands in.</p>
+"&gt;4×" / "&lt;0.25×" are bounds: outside AdamW's ladder. "Within tuning noise" means the speedup's CI
+overlaps the band that a second, independent tuning of AdamW itself lands in.</p>
 <h2>Leaderboard</h2>
 <table><tr><th>workload</th><th>optimizer</th><th>final (mean [95 % CI])</th><th>speedup vs AdamW ladder</th>
 <th>steps to target (median, reached)</th><th>time to target (s)</th><th>tuning trials</th><th>tuned
