@@ -323,7 +323,7 @@ def _fit_once(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, f
         A = np.where(var > 0, ((z - zm[:, None]) * (y - ym)).sum(1) / np.maximum(var, 1e-300), 0.0)
         A = np.maximum(A, 0.0)
         E = ym - A * zm
-        over = E > y.min()  # the asymptote may not lie above the data: E = min(y), refit A >= 0
+        over = y.min() < E  # the asymptote may not lie above the data: E = min(y), refit A >= 0
         if over.any():
             E = np.where(over, y.min(), E)
             A_fix = np.maximum(((y - y.min())[None, :] * z).sum(1) / (z**2).sum(1), 0.0)

@@ -597,9 +597,15 @@ def _default_trial(space: Mapping[str, Dimension], defaults: Mapping[str, Any]) 
         if isinstance(dim, Categorical):
             if v in dim.choices:
                 out[k] = repr(v)
-        else:
-            out[k] = v
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            # Optuna cannot store 0 on a log scale: it sees the range's low end, the trial runs the default itself
+            out[k] = dim.low if getattr(dim, "log", False) and v <= 0 else v
     return out
+
+
+def _exact_defaults(space: Mapping[str, Dimension], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: defaults[k] for k in space if k in defaults
+            and (not isinstance(space[k], Categorical) or defaults[k] in space[k].choices)}
 
 
 def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable[[int], None] | None = None,
@@ -641,6 +647,7 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
         if done + running >= plan.trials_for(item.optimizer, item.round):
             return None
         asked = len(study.get_trials(deepcopy=False))
+        default_trial = False
         if plan.sampler == "cd":
             hist = [(_normalize(p), v) for p, v in _cd_history(storage, plan, item)]
             nxt = cd_next(space, _cd_start(plan, storage, item), hist)
@@ -651,12 +658,15 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
         elif asked == 0 and item.round == 0:
             # trial 0 is the documented default (a default outside the range is still evaluated as is)
             study.enqueue_trial(_default_trial(space, spec.defaults), skip_if_exists=False)
+            default_trial = True
         study.sampler = _sampler(plan, item.cell, asked, item.round)
         trial = study.ask()
         trial.set_user_attr("owner", owner_id())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Fixed parameter", category=UserWarning)
         hp = {**suggest(trial, space)}
+    if default_trial and trial.number == 0:
+        hp.update(_exact_defaults(space, spec.defaults))
     steps = plan.tune_steps(w, s, arm.factor)
     try:
         res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
