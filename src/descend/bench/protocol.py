@@ -26,7 +26,8 @@ idempotent: a finished trial is stored once (see :mod:`.storage`) and never reru
 it, and several workers can share one database.
 
 **Data-constrained mode** (``mode="data-constrained"``, after Kim et al. 2025): the data are fixed (use a small
-workload such as MNIST-1D at 4000 samples), the weight-decay range reaches 30 × its default, and tuning selects,
+workload such as MNIST-1D at 4000 samples), the weight-decay range reaches 30 × the usual value (0.1, or the
+default when larger), and tuning selects,
 among the trials whose validation curve is monotone (no over-fitting), the lowest final value; the report fits
 the ladder's asymptote.
 """
@@ -180,7 +181,7 @@ class Plan:
         space = dict(spec.search_space)
         wd = space.get("weight_decay")
         if self.mode == "data-constrained" and isinstance(wd, FloatRange):
-            usual = spec.defaults.get("weight_decay") or wd.high / 3
+            usual = max(float(spec.defaults.get("weight_decay") or 0.0), 0.1)  # Kim et al.: the usual 0.1
             space["weight_decay"] = FloatRange(wd.low, max(wd.high, DATA_CONSTRAINED_WD * float(usual)), log=wd.log)
         return space
 
