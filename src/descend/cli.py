@@ -134,6 +134,14 @@ def run(
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = Path(
         "bench-report.html"),
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    ladder: Annotated[str, typer.Option(help="AdamW budget ladder, factors of T (comma-separated; must include 1)")
+                      ] = "0.25,0.5,1,2,4",
+    ladder_retune: Annotated[bool, typer.Option(help="tune AdamW anew at every rung (costs a tuning per rung)")
+                             ] = False,
+    noise_floor: Annotated[bool, typer.Option(help="tune AdamW a second time to measure the tuning noise")] = True,
+    trial_scaling: Annotated[str, typer.Option(help="dim (trials grow with the search-space dimension) | fixed")
+                             ] = "dim",
+    mode: Annotated[str, typer.Option(help="standard | data-constrained")] = "standard",
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     from .bench.protocol import Plan
@@ -144,9 +152,14 @@ def run(
     plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
     try:
         cells = _parse_cells(suite, workloads)  # an unknown workload is a KeyError: a clean exit 2, no traceback
+        try:
+            factors = tuple(float(f) for f in ladder.split(",") if f.strip())
+        except ValueError as exc:
+            raise ValueError(f"--ladder must be comma-separated numbers, got {ladder!r}") from exc
         plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
-                    workload_imports=imports)
+                    workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
+                    trial_scaling=trial_scaling, mode=mode)
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:
