@@ -352,9 +352,10 @@ def test_trials_grow_with_the_search_space_dimension():
     assert {fixed.trials_for(o) for o in plan.optimizers} == {6}
 
 
-def test_a_best_value_at_a_range_edge_widens_the_range_and_retunes(tmp_path):
+@pytest.mark.parametrize("sampler", ["tpe", "cd"])
+def test_a_best_value_at_a_range_edge_widens_the_range_and_retunes(tmp_path, sampler):
     plan = Plan(name="edge", cells=(("matrix_sensing", "s"),), optimizers=("adamw",), trials=6, seeds=1,
-                budget_scale=0.05, ladder=(), noise_floor=False, widen=1)
+                budget_scale=0.05, ladder=(), noise_floor=False, widen=1, sampler=sampler)
 
     def run(workload, scale, optimizer, hp, seed, steps, **kwargs):  # best lr = 0.3, far above the range's 3e-2
         return _fake_result((math.log10(hp["lr"]) - math.log10(0.3)) ** 2, steps)
@@ -365,7 +366,8 @@ def test_a_best_value_at_a_range_edge_widens_the_range_and_retunes(tmp_path):
     first = [r for r in tune if r.trial_number < 100_000]
     second = [r for r in tune if r.trial_number >= 100_000]
     assert len(first) == 6 and len(second) == plan.trials_for("adamw", 1) == 3
-    assert max(r.hyperparameters["lr"] for r in first) <= 3e-2
+    assert max(r.hyperparameters["lr"] for r in first) <= 3e-2 * (1 + 1e-12)
+    assert max(r.hyperparameters["lr"] for r in second) > 3e-2  # the widened round explores past the old edge
     # the widened upper edge: 3e-2 * sqrt(3e-2 / 1e-4) (half the log width)
     hi = 3e-2 * math.sqrt(3e-2 / 1e-4)
     assert all(1e-4 <= r.hyperparameters["lr"] <= hi * (1 + 1e-12) for r in second)

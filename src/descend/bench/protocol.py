@@ -294,9 +294,9 @@ def cd_next(space: Mapping[str, Dimension], defaults: Mapping[str, Any],
             history: list[tuple[dict[str, Any], float]]) -> dict[str, Any] | None:
     """Next configuration of a coordinate-descent grid sweep, or ``None`` once no single change improves.
 
-    Deterministic given the history: start at the defaults (snapped to each grid), then for each
-    hyperparameter in name order try every other grid value, move to the best; repeat sweeps until a full
-    sweep does not move.
+    Deterministic given the history: start at the defaults (added to each numeric grid when inside the range,
+    else snapped to it), then for each hyperparameter (``lr`` first, then in name order) try every other grid
+    value, move to the best; repeat sweeps until a full sweep does not move.
     """
     seen = {_key(p): v for p, v in history}
     grids = {k: _grid(space[k]) for k in sorted(space)}
@@ -317,9 +317,10 @@ def cd_next(space: Mapping[str, Dimension], defaults: Mapping[str, Any],
     center = {k: snap(k, defaults.get(k, grids[k][len(grids[k]) // 2])) for k in grids}
     if _key(center) not in seen:
         return center
+    order = sorted(grids, key=lambda k: (k != "lr", k))  # the learning rate first: it matters most
     for _ in range(100):
         moved = False
-        for k in grids:
+        for k in order:
             for v in grids[k]:
                 cand = {**center, k: v}
                 if _key(cand) not in seen:
@@ -563,7 +564,9 @@ def _tuning_state(storage: Storage, plan: Plan, base: WorkItem) -> WorkItem | st
 
 
 def _cd_history(storage: Storage, plan: Plan, item: WorkItem) -> list[tuple[dict[str, Any], float]]:
-    return [(r.hyperparameters, _value(plan, r, item.workload)) for r in _tune_rows(storage, plan, item, item.round)]
+    """Every trial of the cell up to ``item.round`` (a widened round does not re-evaluate what it knows)."""
+    rows = [r for r in _tune_rows(storage, plan, item) if r.trial_number // ROUND_STRIDE <= item.round]
+    return [(r.hyperparameters, _value(plan, r, item.workload)) for r in rows]
 
 
 def _normalize(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -412,6 +412,13 @@ def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
                             fontsize=9, fontweight="bold")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_yscale("log", base=2)
+    ticks = [2.0**k for k in range(-4, 5)]
+    lo = min([b.get_height() for b in ax.patches if b.get_height() > 0] + [1.0])
+    hi = max([b.get_height() for b in ax.patches] + [1.0])
+    ax.set_ylim(lo / 1.6, hi * 1.6)
+    ax.set_yticks([t for t in ticks if lo / 1.6 <= t <= hi * 1.6])
+    ax.set_yticklabels([f"{t:g}×" for t in ticks if lo / 1.6 <= t <= hi * 1.6])
+    ax.minorticks_off()
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels(cells, rotation=20, fontsize=7, ha="right")
     ax.set_ylabel("speedup over tuned AdamW (ladder)")
@@ -450,6 +457,10 @@ def _ladder_figure(summary: Summary, cell: str, colors: dict[str, Any]) -> str:
             ax.plot([x], [r.mean], marker={"=": "*", ">": ">", "<": "<"}.get(r.speedup.point.bound, "x"), color=c,
                     ms=10, label=f"{o}: {r.speedup}")
     ax.set_xscale("log")
+    if base is not None:
+        ax.set_xticks(base.budgets)
+        ax.set_xticklabels([str(b) for b in base.budgets])
+        ax.minorticks_off()
     ax.set_xlabel("AdamW budget (steps; each rung a full run with its own schedule)")
     ax.set_ylabel(summary.metric[cell])
     ax.set_title(f"{cell}: AdamW budget ladder", fontsize=10)
