@@ -142,6 +142,8 @@ def run(
     trial_scaling: Annotated[str, typer.Option(help="dim (trials grow with the search-space dimension) | fixed")
                              ] = "dim",
     mode: Annotated[str, typer.Option(help="standard | data-constrained")] = "standard",
+    widen: Annotated[int, typer.Option(min=0, help="rounds of range widening when a best value sits on an edge")
+                     ] = 1,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     from .bench.protocol import Plan
@@ -159,7 +161,7 @@ def run(
         plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
-                    trial_scaling=trial_scaling, mode=mode)
+                    trial_scaling=trial_scaling, mode=mode, widen=widen)
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:
