@@ -607,6 +607,20 @@ def write_html(summary: Summary, path: str | Path) -> Path:
             fits.append(f"<tr><td>{esc(cell)}</td><td>{esc(arm)} (budget)</td><td>{_fmt(f.E)} [{_fmt(f.E_ci[0])}, "
                         f"{_fmt(f.E_ci[1])}]</td><td>{_fmt(f.alpha, 3)} [{_fmt(f.alpha_ci[0], 3)}, "
                         f"{_fmt(f.alpha_ci[1], 3)}]</td><td>{esc('; '.join(f.problems) or 'ok')}</td></tr>")
+    for cell, lads in summary.ladders.items():
+        lad = lads.get(summary.baseline or "")
+        if lad is None or lad.fit is None or not math.isfinite(lad.fit.E):
+            continue
+        for o, r in summary.cells.get(cell, {}).items():
+            if o == summary.baseline or not all(math.isfinite(v) for v in r.final):
+                continue
+            mult = metrics.data_efficiency(lad.fit, r.mean, r.steps_used)
+            beyond = mult * r.steps_used > lad.budgets[-1] or mult * r.steps_used < lad.budgets[0]
+            fits.append(f"<tr><td>{esc(cell)}</td><td>{esc(o)}: data efficiency from AdamW's fitted law</td>"
+                        f"<td colspan=2>{_fmt(mult, 3)}× the budget" + (" (extrapolated beyond the ladder)" if beyond
+                                                                         else "") +
+                        "</td><td>point value; the interpolated ladder speedup above carries the CI" +
+                        ("; the fit is unreliable" if not lad.fit.reliable else "") + "</td></tr>")
     for w, by_arm in summary.size_fits.items():
         for arm, f in by_arm.items():
             fits.append(f"<tr><td>{esc(w)}</td><td>{esc(arm)} (model size)</td><td>{_fmt(f.E)} [{_fmt(f.E_ci[0])}, "
