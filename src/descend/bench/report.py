@@ -584,7 +584,10 @@ def write_html(summary: Summary, path: str | Path) -> Path:
     for arm in names:
         g = summary.geometric_mean_speedup(arm)
         if g is not None and "@" not in arm:
-            gm.append(f"{esc(arm)}: {esc(str(g))}")
+            res = [c[arm] for c in summary.cells.values() if arm in c and c[arm].speedup is not None]
+            refused = sum(bool(r.speedup and r.speedup.refused) for r in res)
+            gm.append(f"{esc(arm)}: {esc(str(g))} over {len(res) - refused} workload(s)"
+                      + (f", {refused} refused (left out)" if refused else ""))
     noise = []
     for cell, res in summary.cells.items():
         a, b = res.get(summary.baseline or ""), res.get(f"{summary.baseline}#2")
