@@ -182,8 +182,9 @@ def ladder_problem(budgets: Sequence[float], values: Sequence[Sequence[float]]) 
                     f"{_g(budgets[i])}-step runs ({_g(means[i])}); a longer run over-fits or the tuned configuration "
                     "does not transfer across budgets")
     if means[0] - means[-1] <= noise(0, len(budgets) - 1):
-        return (f"flat: AdamW ends at {_g(means[0])} after {_g(budgets[0])} steps and {_g(means[-1])} after "
-                f"{_g(budgets[-1])}, equal within noise, so the budget it needs is undefined")
+        return (f"flat or unresolved: AdamW ends at {_g(means[0])} after {_g(budgets[0])} steps and {_g(means[-1])} "
+                f"after {_g(budgets[-1])}, a difference within twice its seed noise, so the budget it needs is "
+                "undefined (more seeds would resolve a real slope)")
     return None
 
 

@@ -652,7 +652,7 @@ figure{{display:inline-block;margin:6px}}figcaption{{font-size:12px;color:#444}}
 {missing}
 <h2 id="verdict">Verdict</h2>
 <ul id="verdict">{verdict or "<li>No finished cell yet.</li>"}</ul>
-<p>Geometric mean of speedups over workloads: {esc("; ".join(gm)) or "–"}.
+<p>Geometric mean of speedups over workloads: {"; ".join(gm) or "–"}.
 Read: "X reaches AdamW's final value S× [lo, hi] faster" means AdamW, rerun with its tuned configuration and its own
 full schedule, needs S × the budget X used to end as well as X ends (95 % bootstrap CI over seeds).
 "&gt;4×" / "&lt;0.25×" are bounds: outside AdamW's ladder. "Within tuning noise" means the speedup's CI
