@@ -529,7 +529,7 @@ def pending_work(storage: Storage, plan: Plan, finished: set[str] | None = None)
             if finished is not None and base.cell in finished:
                 continue
             if finished is None or f"{base.cell}/tune" not in finished:
-                state = _tuning_state(storage, plan, base)
+                state = _tuning_state(storage, plan, base, finished)
                 if isinstance(state, WorkItem):
                     yield state
                     continue
@@ -547,9 +547,13 @@ def pending_work(storage: Storage, plan: Plan, finished: set[str] | None = None)
             yield from todo
 
 
-def _tuning_state(storage: Storage, plan: Plan, base: WorkItem) -> WorkItem | str:
-    """The next tuning item of a cell, ``"busy"`` (others hold the rest), or ``"done"``."""
+def _tuning_state(storage: Storage, plan: Plan, base: WorkItem, finished: set[str] | None = None) -> WorkItem | str:
+    """The next tuning item of a cell, ``"busy"`` (others hold the rest), or ``"done"`` (finished rounds are
+    cached in ``finished`` as ``cell/tune/r``)."""
     for r in range(plan.widen + 1):
+        key = f"{base.cell}/tune/{r}"
+        if finished is not None and key in finished:
+            continue
         item = WorkItem(base.workload, base.scale, base.optimizer, "tune", base.seed, round=r)
         if r > 0 and tuning_space(storage, plan, item) is None:
             return "done"
@@ -560,6 +564,8 @@ def _tuning_state(storage: Storage, plan: Plan, base: WorkItem) -> WorkItem | st
             return item
         if done < n and not converged:
             return "busy"
+        if finished is not None:
+            finished.add(key)
     return "done"
 
 
