@@ -253,3 +253,10 @@ def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
         metrics.bootstrap_ci([])
     with pytest.raises(ValueError):
         metrics.bootstrap_ci(values, level=1.0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(metrics)
+    assert result.attempted > 0 and result.failed == 0
