@@ -177,7 +177,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 
     from .bench.executors import drain
 
-    total = len(plan.cells) * len(plan.optimizers) * (plan.trials + plan.seeds)
+    total = plan.total_work()
     done_before = len(storage.runs(plan=plan.name))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
@@ -187,7 +187,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 
     def on_event(kind: str, item: Any, row: Any) -> None:
         if kind == "start":
-            steps = plan.steps(item.workload, item.scale) if item.phase == "final" else \
+            steps = plan.steps(item.workload, item.scale) if item.phase != "tune" else \
                 plan.tune_steps(item.workload, item.scale)
             progress.reset(steps_task, total=steps, description=f"{item.cell} {item.phase} seed {item.seed}")
         elif kind == "done":
@@ -236,6 +236,16 @@ def run(
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = Path(
         "bench-report.html"),
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    ladder: Annotated[str, typer.Option(help="AdamW budget ladder, factors of T (comma-separated; must include 1)")
+                      ] = "0.25,0.5,1,2,4",
+    ladder_retune: Annotated[bool, typer.Option(help="tune AdamW anew at every rung (costs a tuning per rung)")
+                             ] = False,
+    noise_floor: Annotated[bool, typer.Option(help="tune AdamW a second time to measure the tuning noise")] = True,
+    trial_scaling: Annotated[str, typer.Option(help="dim (trials grow with the search-space dimension) | fixed")
+                             ] = "dim",
+    mode: Annotated[str, typer.Option(help="standard | data-constrained")] = "standard",
+    widen: Annotated[int, typer.Option(min=0, help="rounds of range widening when a best value sits on an edge")
+                     ] = 1,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
@@ -254,9 +264,14 @@ def run(
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
         plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
         cells, imports = _parse_cells(suite, workloads)
+        try:
+            factors = tuple(float(f) for f in ladder.split(",") if f.strip())
+        except ValueError as exc:
+            raise UserError(f"--ladder must be comma-separated numbers, got {ladder!r}") from exc
         plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
-                    workload_imports=imports)
+                    workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
+                    trial_scaling=trial_scaling, mode=mode, widen=widen)
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:  # UserError, bad options, a bad database: exit 2

@@ -38,6 +38,7 @@ def test_ray_executor_runs_two_trials_at_once(tmp_path, descend_cache, executor)
     warm(descend_cache, *SMALL_CELL)
     # two optimizers: drain keeps one tuning trial per cell in flight, so two cells' trials run side by side
     plan = Plan(name="ray", cells=(SMALL_CELL,), optimizers=("adamw", "nadamw"), trials=1, seeds=1,
+                ladder=(), noise_floor=False, widen=0,
                 budget_scale=0.05, evaluations=4)
     storage = Storage(str(tmp_path / "ray.db"))
     storage.save_plan(plan.name, plan.to_dict())

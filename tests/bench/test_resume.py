@@ -43,7 +43,8 @@ def _count(db: Path, mid_trial: bool = False) -> int:
 def _command(db: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "descend.cli", "bench", "run", "--workloads", ":".join(SMALL_CELL),
             "--optimizers", "adamw", "--trials", str(TRIALS), "--seeds", str(SEEDS), "--budget-scale", "0.1",
-            "--storage", str(db), "--name", "resume", "--report", str(out), "--quiet"]
+            "--storage", str(db), "--name", "resume", "--report", str(out), "--quiet",
+            "--widen", "0", "--no-noise-floor", "--ladder", "1"]  # the tuning core only: TOTAL stays exact
 
 
 def _results(storage: Storage) -> dict[tuple[str, str, int], list[tuple]]:
@@ -143,6 +144,7 @@ def _dead_owner() -> str:
 
 def _tiny(name: str) -> Plan:
     return Plan(name=name, cells=(("matrix_sensing", "s"),), optimizers=("adamw",), trials=2, seeds=1,
+                ladder=(), noise_floor=False, widen=0,
                 budget_scale=0.1)
 
 
