@@ -263,7 +263,8 @@ def test_top_level_plugin_module_is_accepted(runner, tmp_path, monkeypatch):
     db = str(tmp_path / "b.db")
     result = runner.invoke(app, ["bench", "run", "--workloads", "my_toplevel_wl:MyWorkload:s", "--optimizers",
                                  "adamw", "--trials", "1", "--seeds", "1", "--budget-scale", "0.02", "--storage",
-                                 db, "--name", "plug", "--quiet", "--report", str(tmp_path / "r.html")])
+                                 db, "--name", "plug", "--quiet", "--report", str(tmp_path / "r.html"),
+                                 "--ladder", "1", "--no-noise-floor", "--widen", "0"])  # 1 tuning + 1 final
     assert result.exit_code == 0, _output(result)
     assert "2 trials run" in result.output
     for command in (["worker"], ["report", "--out", str(tmp_path / "r2.html")]):
