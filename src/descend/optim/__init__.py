@@ -15,6 +15,7 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
 from .adabelief import AdaBelief
 from .agd import AcceleratedSGD
+from .cautious import CAdamW, CLion, cautious
 from .frugal import FRUGAL, frugal_param_groups
 from .linesearch import SLS, LayerwiseAdamSLS, SaLSA
 from .lion import Lion
@@ -44,6 +45,8 @@ __all__ = [
     "SOAP",
     "AcceleratedSGD",
     "AdaBelief",
+    "CAdamW",
+    "CLion",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
@@ -57,6 +60,7 @@ __all__ = [
     "Shampoo",
     "SophiaG",
     "available",
+    "cautious",
     "create",
     "frugal_param_groups",
     "get",
