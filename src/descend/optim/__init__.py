@@ -19,6 +19,7 @@ from .cautious import CAdamW, CLion, cautious
 from .frugal import FRUGAL, frugal_param_groups
 from .linesearch import SLS, LayerwiseAdamSLS, SaLSA
 from .lion import Lion
+from .mars import MARS
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
 from .muon import Muon, muon_param_groups
@@ -40,6 +41,7 @@ from .sophia import SophiaG, gnb_hessian_update
 
 __all__ = [
     "FRUGAL",
+    "MARS",
     "MFAC",
     "SLS",
     "SOAP",
