@@ -35,6 +35,7 @@ from .registry import (
     register,
     spec_for_fixture,
 )
+from .scion import Scion
 from .shampoo import Shampoo
 from .soap import SOAP
 from .sophia import SophiaG, gnb_hessian_update
@@ -59,6 +60,7 @@ __all__ = [
     "Muon",
     "OptimizerSpec",
     "SaLSA",
+    "Scion",
     "Shampoo",
     "SophiaG",
     "available",
