@@ -123,3 +123,10 @@ def test_c_adamw_state_is_lazy_and_all_tensors() -> None:
     for st in opt.state.values():
         assert set(st) == {"step", "exp_avg", "exp_avg_sq"}
         assert all(isinstance(v, torch.Tensor) for v in st.values())
+
+
+def test_refused_group_is_not_kept() -> None:
+    opt = CAdamW(_params())
+    with pytest.raises(ValueError, match="eps"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))], "eps": -1.0})
+    assert len(opt.param_groups) == 1

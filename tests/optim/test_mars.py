@@ -124,3 +124,10 @@ def test_vectors_take_adamw_with_the_1d_hyperparameters_and_follow_the_schedule(
 def test_validation_names_the_argument(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         MARS([_param(2, 2)], **kwargs)
+
+
+def test_refused_group_is_not_kept() -> None:
+    opt = MARS([_param(2, 2)])
+    with pytest.raises(ValueError, match="gamma"):
+        opt.add_param_group({"params": [_param(3, 3)], "gamma": -1.0})
+    assert len(opt.param_groups) == 1

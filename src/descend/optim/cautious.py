@@ -105,7 +105,11 @@ class CAdamW(KeepsStateDtypes):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        _check_group(self.param_groups[-1])
+        try:
+            _check_group(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -176,6 +180,7 @@ def cautious(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
             super().add_param_group(param_group)
             group = self.param_groups[-1]
             if "lr_init" in group:  # Lion's decoupled_weight_decay=True: W *= 1 - lr * wd / lr_init
+                self.param_groups.pop()
                 raise ValueError("decoupled_weight_decay must be False in a cautious Lion "
                                  "(its decay is taken out of the base step as W *= 1 - lr * weight_decay)")
 

@@ -120,7 +120,11 @@ class MARS(KeepsStateDtypes):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_group(group)
+        try:
+            _check_group(group)
+        except ValueError:
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
         group.setdefault("lr_init", float(group["lr"]))
 
     @torch.no_grad()

@@ -153,8 +153,12 @@ class Scion(KeepsStateDtypes):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        group["norm_kwargs"] = dict(group["norm_kwargs"] or {})
-        _check_group(group, group["params"])
+        try:
+            group["norm_kwargs"] = dict(group["norm_kwargs"] or {})
+            _check_group(group, group["params"])
+        except (TypeError, ValueError):
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
