@@ -120,3 +120,42 @@ def test_bfloat16_newton_schulz_default_is_close_to_float64() -> None:
     fast, exact = lmo("Spectral", g), lmo("Spectral", g.double(), ns_dtype=F64)
     assert fast.dtype == torch.float32
     assert float((fast.double() - exact).norm() / exact.norm()) < 0.05
+
+
+class _TinyLM(torch.nn.Module):
+    def __init__(self, tied: bool) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(11, 4)
+        self.hidden = torch.nn.Linear(4, 4)
+        self.lm_head = torch.nn.Linear(4, 11, bias=False)
+        if tied:
+            self.lm_head.weight = self.embed.weight  # type: ignore[assignment]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(torch.relu(self.hidden(self.embed(x))))
+
+
+def test_param_groups_follow_the_layer_roles() -> None:
+    from descend.optim import scion_param_groups
+
+    m = _TinyLM(tied=False)
+    groups = {g["name"]: g for g in scion_param_groups(m, scale=2.0)}
+    assert [p is m.lm_head.weight for p in groups["head"]["params"]] == [True]
+    assert groups["head"]["norm"] == "Sign" and groups["head"]["scale"] == 120.0
+    assert groups["embedding"]["params"][0] is m.embed.weight and groups["embedding"]["norm_kwargs"]["transpose"]
+    assert {id(p) for p in groups["auto"]["params"]} == {id(m.hidden.weight), id(m.hidden.bias)}
+    tied = {g["name"]: g for g in scion_param_groups(_TinyLM(tied=True))}
+    assert set(tied) == {"head", "auto"}  # the tied weight is the head's (Sign), as in the nanoGPT setting
+    opt = Scion(scion_param_groups(m), lr=1e-3, momentum=0.1)  # every group is valid for its shapes
+    m(torch.tensor([1, 2, 3])).sum().backward()
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_ns_dtype_by_name_is_the_dtype() -> None:
+    a, b = torch.nn.Parameter(_t(4, 3)), torch.nn.Parameter(_t(4, 3))
+    oa, ob = Scion([a], ns_dtype="float64"), Scion([b], ns_dtype=F64)
+    a.grad, b.grad = _t(4, 3, seed=1), _t(4, 3, seed=1)
+    oa.step()
+    ob.step()
+    assert torch.equal(a, b)

@@ -35,7 +35,7 @@ from .registry import (
     register,
     spec_for_fixture,
 )
-from .scion import Scion
+from .scion import Scion, scion_param_groups
 from .shampoo import Shampoo
 from .soap import SOAP
 from .sophia import SophiaG, gnb_hessian_update
@@ -73,5 +73,6 @@ __all__ = [
     "muon_param_groups",
     "register",
     "schedules",
+    "scion_param_groups",
     "spec_for_fixture",
 ]

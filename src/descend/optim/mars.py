@@ -85,7 +85,7 @@ class MARS(KeepsStateDtypes):
         betas_1d: betas of the vectors' AdamW, in ``[0, 1)``.
         weight_decay_1d: weight decay of the vectors' AdamW, ``>= 0``.
         ns_dtype: dtype of the Newton-Schulz iteration (mars-shampoo): ``torch.bfloat16`` (the reference),
-            ``torch.float32`` or ``torch.float64``.
+            ``torch.float32`` or ``torch.float64``, or its name (``"float32"``: the registry default).
         ns_steps: Newton-Schulz iterations, ``>= 1``.
     """
 
@@ -198,7 +198,8 @@ def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group:
     elif kind == "mars-shampoo" and w.ndim >= 2:
         mat = m.reshape(m.shape[0], -1).mul(1.0 / (1.0 - beta1))
         factor = max(1.0, mat.shape[0] / mat.shape[1]) ** 0.5
-        ortho = newton_schulz(mat, int(group["ns_steps"]), dtype=group["ns_dtype"], normalization="keller",
+        ns_dtype = _NS_DTYPES.get(group["ns_dtype"], group["ns_dtype"])
+        ortho = newton_schulz(mat, int(group["ns_steps"]), dtype=ns_dtype, normalization="keller",
                               eps=eps).to(w.dtype).reshape(w.shape)
         w.add_(ortho.mul_(factor).add_(w, alpha=wd), alpha=-lr)
     else:  # mars-adamw, and the vectors of mars-shampoo with optimize_1d
@@ -230,7 +231,7 @@ def _check_group(group: Mapping[str, Any]) -> None:
     for key in ("amsgrad", "optimize_1d"):
         if not isinstance(group[key], bool):
             raise ValueError(f"{key} must be a bool, got {group[key]!r}")
-    check_choice("ns_dtype", group["ns_dtype"], tuple(_NS_DTYPES.values()))
+    check_choice("ns_dtype", group["ns_dtype"], (*_NS_DTYPES, *_NS_DTYPES.values()))
     steps = group["ns_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"ns_steps must be an integer >= 1, got {steps!r}")
@@ -253,7 +254,8 @@ register(OptimizerSpec(
           "Models, arXiv:2411.10438",
     reference="AGI-Arena/MARS@4831e28eba863a4e69d7e9474ff8e73bc1b410fe:MARS/optimizers/mars.py",
     defaults={"lr": 3e-3, "betas": (0.95, 0.99), "eps": 1e-8, "weight_decay": 0.0, "gamma": 0.025,
-              "mars_type": "mars-adamw", "lr_1d": 3e-3, "weight_decay_1d": 0.1},
+              "mars_type": "mars-adamw", "lr_1d": 3e-3, "weight_decay_1d": 0.1,
+              "ns_dtype": "float32"},  # mars-shampoo: float32 Newton-Schulz (bf16 matmuls are slow on CPUs)
     # Wen et al. 2025 (130M, 1x Chinchilla): lr 1.6e-2, betas (0.9, 0.95), gamma 0.025, eps 1e-25, wd 0.1
     search_space={
         "lr": FloatRange(3e-4, 3e-2, log=True),

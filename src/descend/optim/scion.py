@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from ._base import KeepsStateDtypes, begin_step
 from ._linalg import newton_schulz
@@ -61,7 +62,7 @@ from ._mixed_precision import state_dtype
 from ._validate import check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
-__all__ = ["NORMS", "Scion", "lmo"]
+__all__ = ["NORMS", "Scion", "lmo", "scion_param_groups"]
 
 _LMO_EPS = 1e-8
 _NS_EPS = 1e-7
@@ -130,7 +131,7 @@ class Scion(KeepsStateDtypes):
         scale: radius of the norm ball, ``>= 0`` (the step is ``lr·scale·lmo``).
         unconstrained: skip the ``W *= 1 - lr`` decay (uSCG).
         ns_dtype: dtype of the Newton-Schulz iteration: ``torch.bfloat16`` (the reference), ``float32``,
-            ``float64``.
+            ``float64``, or its name (``"float32"``; the registry default, bfloat16 matmuls being slow on CPUs).
     """
 
     def __init__(
@@ -143,7 +144,7 @@ class Scion(KeepsStateDtypes):
         scale: float = 1.0,
         unconstrained: bool = False,
         *,
-        ns_dtype: torch.dtype = torch.bfloat16,
+        ns_dtype: torch.dtype | str = torch.bfloat16,
     ) -> None:
         defaults = {"lr": lr, "momentum": momentum, "norm": norm, "norm_kwargs": dict(norm_kwargs or {}),
                     "scale": scale, "unconstrained": unconstrained, "ns_dtype": ns_dtype}
@@ -166,6 +167,7 @@ class Scion(KeepsStateDtypes):
         loss = begin_step(self, closure, "Scion")
         for group in self.param_groups:
             lr, momentum, scale = float(group["lr"]), float(group["momentum"]), float(group["scale"])
+            ns_dtype = _NS_DTYPES.get(group["ns_dtype"], group["ns_dtype"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -177,7 +179,7 @@ class Scion(KeepsStateDtypes):
                         state["momentum_buffer"] = torch.zeros_like(p, dtype=dtype,
                                                                     memory_format=torch.preserve_format)
                     g = state["momentum_buffer"].mul_(1.0 - momentum).add_(g, alpha=momentum)
-                update = lmo(group["norm"], g, group["norm_kwargs"], ns_dtype=group["ns_dtype"]).mul_(scale)
+                update = lmo(group["norm"], g, group["norm_kwargs"], ns_dtype=ns_dtype).mul_(scale)
                 w = p if p.dtype == dtype else p.to(dtype)
                 if not group["unconstrained"]:
                     w.mul_(1.0 - lr)
@@ -187,13 +189,69 @@ class Scion(KeepsStateDtypes):
         return loss
 
 
+_HEAD_NAMES = ("lm_head", "head", "classifier", "output_layer", "fc_out", "output_projection")
+
+
+def scion_param_groups(
+    model: nn.Module,
+    *,
+    scale: float = 50.0,
+    head_scale_ratio: float = 60.0,
+    embedding_types: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag),
+    head_names: Iterable[str] = _HEAD_NAMES,
+) -> list[dict[str, Any]]:
+    """Parameter groups for :class:`Scion` from a module, after the paper's per-layer norms.
+
+    Rules, in order (the first that applies wins):
+
+    1. A 2-D weight of a module whose own (last) name is one of ``head_names`` (``lm_head``, ``head``, ...),
+       including an embedding tied to it → ``Sign`` (normalised), radius ``scale · head_scale_ratio`` (the
+       reference README's nanoGPT setting: radii 50 and 3000).
+    2. A 2-D weight owned by an ``nn.Embedding``/``nn.EmbeddingBag`` (stored ``[vocab, dim]``) → ``ColNorm``
+       with ``transpose=True`` (each token's vector to unit RMS), radius ``scale``.
+    3. Everything else (hidden matrices, conv kernels, biases, gains) → ``Auto`` (Spectral / SpectralConv /
+       BiasRMS), radius ``scale``.
+
+    Returns up to three groups (empty ones omitted), each with a ``"name"``: ``"head"``, ``"embedding"``,
+    ``"auto"``.  Parameters with ``requires_grad=False`` are left out.
+    """
+    check_float("scale", scale, 0.0)
+    check_float("head_scale_ratio", head_scale_ratio, 0.0)
+    heads = set(head_names)
+    role: dict[int, str] = {}
+    for mod_name, module in model.named_modules():
+        last = mod_name.rsplit(".", 1)[-1]
+        for p in module.parameters(recurse=False):
+            if p.ndim == 2 and last in heads:
+                role[id(p)] = "head"  # a head claims a weight tied to an embedding
+            elif p.ndim == 2 and isinstance(module, embedding_types):
+                role.setdefault(id(p), "embedding")
+    buckets: dict[str, list[nn.Parameter]] = {"head": [], "embedding": [], "auto": []}
+    for p in model.parameters():
+        if p.requires_grad:
+            buckets[role.get(id(p), "auto")].append(p)
+    groups = [
+        {"name": "head", "params": buckets["head"], "norm": "Sign", "norm_kwargs": {},
+         "scale": scale * head_scale_ratio},
+        {"name": "embedding", "params": buckets["embedding"], "norm": "ColNorm", "norm_kwargs": {"transpose": True},
+         "scale": scale},
+        {"name": "auto", "params": buckets["auto"], "norm": "Auto", "norm_kwargs": {}, "scale": scale},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _module_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Registry hook: :func:`scion_param_groups` with the (tuned) radius ``scale``."""
+    return scion_param_groups(model, scale=float(hp["scale"]))
+
+
 def _check_group(group: Mapping[str, Any], params: Iterable[torch.Tensor]) -> None:
     check_float("lr", group["lr"], 0.0)
     check_float("momentum", group["momentum"], 0.0, 1.0, low_open=True)
     check_float("scale", group["scale"], 0.0)
     if not isinstance(group["unconstrained"], bool):
         raise ValueError(f"unconstrained must be a bool, got {group['unconstrained']!r}")
-    check_choice("ns_dtype", group["ns_dtype"], tuple(_NS_DTYPES.values()))
+    check_choice("ns_dtype", group["ns_dtype"], (*_NS_DTYPES, *_NS_DTYPES.values()))
     norm = check_choice("norm", group["norm"], tuple(NORMS))
     allowed, ndims = NORMS[norm]
     kw = group["norm_kwargs"]
@@ -227,7 +285,9 @@ register(OptimizerSpec(
     paper="Pethick, Xie, Antonakopoulos, Zhu, Silveti-Falls, Cevher 2025, Training Deep Learning Models with "
           "Norm-Constrained LMOs (ICML), arXiv:2502.07529",
     reference="LIONS-EPFL/scion@f58a393e010395a5913176be5673d8839caa6285:scion.py",
-    defaults={"lr": 1e-3, "momentum": 1.0, "scale": 1.0, "unconstrained": False},
+    # float32 Newton-Schulz in the registry (as Muon's): bfloat16 matmuls are slow on CPUs (Scion took 3.3x
+    # AdamW's train time on charlm_stdlib:s with bf16); the class default stays bfloat16 like the reference.
+    defaults={"lr": 1e-3, "momentum": 1.0, "scale": 1.0, "unconstrained": False, "ns_dtype": "float32"},
     # Wen et al. 2025 (130M, 1x Chinchilla): lr 1.6e-2, momentum 0.95 (= 0.05 here: the new gradient's
     # weight), linear decay; the paper's nanoGPT runs use lr 2^-12 with radii 50 (hidden) / 3000 (head)
     search_space={
@@ -237,6 +297,7 @@ register(OptimizerSpec(
         "unconstrained": Categorical((False, True)),
     },
     summary="momentum then a per-layer norm LMO step (spectral via Newton-Schulz, sign, row/column norms)",
+    module_groups=_module_groups,
     fixture_names=("scion",),
     from_fixture=_from_fixture,
     convergence={
