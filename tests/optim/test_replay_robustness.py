@@ -30,7 +30,7 @@ from ..conftest import BILEVEL_FIXTURES, FIXTURES, ROOT, fixture_files
 fixture_files()  # skips the module when the shared fixtures are absent
 OPEN = FIXTURES / "lion__defaults.json"  # open loop, three parameters (weight 4x6, bias 4, conv)
 CLOSED = FIXTURES / "salsa__logistic_use_mv.json"  # closed loop with per-step observables
-UNREGISTERED = FIXTURES / "mars__lion_wd.json"  # a well-formed fixture of an optimizer descend lacks
+UNREGISTERED = FIXTURES / "lion__defaults.json"  # renamed to an optimizer key nobody registers (see optimizer_run)
 BILEVEL = BILEVEL_FIXTURES / "stocbio__n30_kappa100_K60.json"
 BOME = BILEVEL_FIXTURES / "bome__coreset_eta0.1_k10_lr0.02.json"
 
@@ -213,6 +213,13 @@ def _write(src: Path, mutate: Mutation | _Text, dst: Path) -> None:
     dst.write_bytes(out if isinstance(out, bytes) else out.encode("utf-8"))
 
 
+def _unregistered(d: Path) -> Path:
+    """A well-formed fixture whose optimizer key no registered optimizer claims, written into ``d``."""
+    dst = d / "unregistered.json"
+    _write(UNREGISTERED, lambda fx: fx.update(optimizer="no_such_optimizer"), dst)
+    return dst
+
+
 def _run(module: str, files: list[Path], *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
@@ -239,7 +246,7 @@ def optimizer_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.
         files.append(d / f"{case}.json")
     fails = d / "wrong_values.json"
     _write(OPEN, _wrong_values, fails)
-    run = _run("descend.optim.replay", [*files, fails, OPEN, UNREGISTERED])
+    run = _run("descend.optim.replay", [*files, fails, OPEN, _unregistered(d)])
     return run, _rows(run.stdout)
 
 
@@ -257,7 +264,7 @@ def test_optimizer_replayer_reports_every_file_with_the_worst_status(optimizer_r
     assert len(rows) == len(OPTIMIZER_CASES) + 3
     assert re.search(r"\bFAIL \(first at step 1\)", rows["wrong_values.json"])
     assert rows[OPEN.name].endswith("ok")
-    assert "skipped: no registered optimizer for fixture optimizer 'mars'" in rows[UNREGISTERED.name]
+    assert "skipped: no registered optimizer for fixture optimizer 'no_such_optimizer'" in rows["unregistered.json"]
     assert run.stdout.splitlines()[-1] == (f"1 passed, 1 failed, {len(OPTIMIZER_CASES)} refused (not valid "
                                            "fixtures), 1 skipped (nothing registered replays them), 0 errors")
     assert run.returncode == 2
@@ -305,12 +312,13 @@ def test_exit_status_of_each_outcome(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([str(OPEN)]) == 0
     assert main([str(wrong)]) == 1
     assert main([str(refused)]) == 2
-    assert main([str(UNREGISTERED)]) == 0
+    unregistered = _unregistered(tmp_path)
+    assert main([str(unregistered)]) == 0
     assert "0 passed, 0 failed, 0 refused (not valid fixtures), 1 skipped" in capsys.readouterr().out
-    assert main(["--strict", str(UNREGISTERED)]) == 3
+    assert main(["--strict", str(unregistered)]) == 3
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "REFUSED: cannot read the file (No such file or directory)" in capsys.readouterr().out
-    assert main([str(wrong), str(OPEN), str(UNREGISTERED)]) == 1  # the worst status wins
+    assert main([str(wrong), str(OPEN), str(unregistered)]) == 1  # the worst status wins
 
 
 def test_a_replay_that_raises_is_one_error_line_and_the_others_still_run(

@@ -15,9 +15,11 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
 from .adabelief import AdaBelief
 from .agd import AcceleratedSGD
+from .cautious import CAdamW, CLion, cautious
 from .frugal import FRUGAL, frugal_param_groups
 from .linesearch import SLS, LayerwiseAdamSLS, SaLSA
 from .lion import Lion
+from .mars import MARS
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
 from .muon import Muon, muon_param_groups
@@ -34,17 +36,21 @@ from .registry import (
     spec_for_fixture,
 )
 from .roles import Role, param_roles
+from .scion import Scion, scion_param_groups
 from .shampoo import Shampoo, shampoo_param_groups
 from .soap import SOAP, soap_param_groups
 from .sophia import SophiaG, gnb_hessian_update
 
 __all__ = [
     "FRUGAL",
+    "MARS",
     "MFAC",
     "SLS",
     "SOAP",
     "AcceleratedSGD",
     "AdaBelief",
+    "CAdamW",
+    "CLion",
     "Categorical",
     "ConvergenceCheck",
     "FloatRange",
@@ -56,9 +62,11 @@ __all__ = [
     "OptimizerSpec",
     "Role",
     "SaLSA",
+    "Scion",
     "Shampoo",
     "SophiaG",
     "available",
+    "cautious",
     "create",
     "frugal_param_groups",
     "get",
@@ -68,6 +76,7 @@ __all__ = [
     "param_roles",
     "register",
     "schedules",
+    "scion_param_groups",
     "shampoo_param_groups",
     "soap_param_groups",
     "spec_for_fixture",

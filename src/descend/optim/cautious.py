@@ -1,0 +1,277 @@
+"""Cautious optimizers: C-AdamW, and a ``cautious(Base)`` wrapper for any optimizer (C-Lion, ...).
+
+Paper: Kaizhao Liang, Lizhang Chen, Bo Liu, Qiang Liu (2024), "Cautious Optimizers: Improving Training with
+One Line of Code", arXiv:2411.16085.
+
+Algorithm (paper, Algorithm 1 with the mask of Eq. (7) and its rescaling; per parameter tensor, ``u`` the
+base optimizer's update direction, ``g`` the current gradient)::
+
+    m    = 1[u ⊙ g > 0]                          # elementwise: keep coordinates where u agrees with g
+    u    = u ⊙ m / max(mean(m), 1e-3)            # rescale by the fraction kept (mean over the tensor)
+    W   <- W * (1 - lr * wd) - lr * u            # decoupled weight decay is not masked
+
+C-AdamW (the reference's ``AdamW``): ``m_t = β1 m + (1-β1) g``, ``v_t = β2 v + (1-β2) g²``, mask from the
+*updated* ``m_t`` and ``g_t``, ``u = m_t ⊙ mask / denom``.  The reference has two code paths that differ in
+where ``eps`` goes (both are reproduced, selected by ``foreach`` as in the reference):
+
+* ``foreach=False`` (transformers-AdamW style): ``W += -lr·wd·W``; ``denom = sqrt(v_t) + eps``; step size
+  ``lr·sqrt(1-β2^t)/(1-β1^t)`` (``lr`` when ``correct_bias=False``).
+* ``foreach=True`` (the reference default, torch.optim.AdamW style): ``denom = sqrt(v_t)/sqrt(1-β2^t) + eps``;
+  step size ``lr/(1-β1^t)``; ``correct_bias`` is ignored, as in the reference.
+
+Defaults (the reference's): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0, correct_bias=True,
+foreach=True``.
+
+:func:`cautious` wraps any ``torch.optim.Optimizer`` class: the base step runs with its ``weight_decay``
+set to 0, its update ``Δ = W_new - W_old`` is the direction ``-lr·u``, the mask is ``1[-Δ ⊙ g > 0]`` and the
+wrapper writes ``W_old·(1 - lr·wd) + Δ ⊙ m / max(mean(m), 1e-3)``.  For AdamW and Lion this is exactly the
+paper's C-AdamW / C-Lion (the sign of ``-Δ`` is the sign of ``u``; ``Δ`` is exact up to one rounding of
+``W``).  It costs one copy of the parameters per step; bases whose decay is not ``W *= 1 - lr·wd``
+(Lion's ``decoupled_weight_decay=True``) are refused.
+
+Reference: ``kyleliang919/C-Optim@2c0517c4db2e50b56d389ba4803eab1f4b3b8ae3:c_adamw.py`` (``AdamW``).
+Checked against its recorded trajectories (``c_adamw__*.json``: both code paths, small gradients where
+``eps`` dominates, weight decay, ``correct_bias=False``) with rtol 1e-10, atol 1e-12 in float64.  C-Lion is
+checked against a direct implementation of the rule above (tests/optim/test_cautious.py).
+
+Deviations from the reference:
+
+* The step counter is per parameter (a float64 tensor in the state; the foreach path of the reference keeps
+  it per group).  Identical unless parameters join a group midway.
+* The reference's foreach path builds ``lr``, betas and ``eps`` as default-dtype scalar tensors (float32
+  when the default dtype is float32); descend uses Python floats (float64 scalars).
+* ``no_deprecation_warning`` is accepted and ignored (it only silences a warning in the reference);
+  invalid values raise ``ValueError`` instead of the reference's checks, ``lr = 0`` is accepted.
+* No DTensor branch (the mask mean is per local tensor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+
+from ._base import KeepsStateDtypes, begin_step
+from ._validate import check_betas, check_float
+from .lion import Lion
+from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+
+__all__ = ["CAdamW", "CLion", "cautious", "cautious_scale"]
+
+#: floor of the mask mean in the rescaling (the reference's ``clamp(min=1e-3)``)
+MASK_MEAN_FLOOR = 1e-3
+
+
+def cautious_scale(u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``1[u ⊙ g > 0] / max(mean(1[u ⊙ g > 0]), 1e-3)``: the cautious mask, rescaled (a new tensor)."""
+    mask = (u * g > 0).to(u.dtype)
+    return mask.div_(mask.mean().clamp_(min=MASK_MEAN_FLOOR))
+
+
+class CAdamW(KeepsStateDtypes):
+    """C-AdamW (Liang et al. 2024): AdamW whose update keeps only the coordinates where momentum and gradient
+    agree in sign, rescaled by the fraction kept.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate, ``>= 0``.
+        betas: ``(beta1, beta2)`` in ``[0, 1)``.
+        eps: added to the denominator, ``>= 0`` (where: see ``foreach``).
+        weight_decay: decoupled weight decay, ``>= 0``.
+        correct_bias: bias correction of the loop path (``foreach=False``); ignored by the foreach path.
+        foreach: ``True`` (default) = the reference's foreach path (``eps`` after the ``sqrt(1-β2^t)``
+            correction), ``False`` = its per-parameter loop (``eps`` on the uncorrected ``sqrt(v)``).
+        no_deprecation_warning: accepted for compatibility with the reference, no effect.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        correct_bias: bool = True,
+        *,
+        foreach: bool = True,
+        no_deprecation_warning: bool = False,
+    ) -> None:
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "correct_bias": correct_bias, "foreach": foreach}
+        _check_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        try:
+            _check_group(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
+        loss = begin_step(self, closure, "CAdamW")
+        for group in self.param_groups:
+            lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+            beta1, beta2 = (float(b) for b in group["betas"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float64)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                c_adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], t=int(state["step"].item()),
+                               lr=lr, beta1=beta1, beta2=beta2, eps=eps, wd=wd,
+                               correct_bias=bool(group["correct_bias"]), foreach=bool(group["foreach"]))
+        return loss
+
+
+def c_adamw_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, t: int, lr: float,
+                   beta1: float, beta2: float, eps: float, wd: float, correct_bias: bool, foreach: bool) -> None:
+    """One C-AdamW step on one tensor, in place (``t`` = this step's 1-based count)."""
+    if wd != 0.0:
+        p.mul_(1.0 - lr * wd)
+    m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    bc1, bc2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
+    if foreach:
+        denom = v.sqrt().div_(math.sqrt(bc2)).add_(eps)
+        step_size = lr / bc1
+    else:
+        denom = v.sqrt().add_(eps)
+        step_size = lr * math.sqrt(bc2) / bc1 if correct_bias else lr
+    p.add_(m * cautious_scale(m, g) / denom, alpha=-step_size)
+
+
+def _check_group(group: Mapping[str, Any]) -> None:
+    check_float("lr", group["lr"], 0.0)
+    check_betas("betas", group["betas"])
+    check_float("eps", group["eps"], 0.0)
+    check_float("weight_decay", group["weight_decay"], 0.0)
+    for key in ("correct_bias", "foreach"):
+        if not isinstance(group[key], bool):
+            raise ValueError(f"{key} must be a bool, got {group[key]!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the generic wrapper
+
+
+def cautious(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """Return a subclass of ``base`` whose steps are cautious (see the module docstring).
+
+    ``base`` must update each parameter from its gradient and apply any weight decay as
+    ``W *= 1 - lr·weight_decay`` under the group keys ``"lr"`` and ``"weight_decay"`` (AdamW, Lion, ...).
+    """
+    if not (isinstance(base, type) and issubclass(base, torch.optim.Optimizer)):
+        raise ValueError(f"base must be a torch.optim.Optimizer subclass, got {base!r}")
+
+    class Cautious(base):  # type: ignore[valid-type, misc]
+        __doc__ = f"Cautious {base.__name__} (Liang et al. 2024): see :func:`descend.optim.cautious.cautious`."
+
+        def add_param_group(self, param_group: dict[str, Any]) -> None:
+            super().add_param_group(param_group)
+            group = self.param_groups[-1]
+            if "lr_init" in group:  # Lion's decoupled_weight_decay=True: W *= 1 - lr * wd / lr_init
+                self.param_groups.pop()
+                raise ValueError("decoupled_weight_decay must be False in a cautious Lion "
+                                 "(its decay is taken out of the base step as W *= 1 - lr * weight_decay)")
+
+        @torch.no_grad()
+        def step(self, closure: Callable[[], Any] | None = None) -> Any:
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            saved = [(group, group.get("weight_decay", 0.0)) for group in self.param_groups]
+            olds = [[p.detach().clone() if p.grad is not None else None for p in group["params"]]
+                    for group in self.param_groups]
+            for group, _ in saved:
+                if "weight_decay" in group:
+                    group["weight_decay"] = 0.0
+            try:
+                super().step()
+            finally:
+                for group, wd in saved:
+                    if "weight_decay" in group:
+                        group["weight_decay"] = wd
+            for (group, wd), old in zip(saved, olds, strict=True):
+                decay = 1.0 - float(group["lr"]) * float(wd)
+                for p, w0 in zip(group["params"], old, strict=True):
+                    if w0 is None or p.grad is None:
+                        continue
+                    delta = p.sub(w0)
+                    g = p.grad if p.grad.dtype == delta.dtype else p.grad.to(delta.dtype)
+                    delta.mul_(cautious_scale(delta.neg(), g))
+                    if decay != 1.0:
+                        w0.mul_(decay)
+                    p.copy_(w0.add_(delta))
+            return loss
+
+    Cautious.__name__ = Cautious.__qualname__ = f"Cautious{base.__name__}"
+    return Cautious
+
+
+CLion = cautious(Lion)
+CLion.__doc__ = """C-Lion (Liang et al. 2024): Lion whose sign update is masked where it disagrees with the gradient.
+
+Same arguments as :class:`descend.optim.Lion` (``decoupled_weight_decay`` must stay ``False``)."""
+
+
+def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> CAdamW:
+    hp = dict(fx["hyperparameters"])
+    hp["betas"] = tuple(hp["betas"])
+    return CAdamW([params[n] for n in fx["param_order"]], **hp)
+
+
+_PAPER = ("Liang, Chen, Liu, Liu 2024, Cautious Optimizers: Improving Training with One Line of Code, "
+          "arXiv:2411.16085")
+
+register(OptimizerSpec(
+    name="c_adamw",
+    factory=CAdamW,
+    paper=_PAPER,
+    reference="kyleliang919/C-Optim@2c0517c4db2e50b56d389ba4803eab1f4b3b8ae3:c_adamw.py",
+    # Wen et al. 2025 (130M, 1x Chinchilla): lr 8e-3, betas (0.95, 0.98), eps 1e-15, wd 0.1
+    search_space={
+        "lr": FloatRange(1e-4, 3e-2, log=True),
+        "betas": Categorical(((0.9, 0.98), (0.95, 0.98), (0.9, 0.95), (0.9, 0.999))),
+        "eps": Categorical((1e-15, 1e-10, 1e-8, 1e-6)),
+        "weight_decay": Categorical((0.0, 0.1, 0.2)),
+    },
+    summary="AdamW with the update masked where momentum and gradient disagree in sign (rescaled)",
+    elementwise=False,  # the rescaling uses the mask's mean over the whole tensor
+    fixture_names=("c_adamw",),
+    from_fixture=_from_fixture,
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),  # measured 8e-4
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,)},
+))
+
+register(OptimizerSpec(
+    name="c_lion",
+    factory=CLion,
+    paper=_PAPER,
+    reference="kyleliang919/C-Optim (C-Lion rule, checked against a direct implementation)",
+    # Wen et al. 2025 tuned Lion (130M): lr 2e-3, betas (0.9, 0.95), wd 0.7
+    search_space={
+        "lr": FloatRange(1e-5, 3e-3, log=True),
+        "betas": Categorical(((0.9, 0.99), (0.95, 0.98), (0.9, 0.95))),
+        "weight_decay": FloatRange(1e-3, 3.0, log=True),
+    },
+    summary="Lion with the sign update masked where it disagrees with the gradient (rescaled)",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.02}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.01}, steps=4000, schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.5, 0.99), (0.9, -0.1)), "weight_decay": (-0.1,)},
+))

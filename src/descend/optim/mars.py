@@ -1,0 +1,274 @@
+"""MARS: variance-reduced momentum for AdamW, Lion and Shampoo bases (approximate form).
+
+Paper: Huizhuo Yuan, Yifeng Liu, Shuang Wu, Xun Zhou, Quanquan Gu (2024), "MARS: Unleashing the Power of
+Variance Reduction for Training Large Models", arXiv:2411.10438.
+
+Algorithm (paper, Algorithm 1 with the approximation of Section 3 "MARS-approx" and the instantiations of
+Algorithms 2-4; per matrix parameter ``W``, ``g_t`` the gradient, ``g_0 = 0``)::
+
+    c_t = g_t + γ · β1/(1-β1) · (g_t - g_{t-1})          # Eq. (7): scaled gradient correction
+    c_t = c_t / ‖c_t‖_F   if ‖c_t‖_F > 1                # clipped to norm 1 (per tensor)
+    m_t = β1 m + (1-β1) c_t
+    mars-adamw:    v_t = β2 v + (1-β2) c_t²
+                   W  -= lr · (wd·W + m_t / ((sqrt(v_t)/sqrt(1-β2^t) + eps)·(1-β1^t)))
+                   (amsgrad: max over the v_t seen so far)
+    mars-lion:     W  -= lr · (wd·W + sign(m_t))
+    mars-shampoo:  W  -= lr · (sqrt(max(1, rows/cols)) · NS5(m_t/(1-β1)) + wd·W)
+
+``NS5`` is five Newton-Schulz iterations with Jordan et al.'s coefficients, ``X/(‖X‖_F + eps)`` normalisation
+and ``eps`` the optimizer's (:func:`descend.optim._linalg.newton_schulz`, shared with Muon).  Step 1 uses
+``c_1 = (1 + γ·β1/(1-β1))·g_1`` (``g_0 = 0``).  Vectors (``ndim < 2``) take plain AdamW with ``betas_1d``,
+learning rate ``lr·lr_1d/lr_init`` and ``weight_decay_1d`` in the same form as mars-adamw, unless
+``optimize_1d=True``, in which case they go through MARS with ``weight_decay`` (mars-shampoo then uses its
+AdamW form for them).
+
+Defaults (the reference's): ``lr=3e-3, betas=(0.95, 0.99), eps=1e-8, weight_decay=0, amsgrad=False,
+gamma=0.025, mars_type="mars-adamw", optimize_1d=False, lr_1d=3e-3, betas_1d=(0.9, 0.95),
+weight_decay_1d=0.1``; Newton-Schulz in bfloat16 as in the reference (``ns_dtype``).
+
+Reference: ``AGI-Arena/MARS@4831e28eba863a4e69d7e9474ff8e73bc1b410fe:MARS/optimizers/mars.py`` (``MARS``).
+Checked against its recorded trajectories (``mars__*.json``: mars-adamw with and without optimize_1d and
+amsgrad, mars-lion, mars-shampoo with float64 Newton-Schulz) with rtol 1e-10, atol 1e-12 in float64.
+
+Deviations from the reference:
+
+* Only the approximate form (``is_approx=True``, the reference default): ``g_{t-1}`` is the previous step's
+  gradient.  The exact form (a second gradient of the current batch at the previous point) is refused.
+* Every tensor with ``ndim >= 2`` is a matrix (the reference: ``ndim == 2`` only, so conv kernels went to the
+  1-D AdamW); mars-shampoo reshapes such a tensor to ``[shape[0], -1]``.
+* ``last_grad`` is a copy of the gradient (the reference keeps a reference to ``p.grad``).
+* Every hyperparameter is per parameter group (the reference reads ``gamma``, ``mars_type``, ``optimize_1d``,
+  ``lr_1d``, ``betas_1d`` from the constructor only); ``lr_1d`` is relative to the group's learning rate when
+  it was added (``lr_init``), so the 1-D learning rate follows the schedule; with ``lr_init = 0`` the 1-D
+  parameters stay frozen.
+* The Newton-Schulz normalisation takes the norm after the cast to ``ns_dtype`` (the reference: before);
+  identical in float64.
+* Invalid values raise ``ValueError`` naming the argument (``gamma``, ``weight_decay`` are checked too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+
+from ._base import KeepsStateDtypes, begin_step
+from ._linalg import newton_schulz
+from ._mixed_precision import state_dtype
+from ._validate import check_betas, check_choice, check_float
+from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+
+__all__ = ["MARS", "MARS_TYPES"]
+
+MARS_TYPES = ("mars-adamw", "mars-lion", "mars-shampoo")
+_NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+
+
+class MARS(KeepsStateDtypes):
+    """MARS (Yuan et al. 2024), approximate form: a clipped, variance-reduced gradient feeds an AdamW, Lion or
+    Shampoo (Newton-Schulz) update of the matrices; vectors take AdamW.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate, ``>= 0``.
+        betas: ``(beta1, beta2)`` in ``[0, 1)``.
+        eps: denominator / Newton-Schulz ``eps``, ``>= 0``.
+        weight_decay: decay of the MARS tensors, ``>= 0`` (``W -= lr·wd·W``, inside the step).
+        amsgrad: AdamW forms keep the running maximum of ``v``.
+        gamma: scale of the gradient correction, ``>= 0`` (``0`` = the base optimizer on clipped gradients).
+        is_approx: must be ``True`` (the approximate form; accepted for compatibility with the reference).
+        mars_type: ``"mars-adamw"``, ``"mars-lion"`` or ``"mars-shampoo"``.
+        optimize_1d: vectors through MARS too (else plain AdamW with the ``*_1d`` hyperparameters).
+        lr_1d: learning rate of the vectors' AdamW at the initial ``lr``, ``>= 0``.
+        betas_1d: betas of the vectors' AdamW, in ``[0, 1)``.
+        weight_decay_1d: weight decay of the vectors' AdamW, ``>= 0``.
+        ns_dtype: dtype of the Newton-Schulz iteration (mars-shampoo): ``torch.bfloat16`` (the reference),
+            ``torch.float32`` or ``torch.float64``, or its name (``"float32"``: the registry default).
+        ns_steps: Newton-Schulz iterations, ``>= 1``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.95, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        gamma: float = 0.025,
+        is_approx: bool = True,
+        mars_type: str = "mars-adamw",
+        optimize_1d: bool = False,
+        lr_1d: float = 3e-3,
+        betas_1d: tuple[float, float] = (0.9, 0.95),
+        weight_decay_1d: float = 0.1,
+        *,
+        ns_dtype: torch.dtype = torch.bfloat16,
+        ns_steps: int = 5,
+    ) -> None:
+        if is_approx is not True:
+            raise ValueError(f"is_approx must be True (only the approximate MARS is implemented), got {is_approx!r}")
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
+                    "gamma": gamma, "mars_type": mars_type, "optimize_1d": optimize_1d, "lr_1d": lr_1d,
+                    "betas_1d": betas_1d, "weight_decay_1d": weight_decay_1d, "ns_dtype": ns_dtype,
+                    "ns_steps": ns_steps}
+        _check_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check_group(group)
+        except ValueError:
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
+        group.setdefault("lr_init", float(group["lr"]))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
+        loss = begin_step(self, closure, "MARS")
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                dtype = state_dtype(p)
+                through_mars = p.ndim >= 2 or bool(group["optimize_1d"])
+                state = self.state[p]
+                if len(state) == 0:
+                    _init_state(state, p, dtype, group, through_mars)
+                state["step"] += 1
+                w = p if p.dtype == dtype else p.to(dtype)
+                g = p.grad if p.grad.dtype == dtype else p.grad.to(dtype)
+                if through_mars:
+                    _mars_update(w, g, state, group)
+                else:
+                    _adamw_1d_update(w, g, state, group)
+                if w is not p:
+                    p.copy_(w)
+        return loss
+
+
+def _uses_v(group: Mapping[str, Any], p: torch.Tensor, through_mars: bool) -> bool:
+    return not through_mars or group["mars_type"] == "mars-adamw" or (
+        group["mars_type"] == "mars-shampoo" and p.ndim < 2)
+
+
+def _init_state(state: dict[str, Any], p: torch.Tensor, dtype: torch.dtype, group: Mapping[str, Any],
+                through_mars: bool) -> None:
+    state["step"] = torch.tensor(0.0, dtype=torch.float64)
+    state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+    if through_mars:
+        state["last_grad"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+    if _uses_v(group, p, through_mars):
+        state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+
+
+def _adam_direction(c: torch.Tensor, state: dict[str, Any], beta1: float, beta2: float, eps: float, t: int,
+                    amsgrad: bool) -> torch.Tensor:
+    """``m_t / ((sqrt(v_t)/sqrt(1-β2^t) + eps)·(1-β1^t))`` after updating ``v`` (and its max) in place."""
+    v = state["exp_avg_sq"]
+    v.mul_(beta2).addcmul_(c, c, value=1.0 - beta2)
+    if amsgrad:
+        torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+        v = state["max_exp_avg_sq"]
+    denom = v.sqrt().mul_(1.0 / math.sqrt(1.0 - beta2 ** t)).add_(eps).mul_(1.0 - beta1 ** t)
+    return state["exp_avg"].div(denom)
+
+
+def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:
+    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    beta1, beta2 = (float(b) for b in group["betas"])
+    t = int(state["step"].item())
+    gamma = float(group["gamma"])
+    c = (g - state["last_grad"]).mul_(gamma * (beta1 / (1.0 - beta1))).add_(g)
+    c_norm = torch.linalg.vector_norm(c)
+    if c_norm > 1.0:
+        c = c / c_norm
+    m = state["exp_avg"]
+    m.mul_(beta1).add_(c, alpha=1.0 - beta1)
+    kind = group["mars_type"]
+    if kind == "mars-lion":
+        w.add_(torch.mul(w, wd).add_(m.sign()), alpha=-lr)
+    elif kind == "mars-shampoo" and w.ndim >= 2:
+        mat = m.reshape(m.shape[0], -1).mul(1.0 / (1.0 - beta1))
+        factor = max(1.0, mat.shape[0] / mat.shape[1]) ** 0.5
+        ns_dtype = _NS_DTYPES.get(group["ns_dtype"], group["ns_dtype"])
+        ortho = newton_schulz(mat, int(group["ns_steps"]), dtype=ns_dtype, normalization="keller",
+                              eps=eps).to(w.dtype).reshape(w.shape)
+        w.add_(ortho.mul_(factor).add_(w, alpha=wd), alpha=-lr)
+    else:  # mars-adamw, and the vectors of mars-shampoo with optimize_1d
+        direction = _adam_direction(c, state, beta1, beta2, eps, t, bool(group["amsgrad"]))
+        w.add_(torch.mul(w, wd).add_(direction), alpha=-lr)
+    state["last_grad"].copy_(g)
+
+
+def _adamw_1d_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:
+    lr_init = float(group["lr_init"])
+    lr = float(group["lr"]) * (float(group["lr_1d"]) / lr_init) if lr_init > 0 else 0.0
+    beta1, beta2 = (float(b) for b in group["betas_1d"])
+    t = int(state["step"].item())
+    state["exp_avg"].mul_(beta1).add_(g, alpha=1.0 - beta1)
+    direction = _adam_direction(g, state, beta1, beta2, float(group["eps"]), t, bool(group["amsgrad"]))
+    w.add_(torch.mul(w, float(group["weight_decay_1d"])).add_(direction), alpha=-lr)
+
+
+def _check_group(group: Mapping[str, Any]) -> None:
+    check_float("lr", group["lr"], 0.0)
+    check_betas("betas", group["betas"])
+    check_float("eps", group["eps"], 0.0)
+    check_float("weight_decay", group["weight_decay"], 0.0)
+    check_float("gamma", group["gamma"], 0.0)
+    check_choice("mars_type", group["mars_type"], MARS_TYPES)
+    check_float("lr_1d", group["lr_1d"], 0.0)
+    check_betas("betas_1d", group["betas_1d"])
+    check_float("weight_decay_1d", group["weight_decay_1d"], 0.0)
+    for key in ("amsgrad", "optimize_1d"):
+        if not isinstance(group[key], bool):
+            raise ValueError(f"{key} must be a bool, got {group[key]!r}")
+    check_choice("ns_dtype", group["ns_dtype"], (*_NS_DTYPES, *_NS_DTYPES.values()))
+    steps = group["ns_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"ns_steps must be an integer >= 1, got {steps!r}")
+
+
+def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> MARS:
+    hp = dict(fx["hyperparameters"])
+    hp["betas"] = tuple(hp["betas"])
+    hp["betas_1d"] = tuple(hp["betas_1d"])
+    ns = (fx.get("replay") or {}).get("newton_schulz_dtype", "bfloat16")
+    if ns not in _NS_DTYPES:
+        raise ValueError(f"replay.newton_schulz_dtype must be one of {sorted(_NS_DTYPES)}, got {ns!r}")
+    return MARS([params[n] for n in fx["param_order"]], **hp, ns_dtype=_NS_DTYPES[ns])
+
+
+register(OptimizerSpec(
+    name="mars",
+    factory=MARS,
+    paper="Yuan, Liu, Wu, Zhou, Gu 2024, MARS: Unleashing the Power of Variance Reduction for Training Large "
+          "Models, arXiv:2411.10438",
+    reference="AGI-Arena/MARS@4831e28eba863a4e69d7e9474ff8e73bc1b410fe:MARS/optimizers/mars.py",
+    # Wen et al. 2025 (130M, 1x Chinchilla): lr 1.6e-2, betas (0.9, 0.95), gamma 0.025, eps 1e-25, wd 0.1
+    search_space={
+        "lr": FloatRange(3e-4, 3e-2, log=True),
+        "betas": Categorical(((0.9, 0.95), (0.95, 0.99), (0.9, 0.98), (0.95, 0.98))),
+        "gamma": Categorical((0.0125, 0.025, 0.05)),
+        "eps": Categorical((1e-25, 1e-15, 1e-8)),
+        "weight_decay": Categorical((0.0, 0.1, 0.2)),
+    },
+    summary="variance-reduced, clipped gradient correction (approximate MARS) on an AdamW/Lion/Shampoo base",
+    fixture_names=("mars",),
+    from_fixture=_from_fixture,
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "lr_1d": 0.05, "weight_decay_1d": 0.0}, steps=1000,
+                                      schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,),
+             "gamma": (-0.1,), "mars_type": ("mars-sgd",), "lr_1d": (-1.0,), "weight_decay_1d": (-0.1,)},
+))
