@@ -81,10 +81,11 @@ from typing import Any
 import torch
 
 from ._base import begin_step
+from ._fused import check_fused, run_elementwise
 from ._validate import check_float
 from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
 
-__all__ = ["AcceleratedSGD", "agd_alpha"]
+__all__ = ["AcceleratedSGD", "agd_alpha", "agd_update"]
 
 
 def agd_alpha(lr: float, gamma: float, mu: float) -> float:
@@ -103,6 +104,22 @@ def agd_alpha(lr: float, gamma: float, mu: float) -> float:
     return min(alpha, 1.0)
 
 
+def agd_update(y: torch.Tensor, g: torch.Tensor, v: torch.Tensor, *, lr: float, v_decay: float, y_coef: float,
+               g_coef: float, has_mu: bool, w_coef: float, v_coef: float) -> None:
+    """One step on one tensor, in place (``y`` holds ``y_k`` and receives ``y_{k+1}``): the math of both the
+    eager and the compiled path (:mod:`descend.optim._fused`).
+
+    ``v <- v_decay v + y_coef y + g_coef g`` (``y_coef`` only if ``has_mu``), ``w = y - lr g``,
+    ``y <- w_coef w + v_coef v`` with the coefficients of :meth:`AcceleratedSGD._update`.
+    """
+    w_next = y - g * lr
+    v.mul_(v_decay)
+    if has_mu:
+        v.add_(y * y_coef)
+    v.add_(g * g_coef)
+    y.copy_(w_next * w_coef + v * v_coef)
+
+
 class AcceleratedSGD(torch.optim.Optimizer):
     """Stochastic AGD of Mishkin, Pilanci & Schmidt (2024); see the module docstring for the math.
 
@@ -112,6 +129,8 @@ class AcceleratedSGD(torch.optim.Optimizer):
         mu: strong-convexity estimate ``mu >= 0`` with ``lr * mu <= 1`` (``0`` for the convex scheme).
         gamma0: initial estimating-sequence curvature ``gamma_0 > 0``; ``None`` resolves per group to
             ``mu`` if ``mu > 0``, else ``1 / lr``, else 1.
+        fused: ``None`` (default) compiled where ``torch.compile`` works (:mod:`descend.optim._fused`),
+            ``True`` always, ``False`` eager (:func:`agd_update` either way).
     """
 
     def __init__(
@@ -121,7 +140,9 @@ class AcceleratedSGD(torch.optim.Optimizer):
         *,
         mu: float = 0.0,
         gamma0: float | None = None,
+        fused: bool | None = None,
     ) -> None:
+        self._fused = check_fused(fused)
         check_float("lr", lr, 0.0)
         check_float("mu", mu, 0.0)
         if gamma0 is not None:
@@ -183,21 +204,17 @@ class AcceleratedSGD(torch.optim.Optimizer):
         alpha = state["alpha"].item()
         gamma_next = (1.0 - alpha) * gamma + alpha * mu
 
-        y = p.detach().to(work_dtype)
-        g = p.grad.to(work_dtype)
-        w_next = y - lr * g
-        # v_{k+1} = ((1 - a) gamma v + a mu y - a g) / gamma_{k+1}
-        v.mul_((1.0 - alpha) * gamma / gamma_next)
-        if mu != 0.0:
-            v.add_(y, alpha=alpha * mu / gamma_next)
-        v.add_(g, alpha=-alpha / gamma_next)
-
         # next extrapolation point y_{k+1}, with alpha_{k+1} from this step's learning rate
         alpha_next = agd_alpha(lr, gamma_next, mu)
         gamma_next2 = (1.0 - alpha_next) * gamma_next + alpha_next * mu
         denom = gamma_next + alpha_next * mu
-        y_next = w_next.mul_(gamma_next2 / denom).add_(v, alpha=alpha_next * gamma_next / denom)
-        p.copy_(y_next)
+        y = p if p.dtype == work_dtype else p.to(work_dtype)
+        g = p.grad if p.grad.dtype == work_dtype else p.grad.to(work_dtype)
+        run_elementwise(agd_update, self._fused, (y, g, v), lr=lr, v_decay=(1.0 - alpha) * gamma / gamma_next,
+                        y_coef=alpha * mu / gamma_next, g_coef=-alpha / gamma_next, has_mu=mu != 0.0,
+                        w_coef=gamma_next2 / denom, v_coef=alpha_next * gamma_next / denom)
+        if y is not p:
+            p.copy_(y)
 
         state["gamma"].fill_(gamma_next)
         state["alpha"].fill_(alpha_next)
