@@ -77,10 +77,20 @@ Reference and tolerance
 -----------------------
 ``mechanic-pytorch==0.0.1`` (``mechanize``), the authors' PyTorch package.  Golden fixtures
 ``mechanic__sgd_base``, ``mechanic__adam_base``, ``mechanic__sgd_momentum_store_delta`` (float64,
-rtol 1e-10, atol 1e-12) and a live comparison on random problems (``tests/optim/test_mechanic.py``).  The
-operation order follows the reference, so in float64 the trajectories agree to the last bit.
+rtol 1e-10, atol 1e-12) and a live comparison on random problems (``tests/optim/test_mechanic.py``, float64,
+rtol 1e-12; measured <= 3.5e-14).
 
-Deviations from the PyTorch reference (none numerical in float64):
+Fast path: per tensor, Mechanic reads its inputs twice -- :func:`mechanic_sums` (the four inner products, one
+pass) and :func:`mechanic_apply` (the new offset and parameters) -- compiled where ``torch.compile`` works
+(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  For that,
+``h = ⟨Δ, g⟩ + c ⟨Δ, x⁺⟩`` with ``c = λ S ‖g‖ / (‖x⁺‖ + ε)`` is summed as two inner products (the reference:
+one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.  The gradients are not copied before the base
+step when the base is one of torch's optimizers that never write ``p.grad`` (SGD, Adam, AdamW, NAdam, RAdam,
+Adamax, Adagrad, RMSprop).  The registry's :func:`mechanic` builds a torch Adam/AdamW base with ``fused=True``
+where torch's fused kernel applies (the caller chose none of ``fused``/``foreach``/``capturable``/
+``differentiable``).
+
+Deviations from the PyTorch reference (none numerical in float64 beyond rounding):
 
 * its tuner state is keyed by parameter tensors inside ``state["_mechanic"]``, so ``load_state_dict`` into
   a new optimizer fails (optimizedlearning/mechanic#2); here every piece is a tensor in ``opt.state``;
@@ -113,10 +123,11 @@ from typing import Any
 import torch
 
 from ._base import begin_step
+from ._fused import check_fused, run_elementwise, torch_fused_supported
 from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
-__all__ = ["Mechanic", "mechanic", "mechanize", "resolve_base"]
+__all__ = ["Mechanic", "mechanic", "mechanic_apply", "mechanic_sums", "mechanize", "resolve_base"]
 
 DEFAULT_S_BETAS: tuple[float, ...] = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
 _TUNER = "mechanic"  # key of the global tuner state in ``optimizer.state``
@@ -155,6 +166,8 @@ class Mechanic(torch.optim.Optimizer):
         s_eps: ε of the tuner (> 0).
         store_delta: keep Δ in the state (one more parameter copy) instead of reconstructing it.
         tuner_dtype: dtype of ``s, m, v, r`` (float64 or float32).
+        tuner_fused: Mechanic's per-tensor passes (:func:`mechanic_sums`, :func:`mechanic_apply`) compiled
+            where ``torch.compile`` works (``None``, default), always (``True``) or never (``False``).
     """
 
     def __init__(
@@ -167,6 +180,7 @@ class Mechanic(torch.optim.Optimizer):
         s_eps: float = 1e-8,
         store_delta: bool = False,
         tuner_dtype: torch.dtype = torch.float64,
+        tuner_fused: bool | None = None,
     ) -> None:
         if not isinstance(base, torch.optim.Optimizer):
             raise TypeError(f"Mechanic wraps a torch.optim.Optimizer instance, got {type(base).__name__}")
@@ -185,13 +199,14 @@ class Mechanic(torch.optim.Optimizer):
         self.s_eps: float = args["s_eps"]
         self.store_delta: bool = args["store_delta"]
         self.tuner_dtype: torch.dtype = args["tuner_dtype"]
+        self.tuner_fused: bool | None = check_fused(tuner_fused)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update({k: self.__dict__[k] for k in ("base", "s_decay", "s_betas", "s_init", "s_eps",
-                                                    "store_delta", "tuner_dtype")})
+                                                    "store_delta", "tuner_dtype", "tuner_fused")})
         return state
 
     def __repr__(self) -> str:
@@ -264,9 +279,11 @@ class Mechanic(torch.optim.Optimizer):
         loss = begin_step(self, closure, type(self).__name__)
         params = [p for group in self.param_groups for p in group["params"]]
         active = [p for p in params if p.grad is not None]
+        # The gradients are copied unless the base is one of torch's optimizers that never write ``p.grad``.
+        copy_grads = type(self.base) not in _GRAD_PRESERVING_BASES
         with torch.no_grad():
             before = [p.detach().to(_compute_dtype(p), copy=True) for p in active]
-            grads = [p.grad.detach().to(_compute_dtype(p), copy=True) for p in active]
+            grads = [p.grad.detach().to(_compute_dtype(p), copy=copy_grads) for p in active]
 
         with torch.set_grad_enabled(grad_enabled):
             if closure is None:
@@ -303,39 +320,27 @@ class Mechanic(torch.optim.Optimizer):
         tuner = self._tuner_state(active[0].device)
         s, m, v, r = tuner["s"], tuner["m"], tuner["v"], tuner["r"]
         dev, tdt, eps = s.device, s.dtype, self.s_eps
+        fused = getattr(self, "tuner_fused", None)
         s_old = s.sum()
-        offset_scale = s_old + eps
+        offset_scale = float(s_old + eps)
 
-        # Pass 1: offsets Δ, base updates u (written over the saved copies), global norms of x⁺ and g.
-        deltas: list[torch.Tensor] = []
-        updates: list[torch.Tensor] = []
-        p_sq = torch.zeros((), dtype=tdt, device=dev)
-        g_sq = torch.zeros((), dtype=tdt, device=dev)
+        # Pass 1 (one read of x, x⁺, g, x_ref/Δ per tensor): ‖x⁺‖², ‖g‖², ⟨Δ, g⟩, ⟨Δ, x⁺⟩.
+        works: list[torch.Tensor] = []
+        sums = torch.zeros(4, dtype=tdt, device=dev)
         for p, x, g in zip(active, before, grads, strict=True):
             st = self.state[p]
             if _REF not in st:
                 st[_REF] = x.clone()
                 if self.store_delta:
                     st[_DELTA] = torch.zeros_like(x)
-            # store_delta: the stored Δ; else reconstructed from the parameters (x - x_ref) / (S + ε)
-            delta = st[_DELTA] if self.store_delta else (x - st[_REF]) / offset_scale.to(x.device)
-            deltas.append(delta)
-            x_new = p.detach().to(x.dtype)
-            updates.append(x.neg_().add_(x_new))  # u = x⁺ - x
-            flat = x_new.reshape(-1)
-            p_sq += torch.dot(flat, flat).to(device=dev, dtype=tdt)
-            g_flat = g.reshape(-1)
-            g_sq += torch.dot(g_flat, g_flat).to(device=dev, dtype=tdt)
-        p_norm, g_norm = p_sq.sqrt(), g_sq.sqrt()
-
-        # Pass 2: h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺>, then Δ += u.
-        h = torch.zeros((), dtype=tdt, device=dev)
-        for p, delta, u, g in zip(active, deltas, updates, grads, strict=True):
-            d = p.device
-            decay = p.detach().to(g.dtype).mul(self.s_decay)
-            decay.mul_(s_old.to(d)).mul_(g_norm.to(d)).div_((p_norm + eps).to(d))
-            h += torch.dot(delta.reshape(-1), decay.add_(g).reshape(-1)).to(device=dev, dtype=tdt)
-            delta.add_(u)
+            x_new = p if p.dtype == x.dtype else p.detach().to(x.dtype)
+            works.append(x_new)
+            out = run_elementwise(mechanic_sums, fused, (x, x_new, g, st[_DELTA] if self.store_delta else st[_REF]),
+                                  offset_scale=offset_scale, store_delta=self.store_delta)
+            sums += torch.stack(out).to(device=dev, dtype=tdt)
+        p_norm, g_norm = sums[0].sqrt(), sums[1].sqrt()
+        # h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺> = <Δ, g> + λ S ‖g‖/(‖x⁺‖ + ε) <Δ, x⁺>
+        h = sums[2] + self.s_decay * s_old * g_norm / (p_norm + eps) * sums[3]
 
         # The tuner (one coin-betting learner per beta).
         betas = torch.tensor(self.s_betas, dtype=tdt, device=dev)
@@ -346,16 +351,47 @@ class Mechanic(torch.optim.Optimizer):
         s.copy_(wealth / (v.sqrt() + eps))
         tuner["step"] += 1
 
-        # Pass 3: x = x_ref + Δ · max(Σ s, 0).
-        scale = s.sum().clamp(min=0.0)
-        for p, delta in zip(active, deltas, strict=True):
-            p.copy_(self.state[p][_REF] + delta * scale.to(p.device))
+        # Pass 2: Δ += u = x⁺ - x, x = x_ref + Δ · max(Σ s, 0).
+        scale = float(s.sum().clamp(min=0.0))
+        for p, x, x_new in zip(active, before, works, strict=True):
+            st = self.state[p]
+            run_elementwise(mechanic_apply, fused, (x_new, x, st[_REF], st.get(_DELTA)),
+                            offset_scale=offset_scale, scale=scale)
+            if x_new is not p:
+                p.copy_(x_new)
+
+
+#: torch optimizers whose ``step`` never writes ``p.grad`` (Mechanic need not copy the gradients).
+_GRAD_PRESERVING_BASES = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam,
+                          torch.optim.RAdam, torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop)
+
+
+def mechanic_sums(x: torch.Tensor, x_new: torch.Tensor, g: torch.Tensor, ref_or_delta: torch.Tensor, *,
+                  offset_scale: float, store_delta: bool) -> tuple[torch.Tensor, ...]:
+    """Mechanic's reductions over one tensor: ``(‖x⁺‖², ‖g‖², ⟨Δ, g⟩, ⟨Δ, x⁺⟩)`` in the tensor's dtype.
+
+    ``Δ`` is the stored offset (``store_delta``) or ``(x - x_ref) / offset_scale``.  The math of the eager and
+    the compiled path (:mod:`descend.optim._fused`): one read of each input instead of one pass per term.
+    """
+    delta = ref_or_delta if store_delta else (x - ref_or_delta) / offset_scale
+    return (x_new * x_new).sum(), (g * g).sum(), (delta * g).sum(), (delta * x_new).sum()
+
+
+def mechanic_apply(x_new: torch.Tensor, x: torch.Tensor, ref: torch.Tensor, delta: torch.Tensor | None, *,
+                   offset_scale: float, scale: float) -> None:
+    """``Δ += x⁺ - x`` (stored Δ if ``delta`` is given, else ``(x - x_ref) / offset_scale``) and
+    ``x⁺ <- x_ref + Δ · scale``, in place: the math of the eager and the compiled path."""
+    d = (x - ref) / offset_scale if delta is None else delta
+    d = d + (x_new - x)
+    if delta is not None:
+        delta.copy_(d)
+    x_new.copy_(ref + d * scale)
 
 
 # ---------------------------------------------------------------------------------------------- mechanize
 
 
-_MECHANIC_KEYS = ("s_decay", "s_betas", "s_init", "s_eps", "store_delta", "tuner_dtype")
+_MECHANIC_KEYS = ("s_decay", "s_betas", "s_init", "s_eps", "store_delta", "tuner_dtype", "tuner_fused")
 _CLASS_CACHE: dict[tuple[Any, ...], type[Mechanic]] = {}
 
 
@@ -435,6 +471,12 @@ def mechanic(
     check_float("lr", lr, 0.0)
     cls = mechanize(base, s_decay=s_decay, s_betas=s_betas, s_init=s_init, s_eps=s_eps,
                     store_delta=store_delta, tuner_dtype=tuner_dtype)
+    if cls.base_class in (torch.optim.Adam, torch.optim.AdamW) and base_kwargs.get("fused") is None \
+            and not any(base_kwargs.get(k) for k in ("foreach", "capturable", "differentiable")):
+        params = list(params)
+        base_kwargs = {k: v for k, v in base_kwargs.items() if k != "fused"}
+        if torch_fused_supported(params):
+            base_kwargs["fused"] = True
     return cls(params, lr=lr, **base_kwargs)
 
 
