@@ -56,8 +56,9 @@ resumes bitwise):
 
 ``load_state_dict`` hands the base optimizer its own part (so the base's casting rules apply to it) and
 restores Mechanic's part unchanged; a plain base-optimizer state dict loads too (the tuner then starts
-afresh).  Memory: one extra copy of the parameters (two with ``store_delta``) plus, during ``step``, a
-copy of the gradients and parameters (as in the reference).
+afresh).  Memory: one extra copy of the parameters (two with ``store_delta``) plus a scratch copy of the
+parameters before the base step, kept between steps (the reference allocates it anew every step), and,
+for bases other than torch's own, a copy of the gradients during ``step``.
 
 Parameters without a gradient: skipped, as in the reference — no Mechanic state is created for them,
 they take no part in ``h`` and the norms, and they are not moved.  ``x_ref`` of a parameter is taken the
@@ -121,6 +122,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ._base import begin_step
 from ._fused import check_fused, run_elementwise, torch_fused_supported
@@ -282,7 +284,7 @@ class Mechanic(torch.optim.Optimizer):
         # The gradients are copied unless the base is one of torch's optimizers that never write ``p.grad``.
         copy_grads = type(self.base) not in _GRAD_PRESERVING_BASES
         with torch.no_grad():
-            before = [p.detach().to(_compute_dtype(p), copy=True) for p in active]
+            before = [self._saved(p) for p in active]
             grads = [p.grad.detach().to(_compute_dtype(p), copy=copy_grads) for p in active]
 
         with torch.set_grad_enabled(grad_enabled):
@@ -302,6 +304,21 @@ class Mechanic(torch.optim.Optimizer):
             with torch.no_grad():
                 self._tune(active, before, grads)
         return loss
+
+    def _saved(self, p: torch.Tensor) -> torch.Tensor:
+        """``p`` before the base step, copied into a scratch buffer that lives across steps.
+
+        Not optimizer state (neither saved nor copied).  Re-allocating the copy every step, as the reference
+        does, costs more than the copy itself on the CPU (fresh pages are faulted in on first touch).
+        """
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None:
+            scratch = self.__dict__["_scratch"] = WeakIdKeyDictionary()
+        dtype = _compute_dtype(p)
+        buf = scratch.get(p)
+        if buf is None or buf.shape != p.shape or buf.dtype != dtype or buf.device != p.device:
+            buf = scratch[p] = torch.empty(p.shape, dtype=dtype, device=p.device)
+        return buf.copy_(p.detach())
 
     def _tuner_state(self, device: torch.device) -> dict[str, torch.Tensor]:
         tuner = self.state.get(_TUNER)
