@@ -167,7 +167,8 @@ def test_no_compiler_warns_once_and_runs_eagerly(auto: pytest.MonkeyPatch) -> No
     assert len(record) == 1 and not spy.calls
 
 
-def test_schedule_and_shapes_do_not_recompile() -> None:
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32: scalars as 0-d float32 tensors
+def test_schedule_and_shapes_do_not_recompile(dtype: torch.dtype) -> None:
     """One graph per (function, dtype, flags): a learning rate and weight decay that change every step and
     tensors of new sizes reuse it (scalars are graph inputs, sizes are symbolic)."""
     from torch._dynamo.utils import counters
@@ -175,19 +176,19 @@ def test_schedule_and_shapes_do_not_recompile() -> None:
     if _fused._unavailable_reason("cpu") is not None:
         pytest.skip("torch.compile cannot build CPU kernels here")
     gen = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64)) for s in [(13, 3), (40,)]]
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in [(13, 3), (40,)]]
     opt = Lion(params, lr=1e-2, weight_decay=0.1, fused=True)
     for p in params:
-        p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+        p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
     opt.step()  # compiles (or finds the graph of an earlier test)
     graphs = counters["stats"]["unique_graphs"]
     for k in range(5):
         opt.param_groups[0]["lr"] = 1e-2 / (k + 2)
         opt.param_groups[0]["weight_decay"] = 0.1 * (k + 1)
-        opt.add_param_group({"params": [torch.nn.Parameter(torch.randn(7 + 5 * k, dtype=torch.float64))]})
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.randn(7 + 5 * k, dtype=dtype))]})
         for group in opt.param_groups:
             for p in group["params"]:
-                p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+                p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
         opt.step()
     assert counters["stats"]["unique_graphs"] == graphs
 
