@@ -9,6 +9,7 @@ Entries (each included when importable/registered):
 
 * ``descend.muon``            — :class:`descend.optim.Muon` (torch's normalisation and lr scaling, so the
   arithmetic matches torch.optim.Muon), Newton–Schulz in ``--ns-dtype``;
+* ``descend.muon[create]``    — ``descend.optim.create("muon", ...)``: the registry defaults a user gets;
 * ``torch.Muon+AdamW``        — ``torch.optim.Muon`` + ``torch.optim.AdamW``; its Newton–Schulz runs in
   ``--ns-dtype`` too (for a dtype other than bfloat16 ``Tensor.bfloat16`` returns a ``--ns-dtype`` copy while
   it steps — the way the golden fixtures were recorded);
@@ -100,6 +101,10 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
                               **hp, momentum=0.95, nesterov=True, ns_dtype=args.ns_dtype,
                               normalization="torch", adjust_lr_fn="original")],
         ns_dtype=args.ns_dtype))
+    out.append(Entry(  # what a user gets: the registry's defaults (bfloat16 Newton–Schulz)
+        "descend.muon[create]",
+        lambda h, e: [do.create("muon", [{"params": h, "use_muon": True}, {"params": e, "use_muon": False}])],
+        ns_dtype=str(do.get("muon").defaults.get("ns_dtype"))))
     if hasattr(torch.optim, "Muon"):
         out.append(Entry(
             "torch.Muon+AdamW",

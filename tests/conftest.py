@@ -1,4 +1,11 @@
-"""Shared test configuration: where the golden fixtures live."""
+"""Shared test configuration: where the golden fixtures live; eager elementwise optimizers by default.
+
+``DESCEND_COMPILE=0``: the auto mode of the elementwise optimizers (``fused=None``, compiled where
+``torch.compile`` works) runs eagerly in the test suite, so that the hundreds of contract tests do not each
+pay seconds of compilation; the compiled default itself is tested in ``tests/optim/test_fused.py`` (and by
+every ``fused=True`` equivalence test).  Run ``DESCEND_COMPILE=auto pytest ...`` to run everything with the
+default a user gets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("DESCEND_COMPILE", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DESCEND_SHARED", ROOT.parent / "shared"))

@@ -142,7 +142,7 @@ def test_semi_stochastic_needs_a_closure_and_a_bool() -> None:
     with pytest.raises(ValueError, match="semi_stochastic=True needs step\\(closure\\)"):
         opt.step()
     assert len(opt.state) == 0 and torch.equal(w, torch.ones(2))
-    with pytest.raises(TypeError, match="semi_stochastic"):
+    with pytest.raises(ValueError, match="semi_stochastic"):
         AcceleratedSGD([w], lr=0.1, semi_stochastic=1)  # type: ignore[arg-type]
 
 

@@ -92,7 +92,7 @@ CASES = {
 @pytest.mark.reference
 @pytest.mark.parametrize("gaps", [False, True], ids=["all_grads", "missing_grads"])
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_matches_mechanic_pytorch_bitwise(case: str, gaps: bool) -> None:
+def test_matches_mechanic_pytorch_float64(case: str, gaps: bool) -> None:
     """float64, random gradients, two parameter groups with different lrs; optionally some parameters
     without gradient at some steps (also the reference's re-scaled reconstruction of their offset)."""
     ref_pkg = pytest.importorskip("mechanic_pytorch")
@@ -123,9 +123,12 @@ def test_matches_mechanic_pytorch_bitwise(case: str, gaps: bool) -> None:
         for i, (p, g) in enumerate(zip(p_ours, gs, strict=True)):
             p.grad = None if missing(t, i) else g.clone()
         ours.step()
+        # Not bitwise: descend forms h = <Δ, g> + c <Δ, x⁺> in one pass per tensor (the reference: <Δ, g + c x⁺>)
+        # and sums in another order, so h differs by a few ulps per step and s follows it linearly; measured
+        # <= 3.5e-14 relative (parameters and Σs) over these 25 float64 steps; rtol 1e-12 leaves 30x margin.
         for a, b in zip(p_ours, expected[t], strict=True):
-            assert torch.equal(a, b), f"step {t + 1}: max |diff| {(a - b).abs().max():.3g}"
-        assert ours.s_sum == ref_s[t]
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=0.0, msg=f"step {t + 1}")
+        assert ours.s_sum == pytest.approx(ref_s[t], rel=1e-12, abs=0.0)
 
 
 @pytest.mark.reference

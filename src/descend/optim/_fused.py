@@ -1,20 +1,33 @@
 """The fast path of elementwise optimizers: one compiled loop per tensor instead of one memory pass per op.
 
-An elementwise optimizer (AdaBelief, Lion, Sophia-G, ...) writes its per-tensor update once, as a plain
-Python function of tensors and Python scalars that updates its arguments in place (the *math function*).
-The eager path calls that function directly, one ATen kernel (= one pass over memory) per operation.  The
-fast path runs the very same function through ``torch.compile`` (inductor), which fuses it into a single
-loop over the elements -- a single C++/OpenMP loop on the CPU, a single Triton kernel on a GPU -- that reads
-every input once and writes every output once.  Only the execution changes, never the math: both paths agree
-to floating-point rounding (the tests compare them in float64).
+An elementwise optimizer (AdaBelief, Lion, Sophia-G, NAdamW, AGD, FRUGAL, Mechanic's reductions) writes its
+per-tensor update once, as a plain Python function of tensors and Python scalars that updates its arguments
+in place (the *math function*).  The eager path calls that function directly, one ATen kernel (= one pass
+over memory) per operation.  The fast path runs the very same function through ``torch.compile``
+(inductor), which fuses it into a single loop over the elements -- a single C++/OpenMP loop on the CPU, a
+single Triton kernel on a GPU -- that reads every input once and writes every output once.  Only the
+execution changes, never the math: both paths agree to floating-point rounding (the tests compare them in
+float64).
+
+The ``fused`` flag of every such optimizer:
+
+* ``None`` (the default) = **auto**: compiled where ``torch.compile`` works -- a CPU tensor with a working
+  C++ compiler, or a CUDA tensor with Triton -- and eager elsewhere.  If compiling fails at run time
+  (a broken toolchain, an unsupported dynamo/Python combination), the process warns *once*
+  (:class:`FusedFallbackWarning`) and continues eagerly; the results are the same math.  The environment
+  variable ``DESCEND_COMPILE=0`` turns the auto mode off (eager everywhere, no warning); the test suite sets
+  it so that the contract tests do not compile (the compiled default has its own tests);
+  ``DESCEND_COMPILE=1`` forces the auto mode on even on devices not listed above.
+* ``True``: always compiled (errors propagate); ``False``: always eager.
 
 How the compiled function is called, so that it compiles once per function and dtype instead of once per
 shape or per learning rate:
 
 * every tensor is passed as a flat 1-D alias of its storage (:func:`flat_alias`) and compiled with
   ``dynamic=True``: one graph serves all sizes;
-* scalars (learning rate, bias corrections, ...) are plain Python floats used only in tensor arithmetic, so
-  that dynamo turns them into graph inputs instead of guarding on their values;
+* scalars (learning rate, bias corrections, ...) are plain Python floats used only in tensor arithmetic;
+  dynamo (``specialize_float=False``, torch's default) turns them into graph inputs instead of guarding on
+  their values, so a learning-rate schedule never recompiles (tested with dynamo's counters);
 * booleans select code (guards); keep their combinations few (dynamo keeps at most
   ``torch._dynamo.config.recompile_limit`` graphs per function, 8 by default, and runs further variants
   eagerly -- still correct, just slow).
@@ -22,36 +35,108 @@ shape or per learning rate:
 Tensors that are not contiguous, or have fewer than :data:`MIN_COMPILED_NUMEL` elements, take the eager path
 (a compiled call costs tens of microseconds of guard checking and would add a size-1 specialisation).
 
-Default: ``fused=None`` means *off*, on every device.  Measured with ``benchmarks/step_time.py`` on a shared
-2-core CPU (15M float32 parameters in transformer-block shapes, torch 2.13): the compiled path is 6-9x faster
-than eager per step and within 0.9-1.5x of ``torch.optim.AdamW(fused=True)`` (the memory-bandwidth floor),
-while eager elementwise code is 5-12x slower than that.  But the first step of each (function, dtype) pair
-compiles C++ with gcc (1-15 s depending on the inductor cache and the machine's load), the mechanism needs a
-working compiler toolchain, and dynamo's per-function graph cache is shared by all optimizers of the
-process; a user who runs long trainings should opt in explicitly with ``fused=True``.  (On CUDA the same
-code compiles to Triton; that path is untested here.)
+Cost of the first step (compilation) and the caches: each (function, dtype, flag combination) compiles once
+per process -- dynamo traces, inductor generates C++ and gcc builds it.  Inductor's on-disk FX-graph cache
+(``torch._inductor.config.fx_graph_cache``, on by default, directory ``TORCHINDUCTOR_CACHE_DIR``, default
+``/tmp/torchinductor_$USER``) keeps the built kernels, so a second process -- a benchmark worker, a resumed
+run -- skips code generation and gcc.  Measured on a shared 2-core CPU (torch 2.13, ``benchmarks/
+step_time.py --compile-cost``, load average 2.5-4.5): the first step of Lion / NAdamW / Mechanic took 21 / 21 /
+45 s in a process with an empty cache and 14 / 10 / 12 s in the next process (cache hit; importing inductor
+and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per tensor.  Workers
+on one machine share the default cache directory; point ``TORCHINDUCTOR_CACHE_DIR`` at a persistent disk to
+keep it across reboots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["MIN_COMPILED_NUMEL", "can_compile", "check_fused", "compiled", "flat_alias", "run_elementwise"]
+__all__ = [
+    "MIN_COMPILED_NUMEL",
+    "FusedFallbackWarning",
+    "can_compile",
+    "check_fused",
+    "compile_available",
+    "compiled",
+    "flat_alias",
+    "run_elementwise",
+    "torch_fused_supported",
+    "use_compiled",
+]
 
 #: Tensors with fewer elements than this are always updated eagerly.
 MIN_COMPILED_NUMEL = 2
 
+#: Environment variable read by the auto mode (``fused=None``): ``0`` = eager, ``1`` = compile everywhere.
+ENV_VAR = "DESCEND_COMPILE"
+
 _COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+_AVAILABLE: dict[str, str | None] = {}  # device type -> None (compilable) or the reason it is not
+_FAILED: list[str] = []  # set once the auto mode saw a compile failure: the reason; auto is then eager
 
 
-def check_fused(fused: Any) -> bool:
-    """Validate the ``fused`` flag (``True``, ``False`` or ``None`` = default) and resolve it to a bool."""
+class FusedFallbackWarning(RuntimeWarning):
+    """The auto mode (``fused=None``) could not compile and runs the elementwise update eagerly."""
+
+
+def check_fused(fused: Any) -> bool | None:
+    """Validate the ``fused`` flag: ``True`` (compiled), ``False`` (eager) or ``None`` (auto, the default)."""
     if fused is not None and not isinstance(fused, bool):
-        raise ValueError(f"fused must be True, False or None (default: off), got {fused!r}")
-    return bool(fused)
+        raise ValueError(f"fused must be True, False or None (auto: compiled where torch.compile works), "
+                         f"got {fused!r}")
+    return fused
+
+
+def _unavailable_reason(device_type: str) -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device_type`` (``None``: it can)."""
+    try:
+        if not torch._dynamo.is_dynamo_supported():
+            return "torch.compile (dynamo) does not support this Python version"
+        if device_type == "cpu":
+            from torch._inductor import cpp_builder
+            cpp_builder.get_cpp_compiler()
+            return None
+        if device_type == "cuda":
+            from torch.utils._triton import has_triton
+            return None if has_triton() else "Triton is not installed"
+    except Exception as exc:  # any failure of the probe means: do not compile
+        return f"{type(exc).__name__}: {exc}".strip()
+    return f"the auto mode compiles on cpu and cuda only, not on {device_type!r}"
+
+
+def compile_available(device: torch.device | str) -> bool:
+    """Whether the auto mode compiles for ``device`` (honours ``DESCEND_COMPILE``; probes once per type)."""
+    env = os.environ.get(ENV_VAR, "").strip().lower()
+    if env in ("0", "false", "no", "off"):
+        return False
+    if _FAILED:
+        return False
+    if env in ("1", "true", "yes", "on"):
+        return True
+    device_type = torch.device(device).type
+    if device_type not in _AVAILABLE:
+        _AVAILABLE[device_type] = reason = _unavailable_reason(device_type)
+        if reason is not None and device_type in ("cpu", "cuda"):
+            _warn_fallback(f"torch.compile is not available on {device_type} ({reason})")
+    return _AVAILABLE[device_type] is None
+
+
+def use_compiled(fused: bool | None, device: torch.device | str) -> bool:
+    """Resolve the ``fused`` flag for a tensor on ``device``."""
+    if fused is None:
+        return compile_available(device)
+    return fused
+
+
+def _warn_fallback(reason: str) -> None:
+    warnings.warn(f"descend.optim: {reason}; elementwise optimizers with fused=None run their eager path "
+                  f"(same math, several times slower per step). Pass fused=False or set {ENV_VAR}=0 to "
+                  f"silence this warning.", FusedFallbackWarning, stacklevel=4)
 
 
 def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,12 +165,52 @@ def can_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
     return n >= MIN_COMPILED_NUMEL and all(t.is_contiguous() and t.numel() == n for t in ts)
 
 
-def run_elementwise(fn: Callable[..., Any], fused: bool, tensors: Sequence[torch.Tensor | None],
+def run_elementwise(fn: Callable[..., Any], fused: bool | None, tensors: Sequence[torch.Tensor | None],
                     **scalars: Any) -> Any:
-    """Call ``fn(*tensors, **scalars)`` eagerly, or its compiled version on flat aliases if ``fused``.
+    """Call ``fn(*tensors, **scalars)`` eagerly, or its compiled version on flat aliases.
 
-    ``fn`` must update its tensor arguments in place (``None`` entries are passed through).
+    ``fused``: ``True`` compiled, ``False`` eager, ``None`` auto (:func:`use_compiled`).  ``fn`` must update
+    its tensor arguments in place (``None`` entries are passed through); what it returns is returned (for a
+    compiled call, reductions come back as 0-d tensors).  Inside a region that dynamo is already compiling
+    (a user's ``torch.compile`` of the whole step) ``fn`` is called directly and traced with it.
     """
-    if fused and can_compile(tensors):
-        return compiled(fn)(*(None if t is None else flat_alias(t) for t in tensors), **scalars)
-    return fn(*tensors, **scalars)
+    first = next(t for t in tensors if t is not None)
+    if fused is False or torch.compiler.is_compiling() or not can_compile(tensors):
+        return fn(*tensors, **scalars)
+    if fused is None and not compile_available(first.device):
+        return fn(*tensors, **scalars)
+    args = [None if t is None else flat_alias(t) for t in tensors]
+    if first.dtype == torch.float32 and first.device.type == "cpu":
+        # Python floats reach the compiled loop as float64 inputs that the C++ loop re-loads and converts to
+        # float at every vector (measured ~10% of a 12.6M-element AdaBelief step); float32 0-d tensors avoid
+        # the conversion.  Scalars derived inside the function (1 - beta) are then rounded in float32.
+        scalars = {k: torch.tensor(v, dtype=torch.float32) if type(v) is float else v for k, v in scalars.items()}
+    if fused:
+        return compiled(fn)(*args, **scalars)
+    try:
+        return compiled(fn)(*args, **scalars)
+    except Exception as exc:  # compilation failed before anything ran: fall back, once per process
+        if not _FAILED:
+            _FAILED.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            _warn_fallback(f"torch.compile failed ({_FAILED[0]})")
+        return fn(*tensors, **scalars)
+
+
+def torch_fused_supported(params: Iterable[Any]) -> bool:
+    """Whether torch's own ``fused=True`` kernels (Adam, AdamW, SGD) accept every tensor in ``params``.
+
+    ``params`` is what an optimizer constructor receives (tensors, ``(name, tensor)`` pairs or group dicts);
+    torch's fused kernels need floating-point, dense, non-complex tensors on CPU or CUDA (they are prebuilt:
+    no compiler, so ``DESCEND_COMPILE`` does not apply).  Pass a list (an iterator would be consumed).
+    """
+    tensors: list[Any] = []
+    for item in params:
+        if isinstance(item, dict):
+            ps = item.get("params", [])
+            tensors.extend([ps] if isinstance(ps, torch.Tensor) else list(ps))
+        else:
+            tensors.append(item)
+    tensors = [t[1] if isinstance(t, tuple) and len(t) == 2 else t for t in tensors]
+    return bool(tensors) and all(
+        isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+        and t.layout == torch.strided and t.device.type in ("cpu", "cuda") for t in tensors)

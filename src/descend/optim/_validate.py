@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "check_betas",
     "check_choice",
+    "check_flag",
     "check_float",
     "check_int",
     "check_no_sparse_or_complex",
@@ -73,6 +74,15 @@ def check_betas(name: str, betas: Any, n: int = 2, *, allow_one: bool = False) -
     return tuple(
         check_float(f"{name}[{i}]", b, 0.0, 1.0, high_open=not allow_one) for i, b in enumerate(betas)
     )
+
+
+def check_flag(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """A boolean flag: ``True`` or ``False`` (or ``None`` where that means "auto"); anything else — a tensor,
+    a number, a string — raises ``ValueError`` naming the flag."""
+    if isinstance(value, bool) or (allow_none and value is None):
+        return value
+    allowed = "True, False or None" if allow_none else "True or False"
+    raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

@@ -34,7 +34,8 @@ trajectories (``adabelief__*.json``) with rtol 1e-10, atol 1e-12 in float64, and
 
 Fast path: ``fused=True`` runs the same per-tensor functions (:func:`adabelief_adaptive`,
 :func:`adabelief_rectified`, :func:`adabelief_sgd`, :func:`adabelief_moments_only`) compiled by
-``torch.compile`` into one loop per tensor (see :mod:`descend.optim._fused`).  Default off.
+``torch.compile`` into one loop per tensor (see :mod:`descend.optim._fused`).  Default ``fused=None``:
+compiled where ``torch.compile`` works, eager (one warning) where it does not.
 
 bfloat16/float16 parameters: state in float32, update in float32, rounded once into the parameter (the
 package upcasts float16 the same way; :mod:`descend.optim._mixed_precision`).
@@ -155,7 +156,7 @@ class AdaBelief(DescendOptimizer):
         fixed_decay: with ``weight_decouple``: ``W *= 1 - wd``, independent of the learning rate.
         rectify: RAdam's variance rectification.
         degenerated_to_sgd: with ``rectify``: SGD-with-momentum steps while ``rho_t < 5`` (else no step).
-        fused: run the compiled fast path (``None`` = default = off).
+        fused: ``None`` (default) compiled where ``torch.compile`` works, ``True`` always, ``False`` eager.
     """
 
     def __init__(

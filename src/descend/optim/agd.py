@@ -94,10 +94,11 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step
-from ._validate import check_float
+from ._fused import check_fused, run_elementwise
+from ._validate import check_flag, check_float
 from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
 
-__all__ = ["AcceleratedSGD", "agd_alpha"]
+__all__ = ["AcceleratedSGD", "agd_alpha", "agd_update"]
 
 
 def agd_alpha(lr: float, gamma: float, mu: float) -> float:
@@ -116,6 +117,22 @@ def agd_alpha(lr: float, gamma: float, mu: float) -> float:
     return min(alpha, 1.0)
 
 
+def agd_update(y: torch.Tensor, g: torch.Tensor, g_v: torch.Tensor, v: torch.Tensor, *, lr: float, v_decay: float,
+               y_coef: float, g_coef: float, has_mu: bool, w_coef: float, v_coef: float) -> None:
+    """One step on one tensor, in place (``y`` holds ``y_k`` and receives ``y_{k+1}``): the math of both the
+    eager and the compiled path (:mod:`descend.optim._fused`).
+
+    ``v <- v_decay v + y_coef y + g_coef g_v`` (``y_coef`` only if ``has_mu``), ``w = y - lr g``,
+    ``y <- w_coef w + v_coef v`` with the coefficients of :meth:`AcceleratedSGD._update`.
+    """
+    w_next = y - g * lr
+    v.mul_(v_decay)
+    if has_mu:
+        v.add_(y * y_coef)
+    v.add_(g_v * g_coef)
+    y.copy_(w_next * w_coef + v * v_coef)
+
+
 class AcceleratedSGD(DescendOptimizer):
     """Stochastic AGD of Mishkin, Pilanci & Schmidt (2024); see the module docstring for the math.
 
@@ -129,6 +146,8 @@ class AcceleratedSGD(DescendOptimizer):
             uses the full gradient, which ``step(closure)`` gets from the closure (required), while the
             primal step uses the stochastic gradient found in ``.grad``.  The paper's sqrt(rho) guarantee
             holds for this form only; the default (fully stochastic) form's was withdrawn in v2.
+        fused: ``None`` (default) compiled where ``torch.compile`` works (:mod:`descend.optim._fused`),
+            ``True`` always, ``False`` eager (:func:`agd_update` either way).
     """
 
     def __init__(
@@ -139,17 +158,18 @@ class AcceleratedSGD(DescendOptimizer):
         mu: float = 0.0,
         gamma0: float | None = None,
         semi_stochastic: bool = False,
+        fused: bool | None = None,
     ) -> None:
+        self._fused = check_fused(fused)
         check_float("lr", lr, 0.0)
         check_float("mu", mu, 0.0)
         if gamma0 is not None:
             check_float("gamma0", gamma0, 0.0, low_open=True)
-        if not isinstance(semi_stochastic, bool):
-            raise TypeError(f"semi_stochastic must be True or False, got {type(semi_stochastic).__name__}")
-        self.semi_stochastic = semi_stochastic
+        self.semi_stochastic = check_flag("semi_stochastic", semi_stochastic)
         super().__init__(params, {"lr": lr, "mu": mu, "gamma0": gamma0})
 
     _STATE_KEYS = ("step", "v", "gamma", "alpha")
+    _CONFIG_ATTRS = ("_fused", "semi_stochastic")
 
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         lr = check_float("lr", group["lr"], 0.0)
@@ -211,22 +231,20 @@ class AcceleratedSGD(DescendOptimizer):
         alpha = state["alpha"].item()
         gamma_next = (1.0 - alpha) * gamma + alpha * mu
 
-        y = p.detach().to(work_dtype)
-        g = (p.grad if grad is None else grad).to(work_dtype)
-        g_v = g if full_grad is None else full_grad.to(work_dtype)  # semi-stochastic: full gradient in v
-        w_next = y - lr * g
-        # v_{k+1} = ((1 - a) gamma v + a mu y - a g) / gamma_{k+1}
-        v.mul_((1.0 - alpha) * gamma / gamma_next)
-        if mu != 0.0:
-            v.add_(y, alpha=alpha * mu / gamma_next)
-        v.add_(g_v, alpha=-alpha / gamma_next)
-
         # next extrapolation point y_{k+1}, with alpha_{k+1} from this step's learning rate
         alpha_next = agd_alpha(lr, gamma_next, mu)
         gamma_next2 = (1.0 - alpha_next) * gamma_next + alpha_next * mu
         denom = gamma_next + alpha_next * mu
-        y_next = w_next.mul_(gamma_next2 / denom).add_(v, alpha=alpha_next * gamma_next / denom)
-        p.copy_(y_next)
+        y = p if p.dtype == work_dtype else p.to(work_dtype)
+        g = p.grad if grad is None else grad
+        g = g if g.dtype == work_dtype else g.to(work_dtype)
+        g_v = g if full_grad is None else full_grad.to(work_dtype)  # semi-stochastic: full gradient in v
+        run_elementwise(agd_update, self._fused, (y, g, g_v, v), lr=lr,
+                        v_decay=(1.0 - alpha) * gamma / gamma_next,
+                        y_coef=alpha * mu / gamma_next, g_coef=-alpha / gamma_next, has_mu=mu != 0.0,
+                        w_coef=gamma_next2 / denom, v_coef=alpha_next * gamma_next / denom)
+        if y is not p:
+            p.copy_(y)
 
         state["gamma"].fill_(gamma_next)
         state["alpha"].fill_(alpha_next)

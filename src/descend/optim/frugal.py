@@ -71,11 +71,12 @@ import torch
 from torch import nn
 
 from ._base import DescendOptimizer, begin_step
+from ._fused import check_fused, run_elementwise
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
 from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
 
-__all__ = ["FRUGAL", "PROJECTIONS", "frugal_param_groups"]
+__all__ = ["FRUGAL", "PROJECTIONS", "frugal_adamw", "frugal_param_groups", "frugal_state_free"]
 
 PROJECTIONS = ("svd", "random", "columns", "rows", "randk", "blocks")
 _MATRIX_PROJECTIONS = ("svd", "random", "columns", "rows")
@@ -143,6 +144,8 @@ class FRUGAL(DescendOptimizer):
         svd_dtype: dtype of the SVD / QR that builds the basis (cast back to the parameter dtype).
         seed: seed of the per-group generators of random subsets.
         subset_provider: optional ``(step, projection, params) -> choices`` replacing the random draws.
+        fused: the elementwise parts (:func:`frugal_adamw`, :func:`frugal_state_free`) compiled where
+            ``torch.compile`` works (``None``, default), always (``True``) or never (``False``).
     """
 
     def __init__(
@@ -166,7 +169,9 @@ class FRUGAL(DescendOptimizer):
         svd_dtype: torch.dtype = torch.float32,
         seed: int = 0,
         subset_provider: SubsetProvider | None = None,
+        fused: bool | None = None,
     ) -> None:
+        self._fused = check_fused(fused)
         self.svd_dtype: torch.dtype = check_choice("svd_dtype", svd_dtype, (torch.float32, torch.float64))
         self.seed = check_int("seed", seed, 0)
         if subset_provider is not None and not callable(subset_provider):
@@ -186,7 +191,7 @@ class FRUGAL(DescendOptimizer):
                             "next_block")
     _STATE_KEY_SETS = (("step", "exp_avg", "exp_avg_sq"), ("group_step", "rng"))
     _STEP_DTYPE = torch.int64
-    _CONFIG_ATTRS = ("svd_dtype", "seed", "subset_provider")
+    _CONFIG_ATTRS = ("svd_dtype", "seed", "subset_provider", "_fused")
 
     def _check_group(self, group: Mapping[str, Any]) -> None:
         _check_group(group, group["params"])
@@ -335,18 +340,18 @@ class FRUGAL(DescendOptimizer):
                     self._update_projected(group, p, bool(gstate["active"][i]) if kind == "blocks" else True)
             for p in group["params"]:
                 if p.grad is not None and id(p) not in proj_ids:
-                    p.mul_(1 - float(group["lr"]) * group["weight_decay"])
                     st = self.state[p]
                     if "exp_avg" not in st:
                         _init_adam(st, p)
-                    p.add_(_adam_update(st, p.grad, group, float(group["lr"])))
+                    _adam_update(st, p, p.grad, group, float(group["lr"]), self._fused,
+                                 decay=1 - float(group["lr"]) * group["weight_decay"])
             if gstate is not None:
                 gstate["group_step"] += 1
         return loss
 
     def _update_projected(self, group: Mapping[str, Any], p: torch.Tensor, active: bool) -> None:
         kind, g, st = group["projection"], p.grad, self.state[p]
-        p.mul_(1 - float(group["lr"]) * group["weight_decay"])
+        decay = 1 - float(group["lr"]) * group["weight_decay"]
         active_lr = float(group["lr"]) * group["proj_params_lr_scale"]
         inactive_lr = active_lr * group["inactive_lr_scale"]
         rule = group["inactive_update_rule"]
@@ -354,14 +359,18 @@ class FRUGAL(DescendOptimizer):
             if active:
                 if "exp_avg" not in st:
                     _init_adam(st, p)
-                p.add_(_adam_update(st, g, group, active_lr))
-            elif rule == "sgd":
-                p.add_(-inactive_lr * g)
-            elif rule == "sign_sgd":
-                p.add_(-inactive_lr * g.sign())
+                _adam_update(st, p, g, group, active_lr, self._fused, decay=decay)
+            elif rule == "no":
+                p.mul_(decay)
+            else:
+                run_elementwise(frugal_state_free, self._fused, (p, g), decay=decay, lr=inactive_lr,
+                                sign=rule == "sign_sgd")
             return
+        p.mul_(decay)
         low = _down(group, st, g)
-        update = _up(group, st, _adam_update(st, low, group, active_lr), g)
+        low_update = torch.zeros_like(low)
+        _adam_update(st, low_update, low, group, active_lr, self._fused, decay=1.0)
+        update = _up(group, st, low_update, g)
         if rule != "no":
             resid = g - _up(group, st, low, g)
             update.add_(-inactive_lr * (resid if rule == "sgd" else resid.sign()))
@@ -478,21 +487,38 @@ def _init_adam(st: dict[str, Any], like: torch.Tensor) -> None:
     st["exp_avg_sq"] = torch.zeros_like(like, memory_format=torch.preserve_format)
 
 
-def _adam_update(st: dict[str, Any], g: torch.Tensor, group: Mapping[str, Any], lr: float) -> torch.Tensor:
-    """AdamW's additive update for gradient ``g`` (eps after the bias-corrected root), advancing the step."""
+def frugal_adamw(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, decay: float,
+                 beta1: float, beta2: float, step_size: float, correct_bias: bool, sqrt_bc2: float,
+                 eps: float) -> None:
+    """AdamW on one tensor, in place (eps after the bias-corrected root, as the reference's ``AdamW``): the
+    math of the eager and the compiled path.  ``p`` is the parameter (``decay = 1 - lr wd``) or, for a
+    projected tensor, a zero buffer that receives the low-dimensional update (``decay = 1``)."""
+    p.mul_(decay)
+    m.mul_(beta1).add_(g * (1.0 - beta1))
+    v.mul_(beta2).add_(g * g * (1.0 - beta2))
+    denom = v.sqrt()
+    if correct_bias:
+        denom = denom / sqrt_bc2
+    p.add_(m / (denom + eps) * -step_size)
+
+
+def frugal_state_free(p: torch.Tensor, g: torch.Tensor, *, decay: float, lr: float, sign: bool) -> None:
+    """The state-free update of an inactive block, in place: ``p <- decay p - lr phi(g)``, phi = sign or id."""
+    p.mul_(decay)
+    p.sub_((g.sign() if sign else g) * lr)
+
+
+def _adam_update(st: dict[str, Any], out: torch.Tensor, g: torch.Tensor, group: Mapping[str, Any], lr: float,
+                 fused: bool | None, *, decay: float) -> None:
+    """:func:`frugal_adamw` into ``out`` for gradient ``g``, advancing the step."""
     beta1, beta2 = group["betas"]
     st["step"] += 1
     k = int(st["step"])
-    m, v = st["exp_avg"], st["exp_avg_sq"]
-    m.mul_(beta1).add_(g, alpha=1.0 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-    denom = v.sqrt()
-    step_size = lr
-    if group["correct_bias"]:
-        step_size = lr / (1.0 - beta1**k)
-        denom.div_(math.sqrt(1.0 - beta2**k))
-    denom.add_(group["eps"])
-    return m / denom * (-step_size)
+    correct_bias = bool(group["correct_bias"])
+    run_elementwise(frugal_adamw, fused, (out, g, st["exp_avg"], st["exp_avg_sq"]), decay=decay,
+                    beta1=float(beta1), beta2=float(beta2), correct_bias=correct_bias,
+                    step_size=lr / (1.0 - beta1**k) if correct_bias else lr,
+                    sqrt_bc2=math.sqrt(1.0 - beta2**k) if correct_bias else 1.0, eps=float(group["eps"]))
 
 
 # -------------------------------------------------------------------------------------- registry

@@ -25,7 +25,8 @@ for ``decoupled_weight_decay=False``).  Checked against its recorded trajectorie
 rtol 1e-10, atol 1e-12 in float64, and live against the package on random problems.
 
 Fast path: ``fused=True`` runs :func:`lion_update` -- the same function as the eager path -- compiled by
-``torch.compile`` into one loop per tensor (see :mod:`descend.optim._fused`).  Default off.
+``torch.compile`` into one loop per tensor (see :mod:`descend.optim._fused`).  Default ``fused=None``:
+compiled where ``torch.compile`` works, eager (one warning) where it does not.
 
 bfloat16/float16 parameters: momentum kept in float32, update computed in float32 and rounded once into
 the parameter (:mod:`descend.optim._mixed_precision`).
@@ -74,7 +75,7 @@ class Lion(DescendOptimizer):
         betas: ``(beta1, beta2)`` in ``[0, 1]``: interpolation for the update, EMA of the momentum.
         weight_decay: decoupled weight decay, ``>= 0`` (``W *= 1 - lr * weight_decay``).
         decoupled_weight_decay: divide the decay by the group's initial learning rate (lion-pytorch's option).
-        fused: run the compiled fast path (``None`` = default = off).
+        fused: ``None`` (default) compiled where ``torch.compile`` works, ``True`` always, ``False`` eager.
     """
 
     def __init__(

@@ -57,8 +57,9 @@ resumes bitwise):
 
 ``load_state_dict`` hands the base optimizer its own part (so the base's casting rules apply to it) and
 restores Mechanic's part unchanged; a plain base-optimizer state dict loads too (the tuner then starts
-afresh).  Memory: one extra copy of the parameters (two with ``store_delta``) plus, during ``step``, a
-copy of the gradients and parameters (as in the reference).
+afresh).  Memory: one extra copy of the parameters (two with ``store_delta``) plus a scratch copy of the
+parameters before the base step, kept between steps (the reference allocates it anew every step), and,
+for bases other than torch's own, a copy of the gradients during ``step``.
 
 Parameters without a gradient: skipped, as in the reference — no Mechanic state is created for them,
 they take no part in ``h`` and the norms, and they are not moved.  ``x_ref`` of a parameter is taken the
@@ -78,10 +79,20 @@ Reference and tolerance
 -----------------------
 ``mechanic-pytorch==0.0.1`` (``mechanize``), the authors' PyTorch package.  Golden fixtures
 ``mechanic__sgd_base``, ``mechanic__adam_base``, ``mechanic__sgd_momentum_store_delta`` (float64,
-rtol 1e-10, atol 1e-12) and a live comparison on random problems (``tests/optim/test_mechanic.py``).  The
-operation order follows the reference, so in float64 the trajectories agree to the last bit.
+rtol 1e-10, atol 1e-12) and a live comparison on random problems (``tests/optim/test_mechanic.py``, float64,
+rtol 1e-12; measured <= 3.5e-14).
 
-Deviations from the PyTorch reference (none numerical in float64):
+Fast path: per tensor, Mechanic reads its inputs twice -- :func:`mechanic_sums` (the four inner products, one
+pass) and :func:`mechanic_apply` (the new offset and parameters) -- compiled where ``torch.compile`` works
+(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  For that,
+``h = ⟨Δ, g⟩ + c ⟨Δ, x⁺⟩`` with ``c = λ S ‖g‖ / (‖x⁺‖ + ε)`` is summed as two inner products (the reference:
+one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.  The gradients are not copied before the base
+step when the base is one of torch's optimizers that never write ``p.grad`` (SGD, Adam, AdamW, NAdam, RAdam,
+Adamax, Adagrad, RMSprop).  The registry's :func:`mechanic` builds a torch Adam/AdamW base with ``fused=True``
+where torch's fused kernel applies (the caller chose none of ``fused``/``foreach``/``capturable``/
+``differentiable``).
+
+Deviations from the PyTorch reference (none numerical in float64 beyond rounding):
 
 * ``store_delta=False`` below float64 (float32, bfloat16, float16 parameters): the reference rebuilds
   Δ = (x − x_ref)/(S + ε) by subtracting the *rounded* parameters.  While the scale S is small (it starts
@@ -121,13 +132,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ._base import begin_step, call_step_unhooked, check_floating_params, param_tensors
+from ._fused import check_fused, run_elementwise, torch_fused_supported
 from ._state import convert_state_value
 from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
 
-__all__ = ["Mechanic", "mechanic", "mechanize", "resolve_base"]
+__all__ = ["Mechanic", "mechanic", "mechanic_apply", "mechanic_sums", "mechanize", "resolve_base"]
 
 DEFAULT_S_BETAS: tuple[float, ...] = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999)
 _TUNER = "mechanic"  # key of the global tuner state in ``optimizer.state``
@@ -201,6 +214,8 @@ class Mechanic(torch.optim.Optimizer):
         s_eps: ε of the tuner (> 0).
         store_delta: keep Δ in the state (one more parameter copy) instead of reconstructing it.
         tuner_dtype: dtype of ``s, m, v, r`` (float64 or float32).
+        tuner_fused: Mechanic's per-tensor passes (:func:`mechanic_sums`, :func:`mechanic_apply`) compiled
+            where ``torch.compile`` works (``None``, default), always (``True``) or never (``False``).
     """
 
     def __init__(
@@ -213,6 +228,7 @@ class Mechanic(torch.optim.Optimizer):
         s_eps: float = 1e-8,
         store_delta: bool = False,
         tuner_dtype: torch.dtype = torch.float64,
+        tuner_fused: bool | None = None,
     ) -> None:
         if not isinstance(base, torch.optim.Optimizer):
             raise TypeError(f"Mechanic wraps a torch.optim.Optimizer instance, got {type(base).__name__}")
@@ -232,13 +248,14 @@ class Mechanic(torch.optim.Optimizer):
         self.s_eps: float = args["s_eps"]
         self.store_delta: bool = args["store_delta"]
         self.tuner_dtype: torch.dtype = args["tuner_dtype"]
+        self.tuner_fused: bool | None = check_fused(tuner_fused)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update({k: self.__dict__[k] for k in ("base", "s_decay", "s_betas", "s_init", "s_eps",
-                                                    "store_delta", "tuner_dtype")})
+                                                    "store_delta", "tuner_dtype", "tuner_fused")})
         return state
 
     def __reduce_ex__(self, protocol: Any) -> Any:
@@ -351,9 +368,11 @@ class Mechanic(torch.optim.Optimizer):
         loss = begin_step(self, closure, type(self).__name__)
         params = [p for group in self.param_groups for p in group["params"]]
         active = [p for p in params if p.grad is not None]
+        # The gradients are copied unless the base is one of torch's optimizers that never write ``p.grad``.
+        copy_grads = type(self.base) not in _GRAD_PRESERVING_BASES
         with torch.no_grad():
-            before = [p.detach().to(_compute_dtype(p), copy=True) for p in active]
-            grads = [p.grad.detach().to(_compute_dtype(p), copy=True) for p in active]
+            before = [self._saved(p) for p in active]
+            grads = [p.grad.detach().to(_compute_dtype(p), copy=copy_grads) for p in active]
 
         # The base's step runs without torch's hook runner: the step hooks (global and this optimizer's)
         # fire once, around this ``step``, not a second time for the inner optimizer.
@@ -376,6 +395,21 @@ class Mechanic(torch.optim.Optimizer):
                 self._tune(active, before, grads)
         return loss
 
+    def _saved(self, p: torch.Tensor) -> torch.Tensor:
+        """``p`` before the base step, copied into a scratch buffer that lives across steps.
+
+        Not optimizer state (neither saved nor copied).  Re-allocating the copy every step, as the reference
+        does, costs more than the copy itself on the CPU (fresh pages are faulted in on first touch).
+        """
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None:
+            scratch = self.__dict__["_scratch"] = WeakIdKeyDictionary()
+        dtype = _compute_dtype(p)
+        buf = scratch.get(p)
+        if buf is None or buf.shape != p.shape or buf.dtype != dtype or buf.device != p.device:
+            buf = scratch[p] = torch.empty(p.shape, dtype=dtype, device=p.device)
+        return buf.copy_(p.detach())
+
     def _tuner_state(self, device: torch.device) -> dict[str, torch.Tensor]:
         tuner = self.state.get(_TUNER)
         if tuner is None:
@@ -393,14 +427,14 @@ class Mechanic(torch.optim.Optimizer):
         tuner = self._tuner_state(active[0].device)
         s, m, v, r = tuner["s"], tuner["m"], tuner["v"], tuner["r"]
         dev, tdt, eps = s.device, s.dtype, self.s_eps
+        fused = getattr(self, "tuner_fused", None)
         s_old = s.sum()
-        offset_scale = s_old + eps
+        offset_scale = float(s_old + eps)
 
-        # Pass 1: offsets Δ, base updates u (written over the saved copies), global norms of x⁺ and g.
-        deltas: list[torch.Tensor] = []
-        updates: list[torch.Tensor] = []
-        p_sq = torch.zeros((), dtype=tdt, device=dev)
-        g_sq = torch.zeros((), dtype=tdt, device=dev)
+        # Pass 1 (one read of x, x⁺, g, x_ref/Δ per tensor): ‖x⁺‖², ‖g‖², ⟨Δ, g⟩, ⟨Δ, x⁺⟩.
+        works: list[torch.Tensor] = []
+        kinds: list[tuple[str, torch.Tensor | None]] = []
+        sums = torch.zeros(4, dtype=tdt, device=dev)
         for p, x, g in zip(active, before, grads, strict=True):
             st = self.state[p]
             exact = _keeps_offset(self.store_delta, x.dtype)
@@ -411,31 +445,24 @@ class Mechanic(torch.optim.Optimizer):
                 elif exact:
                     st[_OFFSET] = torch.zeros_like(x)
             if self.store_delta:
-                delta = st[_DELTA]
+                kind, stored = "delta", st[_DELTA]
             elif exact:
-                # Δ = (x - x_ref) / (S + ε) from the exact offset: the reference subtracts the rounded
+                # Δ = D / (S + ε) from the exact offset D = x - x_ref: the reference subtracts the rounded
                 # parameters, which in float32 lose an offset below |x|·6e-8 and stall the tuner
                 if _OFFSET not in st:  # state saved without the offset
                     st[_OFFSET] = x - st[_REF]
-                delta = st[_OFFSET] / offset_scale.to(x.device)
-            else:  # float64: reconstructed from the parameters, as the reference (bitwise)
-                delta = (x - st[_REF]) / offset_scale.to(x.device)
-            deltas.append(delta)
-            x_new = p.detach().to(x.dtype)
-            updates.append(x.neg_().add_(x_new))  # u = x⁺ - x
-            # squared norms accumulated in float64 from the norms (a float32 dot product overflows at 1e19)
-            p_sq += torch.linalg.vector_norm(x_new, dtype=torch.float64).square().to(device=dev, dtype=tdt)
-            g_sq += torch.linalg.vector_norm(g, dtype=torch.float64).square().to(device=dev, dtype=tdt)
-        p_norm, g_norm = p_sq.sqrt(), g_sq.sqrt()
-
-        # Pass 2: h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺>, then Δ += u.
-        h = torch.zeros((), dtype=tdt, device=dev)
-        for p, delta, u, g in zip(active, deltas, updates, grads, strict=True):
-            d = p.device
-            decay = p.detach().to(g.dtype).mul(self.s_decay)
-            decay.mul_(s_old.to(d)).mul_(g_norm.to(d)).div_((p_norm + eps).to(d))
-            h += torch.dot(delta.reshape(-1), decay.add_(g).reshape(-1)).to(device=dev, dtype=tdt)
-            delta.add_(u)
+                kind, stored = "offset", st[_OFFSET]
+            else:  # float64: reconstructed from the parameters, as the reference
+                kind, stored = "ref", None
+            kinds.append((kind, stored))
+            x_new = p if p.dtype == x.dtype else p.detach().to(x.dtype)
+            works.append(x_new)
+            out = run_elementwise(mechanic_sums, fused, (x, x_new, g, st[_REF], stored),
+                                  offset_scale=offset_scale, kind=kind)
+            sums += torch.stack(out).to(device=dev, dtype=tdt)
+        p_norm, g_norm = sums[0].sqrt(), sums[1].sqrt()
+        # h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺> = <Δ, g> + λ S ‖g‖/(‖x⁺‖ + ε) <Δ, x⁺>
+        h = sums[2] + self.s_decay * s_old * g_norm / (p_norm + eps) * sums[3]
 
         # The tuner (one coin-betting learner per beta).
         betas = torch.tensor(self.s_betas, dtype=tdt, device=dev)
@@ -446,20 +473,69 @@ class Mechanic(torch.optim.Optimizer):
         s.copy_(wealth / (v.sqrt() + eps))
         tuner["step"] += 1
 
-        # Pass 3: x = x_ref + Δ · max(Σ s, 0).
-        scale = s.sum().clamp(min=0.0)
-        for p, delta in zip(active, deltas, strict=True):
+        # Pass 2: Δ += u = x⁺ - x, x = x_ref + Δ · max(Σ s, 0) (and the exact offset D = Δ · max(Σ s, 0)).
+        scale = float(s.sum().clamp(min=0.0))
+        for p, x, x_new, (kind, stored) in zip(active, before, works, kinds, strict=True):
             st = self.state[p]
-            offset = delta * scale.to(p.device)
-            if _OFFSET in st:
-                st[_OFFSET].copy_(offset)
-            p.copy_(st[_REF] + offset)
+            run_elementwise(mechanic_apply, fused, (x_new, x, st[_REF], stored),
+                            offset_scale=offset_scale, scale=scale, kind=kind)
+            if x_new is not p:
+                p.copy_(x_new)
+
+
+#: torch optimizers whose ``step`` never writes ``p.grad`` (Mechanic need not copy the gradients).
+_GRAD_PRESERVING_BASES = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam,
+                          torch.optim.RAdam, torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop)
+
+
+def _offset(x: torch.Tensor, ref: torch.Tensor, stored: torch.Tensor | None, offset_scale: float,
+            kind: str) -> torch.Tensor:
+    """Mechanic's Δ: the stored Δ (``kind="delta"``), the stored exact offset over ``S + ε`` (``"offset"``), or
+    ``(x - x_ref) / (S + ε)`` rebuilt from the parameters (``"ref"``, the reference's form)."""
+    if kind == "delta":
+        assert stored is not None
+        return stored
+    if kind == "offset":
+        assert stored is not None
+        return stored / offset_scale
+    return (x - ref) / offset_scale
+
+
+def mechanic_sums(x: torch.Tensor, x_new: torch.Tensor, g: torch.Tensor, ref: torch.Tensor,
+                  stored: torch.Tensor | None, *, offset_scale: float, kind: str) -> tuple[torch.Tensor, ...]:
+    """Mechanic's reductions over one tensor: ``(‖x⁺‖², ‖g‖², ⟨Δ, g⟩, ⟨Δ, x⁺⟩)`` (Δ: :func:`_offset`).
+
+    The math of the eager and the compiled path (:mod:`descend.optim._fused`): one read of each input instead
+    of one pass per term.  The squared norms are accumulated in float64 (a float32 sum of squares overflows
+    from |g| ≈ 1e19 on).
+    """
+    delta = _offset(x, ref, stored, offset_scale, kind)
+    x64, g64 = x_new.to(torch.float64), g.to(torch.float64)
+    return (x64 * x64).sum(), (g64 * g64).sum(), (delta * g).sum(), (delta * x_new).sum()
+
+
+def mechanic_apply(x_new: torch.Tensor, x: torch.Tensor, ref: torch.Tensor, stored: torch.Tensor | None, *,
+                   offset_scale: float, scale: float, kind: str) -> None:
+    """``Δ += x⁺ - x`` and ``x⁺ <- x_ref + Δ · scale`` in place, writing back the stored Δ (``kind="delta"``)
+    or the exact offset ``Δ · scale`` (``"offset"``): the math of the eager and the compiled path."""
+    d = _offset(x, ref, stored, offset_scale, kind) + (x_new - x)
+    if kind == "delta":
+        assert stored is not None
+        stored.copy_(d)
+        x_new.copy_(ref + d * scale)
+    elif kind == "offset":
+        assert stored is not None
+        off = d * scale
+        stored.copy_(off)
+        x_new.copy_(ref + off)
+    else:
+        x_new.copy_(ref + d * scale)
 
 
 # ---------------------------------------------------------------------------------------------- mechanize
 
 
-_MECHANIC_KEYS = ("s_decay", "s_betas", "s_init", "s_eps", "store_delta", "tuner_dtype")
+_MECHANIC_KEYS = ("s_decay", "s_betas", "s_init", "s_eps", "store_delta", "tuner_dtype", "tuner_fused")
 _CLASS_CACHE: dict[tuple[Any, ...], type[Mechanic]] = {}
 
 
@@ -544,6 +620,12 @@ def mechanic(
     _check_base_group({"lr": lr, **base_kwargs})
     cls = mechanize(base, s_decay=s_decay, s_betas=s_betas, s_init=s_init, s_eps=s_eps,
                     store_delta=store_delta, tuner_dtype=tuner_dtype)
+    if cls.base_class in (torch.optim.Adam, torch.optim.AdamW) and base_kwargs.get("fused") is None \
+            and not any(base_kwargs.get(k) for k in ("foreach", "capturable", "differentiable")):
+        params = list(params)
+        base_kwargs = {k: v for k, v in base_kwargs.items() if k != "fused"}
+        if torch_fused_supported(params):
+            base_kwargs["fused"] = True
     return cls(params, lr=lr, **base_kwargs)
 
 

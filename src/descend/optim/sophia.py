@@ -34,6 +34,7 @@ Usage::
 
 Fast path: ``fused=True`` runs :func:`sophia_update` and :func:`sophia_hessian_ema` -- the same functions
 as the eager path -- compiled by ``torch.compile`` into one loop per tensor (:mod:`descend.optim._fused`).
+Default ``fused=None``: compiled where ``torch.compile`` works, eager (one warning) where it does not.
 
 bfloat16/float16 parameters: state in float32, update in float32, rounded once into the parameter.
 
@@ -91,7 +92,7 @@ class SophiaG(DescendOptimizer):
         weight_decay: decoupled, ``W *= 1 - lr * weight_decay``; ``>= 0``.
         bs: tokens (examples) per batch, ``> 0``; multiplies ``rho * h``.
         maximize: maximize the objective.
-        fused: run the compiled fast path (``None`` = default = off).
+        fused: ``None`` (default) compiled where ``torch.compile`` works, ``True`` always, ``False`` eager.
     """
 
     def __init__(
