@@ -181,3 +181,22 @@ def test_load_state_dict_refuses_bad_groups_and_missing_or_foreign_state_keys() 
     opt.load_state_dict(src.state_dict())
     assert set(opt.state[opt.param_groups[0]["params"][0]]) == {"step", "exp_avg", "last_grad", "exp_avg_sq",
                                                                  "max_exp_avg_sq"}
+
+
+def test_weight_decay_per_group_decays_matrices_and_weight_decay_1d_vectors() -> None:
+    # lr_1d = lr and a zero gradient history aside, decay is the only difference between the runs
+    def run(wd: float, wd_1d: float) -> list[torch.Tensor]:
+        w1, w2, v = _param(4, 3), _param(4, 3, seed=1), _param(5, seed=2)
+        opt = MARS([{"params": [w1]}, {"params": [w2, v], "weight_decay": wd, "weight_decay_1d": wd_1d}],
+                   lr=1e-2, lr_1d=1e-2, weight_decay=0.0, weight_decay_1d=0.0)
+        for step in range(3):
+            for p in (w1, w2, v):
+                p.grad = _grad(*p.shape, seed=10 + step)
+            opt.step()
+        return [p.detach().clone() for p in (w1, w2, v)]
+
+    base, decayed, decayed_1d = run(0.0, 0.0), run(0.5, 0.0), run(0.0, 0.5)
+    assert torch.equal(base[0], decayed[0]) and torch.equal(base[0], decayed_1d[0])  # first group untouched
+    assert not torch.equal(base[1], decayed[1]) and torch.equal(base[2], decayed[2])  # wd: the matrix only
+    assert torch.equal(base[1], decayed_1d[1]) and not torch.equal(base[2], decayed_1d[2])  # wd_1d: the vector
+    assert decayed_1d[2].norm() < base[2].norm()
