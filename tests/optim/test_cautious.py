@@ -130,3 +130,31 @@ def test_refused_group_is_not_kept() -> None:
     with pytest.raises(ValueError, match="eps"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))], "eps": -1.0})
     assert len(opt.param_groups) == 1
+
+
+def test_wrapper_fires_step_hooks_once_even_when_the_base_step_is_hooked() -> None:
+    Lion(_params(), lr=1e-3)  # a Lion instance makes torch wrap Lion.step with its hook runner
+    p = _params()
+    opt = CLion(p, lr=1e-3)
+    calls = {"pre": 0, "post": 0}
+    opt.register_step_pre_hook(lambda *_: calls.__setitem__("pre", calls["pre"] + 1))
+    opt.register_step_post_hook(lambda *_: calls.__setitem__("post", calls["post"] + 1))
+    _run(opt, p, _grads(3))
+    assert calls == {"pre": 3, "post": 3}
+
+
+@pytest.mark.parametrize("make", [lambda ps: CLion(ps, lr=1e-3, weight_decay=0.1),
+                                  lambda ps: cautious(torch.optim.SGD)(ps, lr=1e-2, momentum=0.9)])
+def test_wrapper_instances_pickle_and_step_like_the_original(make: object) -> None:
+    import pickle
+
+    p = _params()
+    opt = make(p)  # type: ignore[operator]
+    _run(opt, p, _grads(2))
+    p2, opt2 = pickle.loads(pickle.dumps((p, opt)))
+    assert type(opt2) is type(opt)  # the same run-time class (cautious(base) is cached)
+    grads = _grads(3, seed=5)
+    _run(opt, p, grads)
+    _run(opt2, p2, grads)
+    for a, b in zip(p, p2, strict=True):
+        assert torch.equal(a, b)  # identical float64 arithmetic on identical state: bitwise equal

@@ -6,6 +6,8 @@ tests check the pieces against independent float64 computations.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -131,3 +133,70 @@ def test_refused_group_is_not_kept() -> None:
     with pytest.raises(ValueError, match="gamma"):
         opt.add_param_group({"params": [_param(3, 3)], "gamma": -1.0})
     assert len(opt.param_groups) == 1
+
+
+def test_a_groups_own_lr_scales_its_vectors_like_the_reference_lr_1d_factor() -> None:
+    # the reference: 1-D lr = group lr * lr_1d / (constructor lr); a group at 0.1x lr moves its vectors 0.1x
+    w, a, b = _param(4, 3), _param(5, seed=1), _param(5, seed=1)
+    opt = MARS([{"params": [w, a]}, {"params": [b], "lr": 1e-4}], lr=1e-3, lr_1d=1e-2, weight_decay_1d=0.0)
+    added = _param(5, seed=1)
+    opt.add_param_group({"params": [added], "lr": 2e-3})  # added later: still relative to the constructor lr
+    assert [g["lr_init"] for g in opt.param_groups] == [1e-3, 1e-3, 1e-3]
+    starts = [p.detach().clone() for p in (a, b, added)]
+    g = _grad(5, seed=2)
+    w.grad = _grad(4, 3, seed=3)
+    a.grad, b.grad, added.grad = g.clone(), g.clone(), g.clone()
+    opt.step()
+    # first AdamW step: m_hat/sqrt(v_hat) = sign(g) (eps 1e-8 negligible at |g| ~ 1: relative 1e-8)
+    for p, start, lr in zip((a, b, added), starts, (1e-2, 1e-3, 2e-2), strict=True):
+        torch.testing.assert_close(p.detach(), start - lr * g.sign(), rtol=0, atol=1e-9)
+
+
+def test_load_state_dict_refuses_bad_groups_and_missing_or_foreign_state_keys() -> None:
+    w, bias = _param(4, 3), _param(5, seed=1)
+    src = MARS([w, bias], lr=1e-3, amsgrad=True)
+    w.grad, bias.grad = _grad(4, 3, seed=2), _grad(5, seed=3)
+    src.step()
+
+    def target() -> MARS:
+        return MARS([_param(4, 3), _param(5, seed=1)], lr=1e-3, amsgrad=True)
+
+    for key, value in (("lr", float("nan")), ("lr", -1.0), ("mars_type", "mars-sgd"), ("lr_init", -1.0)):
+        state = copy.deepcopy(src.state_dict())  # torch's state_dict shares the state dicts
+        state["param_groups"][0][key] = value
+        opt = target()
+        with pytest.raises(ValueError, match=key):
+            opt.load_state_dict(state)
+        assert not opt.state
+    for pid, key in ((0, "last_grad"), (0, "max_exp_avg_sq"), (1, "exp_avg_sq")):
+        state = copy.deepcopy(src.state_dict())  # torch's state_dict shares the state dicts
+        del state["state"][pid][key]
+        with pytest.raises(ValueError, match=key):
+            target().load_state_dict(state)
+    state = copy.deepcopy(src.state_dict())  # torch's state_dict shares the state dicts
+    state["state"][1]["momentum_buffer"] = state["state"][1]["exp_avg"]
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        target().load_state_dict(state)
+    opt = target()
+    opt.load_state_dict(src.state_dict())
+    assert set(opt.state[opt.param_groups[0]["params"][0]]) == {"step", "exp_avg", "last_grad", "exp_avg_sq",
+                                                                 "max_exp_avg_sq"}
+
+
+def test_weight_decay_per_group_decays_matrices_and_weight_decay_1d_vectors() -> None:
+    # lr_1d = lr and a zero gradient history aside, decay is the only difference between the runs
+    def run(wd: float, wd_1d: float) -> list[torch.Tensor]:
+        w1, w2, v = _param(4, 3), _param(4, 3, seed=1), _param(5, seed=2)
+        opt = MARS([{"params": [w1]}, {"params": [w2, v], "weight_decay": wd, "weight_decay_1d": wd_1d}],
+                   lr=1e-2, lr_1d=1e-2, weight_decay=0.0, weight_decay_1d=0.0)
+        for step in range(3):
+            for p in (w1, w2, v):
+                p.grad = _grad(*p.shape, seed=10 + step)
+            opt.step()
+        return [p.detach().clone() for p in (w1, w2, v)]
+
+    base, decayed, decayed_1d = run(0.0, 0.0), run(0.5, 0.0), run(0.0, 0.5)
+    assert torch.equal(base[0], decayed[0]) and torch.equal(base[0], decayed_1d[0])  # first group untouched
+    assert not torch.equal(base[1], decayed[1]) and torch.equal(base[2], decayed[2])  # wd: the matrix only
+    assert torch.equal(base[1], decayed_1d[1]) and not torch.equal(base[2], decayed_1d[2])  # wd_1d: the vector
+    assert decayed_1d[2].norm() < base[2].norm()

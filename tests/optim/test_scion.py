@@ -159,3 +159,22 @@ def test_ns_dtype_by_name_is_the_dtype() -> None:
     oa.step()
     ob.step()
     assert torch.equal(a, b)
+
+
+def test_load_state_dict_runs_the_group_validation_before_changing_anything() -> None:
+    w = torch.nn.Parameter(_t(4, 3))
+    src = Scion([w], lr=0.01, momentum=0.5, ns_dtype=torch.float64)
+    w.grad = _t(4, 3, seed=1)
+    src.step()
+    for key, value, match in (("lr", float("nan"), "lr"), ("lr", -1.0, "lr"), ("norm", "BiasRMS", "norm"),
+                              ("norm_kwargs", {"transpose": 1}, "norm_kwargs")):
+        state = src.state_dict()
+        state["param_groups"][0][key] = value
+        target = Scion([torch.nn.Parameter(_t(4, 3))], lr=0.01, momentum=0.5)
+        with pytest.raises(ValueError, match=match):
+            target.load_state_dict(state)
+        assert target.param_groups[0]["lr"] == 0.01 and not target.state
+    state = src.state_dict()
+    state["state"][0] = {"exp_avg": state["state"][0]["momentum_buffer"]}  # another optimizer's state key
+    with pytest.raises(ValueError, match="exp_avg"):
+        Scion([torch.nn.Parameter(_t(4, 3))], momentum=0.5).load_state_dict(state)

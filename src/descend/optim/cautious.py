@@ -53,7 +53,7 @@ from typing import Any
 
 import torch
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step, call_step_unhooked
 from ._validate import check_betas, check_float
 from .lion import Lion
 from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
@@ -70,7 +70,7 @@ def cautious_scale(u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return mask.div_(mask.mean().clamp_(min=MASK_MEAN_FLOOR))
 
 
-class CAdamW(KeepsStateDtypes):
+class CAdamW(DescendOptimizer):
     """C-AdamW (Liang et al. 2024): AdamW whose update keeps only the coordinates where momentum and gradient
     agree in sign, rescaled by the fraction kept.
 
@@ -103,13 +103,11 @@ class CAdamW(KeepsStateDtypes):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        try:
-            _check_group(self.param_groups[-1])
-        except ValueError:
-            self.param_groups.pop()  # a refused group leaves the optimizer as it was
-            raise
+    _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+
+    def _check_group(self, group: Mapping[str, Any]) -> None:
+        """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``)."""
+        _check_group(group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -164,25 +162,48 @@ def _check_group(group: Mapping[str, Any]) -> None:
 # the generic wrapper
 
 
+_CAUTIOUS_CLASSES: dict[type[torch.optim.Optimizer], type[torch.optim.Optimizer]] = {}
+
+
+def _refuse_decoupled_decay(base: type[torch.optim.Optimizer], group: Mapping[str, Any]) -> None:
+    # Lion's option decays W *= 1 - lr * wd / lr_init (torch's AdamW has the key too, meaning its own decay)
+    if issubclass(base, Lion) and group.get("decoupled_weight_decay") is True:
+        raise ValueError("decoupled_weight_decay must be False in a cautious Lion "
+                         "(its decay is taken out of the base step as W *= 1 - lr * weight_decay)")
+
+
 def cautious(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
     """Return a subclass of ``base`` whose steps are cautious (see the module docstring).
 
     ``base`` must update each parameter from its gradient and apply any weight decay as
     ``W *= 1 - lr·weight_decay`` under the group keys ``"lr"`` and ``"weight_decay"`` (AdamW, Lion, ...).
+    The same ``base`` returns the same class; its instances pickle (through :func:`_new_cautious`, the class
+    being made at run time) and fire torch's step hooks once per ``step()``.
     """
     if not (isinstance(base, type) and issubclass(base, torch.optim.Optimizer)):
         raise ValueError(f"base must be a torch.optim.Optimizer subclass, got {base!r}")
+    cached = _CAUTIOUS_CLASSES.get(base)
+    if cached is not None:
+        return cached
 
     class Cautious(base):  # type: ignore[valid-type, misc]
         __doc__ = f"Cautious {base.__name__} (Liang et al. 2024): see :func:`descend.optim.cautious.cautious`."
 
+        def _check_group(self, group: Mapping[str, Any]) -> Any:
+            """The base's validation (when it has one, as descend's optimizers do) and the wrapper's."""
+            _refuse_decoupled_decay(base, group)
+            check = getattr(super(), "_check_group", None)
+            return check(group) if check is not None else None
+
         def add_param_group(self, param_group: dict[str, Any]) -> None:
+            if isinstance(param_group, dict):  # refused before the base adds anything
+                _refuse_decoupled_decay(base, {**self.defaults, **param_group})
             super().add_param_group(param_group)
-            group = self.param_groups[-1]
-            if "lr_init" in group:  # Lion's decoupled_weight_decay=True: W *= 1 - lr * wd / lr_init
-                self.param_groups.pop()
-                raise ValueError("decoupled_weight_decay must be False in a cautious Lion "
-                                 "(its decay is taken out of the base step as W *= 1 - lr * weight_decay)")
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            if type(self) is not _CAUTIOUS_CLASSES.get(base):  # a user's subclass: the default protocol
+                return super().__reduce_ex__(protocol)
+            return (_new_cautious, (base,), self.__getstate__())
 
         @torch.no_grad()
         def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -197,7 +218,8 @@ def cautious(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
                 if "weight_decay" in group:
                     group["weight_decay"] = 0.0
             try:
-                super().step()
+                # the base's step without torch's hook runner: this step() already fires the hooks once
+                call_step_unhooked(base.step, self)
             finally:
                 for group, wd in saved:
                     if "weight_decay" in group:
@@ -216,7 +238,15 @@ def cautious(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
             return loss
 
     Cautious.__name__ = Cautious.__qualname__ = f"Cautious{base.__name__}"
+    Cautious.__module__ = __name__
+    _CAUTIOUS_CLASSES[base] = Cautious
     return Cautious
+
+
+def _new_cautious(base: type[torch.optim.Optimizer]) -> torch.optim.Optimizer:
+    """An empty instance of ``cautious(base)`` (unpickling fills it via ``__setstate__``)."""
+    cls = cautious(base)
+    return cls.__new__(cls)
 
 
 CLion = cautious(Lion)

@@ -18,9 +18,9 @@ Algorithms 2-4; per matrix parameter ``W``, ``g_t`` the gradient, ``g_0 = 0``)::
 ``NS5`` is five Newton-Schulz iterations with Jordan et al.'s coefficients, ``X/(‖X‖_F + eps)`` normalisation
 and ``eps`` the optimizer's (:func:`descend.optim._linalg.newton_schulz`, shared with Muon).  Step 1 uses
 ``c_1 = (1 + γ·β1/(1-β1))·g_1`` (``g_0 = 0``).  Vectors (``ndim < 2``) take plain AdamW with ``betas_1d``,
-learning rate ``lr·lr_1d/lr_init`` and ``weight_decay_1d`` in the same form as mars-adamw, unless
-``optimize_1d=True``, in which case they go through MARS with ``weight_decay`` (mars-shampoo then uses its
-AdamW form for them).
+learning rate ``lr·lr_1d/lr_init`` (``lr_init``: the constructor's ``lr``) and ``weight_decay_1d`` in the
+same form as mars-adamw, unless ``optimize_1d=True``, in which case they go through MARS with
+``weight_decay`` (mars-shampoo then uses its AdamW form for them).
 
 Defaults (the reference's): ``lr=3e-3, betas=(0.95, 0.99), eps=1e-8, weight_decay=0, amsgrad=False,
 gamma=0.025, mars_type="mars-adamw", optimize_1d=False, lr_1d=3e-3, betas_1d=(0.9, 0.95),
@@ -38,9 +38,13 @@ Deviations from the reference:
   1-D AdamW); mars-shampoo reshapes such a tensor to ``[shape[0], -1]``.
 * ``last_grad`` is a copy of the gradient (the reference keeps a reference to ``p.grad``).
 * Every hyperparameter is per parameter group (the reference reads ``gamma``, ``mars_type``, ``optimize_1d``,
-  ``lr_1d``, ``betas_1d`` from the constructor only); ``lr_1d`` is relative to the group's learning rate when
-  it was added (``lr_init``), so the 1-D learning rate follows the schedule; with ``lr_init = 0`` the 1-D
-  parameters stay frozen.
+  ``lr_1d``, ``betas_1d``, ``weight_decay_1d`` from the constructor only).  The 1-D learning rate is
+  ``group lr · lr_1d / lr_init`` with ``lr_init`` the constructor's ``lr`` (the reference's
+  ``lr_1d_factor = lr_1d / lr``), stored in every group as ``"lr_init"``: a group's own ``lr`` and a schedule
+  scale the 1-D rate as they scale the matrices' (torch's per-group contract); a group may set its own
+  ``lr_1d`` too.  With ``lr_init = 0`` (the reference divides by zero) the 1-D parameters stay frozen.
+* A group's ``weight_decay`` applies to its MARS tensors only; its AdamW vectors (``optimize_1d=False``)
+  take the group's ``weight_decay_1d`` (as in the reference, where it is the constructor's).
 * The Newton-Schulz normalisation takes the norm after the cast to ``ns_dtype`` (the reference: before);
   identical in float64.
 * Invalid values raise ``ValueError`` naming the argument (``gamma``, ``weight_decay`` are checked too).
@@ -54,7 +58,7 @@ from typing import Any
 
 import torch
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float
@@ -66,7 +70,7 @@ MARS_TYPES = ("mars-adamw", "mars-lion", "mars-shampoo")
 _NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
-class MARS(KeepsStateDtypes):
+class MARS(DescendOptimizer):
     """MARS (Yuan et al. 2024), approximate form: a clipped, variance-reduced gradient feeds an AdamW, Lion or
     Shampoo (Newton-Schulz) update of the matrices; vectors take AdamW.
 
@@ -81,7 +85,8 @@ class MARS(KeepsStateDtypes):
         is_approx: must be ``True`` (the approximate form; accepted for compatibility with the reference).
         mars_type: ``"mars-adamw"``, ``"mars-lion"`` or ``"mars-shampoo"``.
         optimize_1d: vectors through MARS too (else plain AdamW with the ``*_1d`` hyperparameters).
-        lr_1d: learning rate of the vectors' AdamW at the initial ``lr``, ``>= 0``.
+        lr_1d: learning rate of the vectors' AdamW at the constructor's ``lr``, ``>= 0`` (a group's ``lr``, and a
+            schedule, scale it by ``lr / lr_init``).
         betas_1d: betas of the vectors' AdamW, in ``[0, 1)``.
         weight_decay_1d: weight decay of the vectors' AdamW, ``>= 0``.
         ns_dtype: dtype of the Newton-Schulz iteration (mars-shampoo): ``torch.bfloat16`` (the reference),
@@ -117,15 +122,32 @@ class MARS(KeepsStateDtypes):
         _check_group(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            _check_group(group)
-        except ValueError:
-            self.param_groups.pop()  # a refused group leaves the optimizer as it was
-            raise
-        group.setdefault("lr_init", float(group["lr"]))
+    _STATE_KEYS = ("step", "exp_avg")
+    _OPTIONAL_STATE_KEYS = ("last_grad", "exp_avg_sq", "max_exp_avg_sq")
+
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``); a new group
+        gets ``lr_init``, the constructor's ``lr`` (the 1-D learning rate is ``lr·lr_1d/lr_init``)."""
+        _check_group(group)
+        return {"lr_init": check_float("lr_init", group.get("lr_init", self.defaults["lr"]), 0.0)}
+
+    def _contract_not_applicable(self, check: str) -> str | None:
+        """For :mod:`descend.optim.testing`: why a generic contract check cannot apply (``None``: it does)."""
+        if check == "param_groups_weight_decay" and not all(g["optimize_1d"] for g in self.param_groups):
+            return ("MARS decays its vectors (ndim < 2, optimize_1d=False) by the group's weight_decay_1d, "
+                    "weight_decay only its matrices (the reference's design), and the check's second group "
+                    "holds only a bias vector; tests/optim/test_mars.py checks both keys per group")
+        return None
+
+    def _required_state_keys(self, group: Mapping[str, Any], p: torch.Tensor) -> list[str]:
+        """The keys :func:`_init_state` creates for ``p`` in ``group`` (the group the state was saved with)."""
+        through_mars = p.ndim >= 2 or bool(group["optimize_1d"])
+        keys = ["step", "exp_avg"]
+        if through_mars:
+            keys.append("last_grad")
+        if _uses_v(group, p, through_mars):
+            keys += ["exp_avg_sq", "max_exp_avg_sq"] if group["amsgrad"] else ["exp_avg_sq"]
+        return keys
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

@@ -56,7 +56,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._base import KeepsStateDtypes, begin_step
+from ._base import DescendOptimizer, begin_step
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
 from ._validate import check_choice, check_float, check_int
@@ -118,7 +118,7 @@ def lmo(norm: str, g: torch.Tensor, norm_kwargs: Mapping[str, Any] | None = None
     return x.transpose(0, 1) if kw["transpose"] else x
 
 
-class Scion(KeepsStateDtypes):
+class Scion(DescendOptimizer):
     """Scion (Pethick et al. 2025): momentum, then a norm-specific LMO step per parameter group.
 
     Args:
@@ -151,15 +151,17 @@ class Scion(KeepsStateDtypes):
         _check_group(defaults, ())
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            group["norm_kwargs"] = dict(group["norm_kwargs"] or {})
-            _check_group(group, group["params"])
-        except (TypeError, ValueError):
-            self.param_groups.pop()  # a refused group leaves the optimizer as it was
-            raise
+    _STATE_KEYS = ("momentum_buffer",)  # the only state (none at all with momentum = 1)
+
+    def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``), shapes
+        included; ``norm_kwargs`` is stored as a dict (``None`` = ``{}``)."""
+        kw = group["norm_kwargs"]
+        kw = {} if kw is None else kw
+        if not isinstance(kw, Mapping):
+            raise ValueError(f"norm_kwargs must be a dict, got {kw!r}")
+        _check_group({**group, "norm_kwargs": kw}, group["params"])
+        return {"norm_kwargs": dict(kw)}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

@@ -271,6 +271,13 @@ def _need_groups(case: OptimizerUnderTest) -> None:
         raise CheckSkipped("the optimizer supports a single parameter group only (param_groups=False)")
 
 
+def _not_applicable(opt: torch.optim.Optimizer, check: str) -> str | None:
+    """Why ``check`` cannot apply to ``opt`` as configured, if the optimizer says so: its optional method
+    ``_contract_not_applicable(check) -> str | None`` (e.g. MARS, whose vectors take ``weight_decay_1d``)."""
+    declared = getattr(opt, "_contract_not_applicable", None)
+    return declared(check) if callable(declared) else None
+
+
 def check_right_direction(case: OptimizerUnderTest) -> None:
     """20 steps on a small least-squares problem lower the loss (float64)."""
     params, loss_fn = _problem(torch.float64, case.matrix_only)
@@ -301,6 +308,8 @@ def check_param_groups_weight_decay(case: OptimizerUnderTest) -> None:
     _need_groups(case)
     if not case.accepts("weight_decay"):
         raise CheckSkipped("the optimizer has no weight_decay hyperparameter")
+    if (why := _not_applicable(case.create(_problem(torch.float64, False)[0]), "param_groups_weight_decay")):
+        raise CheckSkipped(why)
     runs = []
     for wd in (0.0, 0.5):
         params, loss_fn = _problem(torch.float64, False)
