@@ -226,8 +226,19 @@ def test_mechanic_registry_base_is_fused_adamw() -> None:
     assert not do.create("mechanic", [p], foreach=True).param_groups[0]["fused"]
 
 
-def test_muon_default_newton_schulz_is_bfloat16() -> None:
-    """torch.optim.Muon's and Keller Jordan's default; what ``create("muon")`` gives too (as fast as torch's)."""
-    assert inspect.signature(Muon).parameters["ns_dtype"].default == "bfloat16"
+def test_muon_default_newton_schulz_is_bfloat16_where_it_is_fast(monkeypatch) -> None:
+    """``ns_dtype="auto"`` (the signature's default, what ``create("muon")`` gives): bfloat16 — torch.optim.Muon's
+    and Keller Jordan's choice — where bfloat16 matmuls are fast, float32 where the CPU emulates them (30x slower
+    at 512x512 on an AVX2-only CPU), so the default is never slower than torch.optim.Muon's."""
+    from descend.optim import _linalg
+
+    assert inspect.signature(Muon).parameters["ns_dtype"].default == "auto"
     opt = do.create("muon", [torch.nn.Parameter(torch.randn(8, 4))])
-    assert {g["ns_dtype"] for g in opt.param_groups} == {"bfloat16"}
+    assert {g["ns_dtype"] for g in opt.param_groups} == {"auto"}
+    cpu = torch.device("cpu")
+    for fast, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(_linalg, "fast_bfloat16_matmul", lambda device, fast=fast: fast)
+        assert _linalg.newton_schulz_dtype("auto", cpu) is expected
+        g = torch.randn(8, 4, dtype=torch.float64)
+        assert _linalg.newton_schulz(g, dtype="auto").dtype is expected
+    assert _linalg.newton_schulz_dtype(torch.float64, cpu) is torch.float64

@@ -24,7 +24,8 @@ same form as mars-adamw, unless ``optimize_1d=True``, in which case they go thro
 
 Defaults (the reference's): ``lr=3e-3, betas=(0.95, 0.99), eps=1e-8, weight_decay=0, amsgrad=False,
 gamma=0.025, mars_type="mars-adamw", optimize_1d=False, lr_1d=3e-3, betas_1d=(0.9, 0.95),
-weight_decay_1d=0.1``; Newton-Schulz in bfloat16 as in the reference (``ns_dtype``).
+weight_decay_1d=0.1``; Newton-Schulz in bfloat16 as in the reference
+where bfloat16 is fast, else float32 (``ns_dtype="auto"``).
 
 Reference: ``AGI-Arena/MARS@4831e28eba863a4e69d7e9474ff8e73bc1b410fe:MARS/optimizers/mars.py`` (``MARS``).
 Checked against its recorded trajectories (``mars__*.json``: mars-adamw with and without optimize_1d and
@@ -89,7 +90,9 @@ class MARS(DescendOptimizer):
             schedule, scale it by ``lr / lr_init``).
         betas_1d: betas of the vectors' AdamW, in ``[0, 1)``.
         weight_decay_1d: weight decay of the vectors' AdamW, ``>= 0``.
-        ns_dtype: dtype of the Newton-Schulz iteration (mars-shampoo): ``torch.bfloat16`` (the reference),
+        ns_dtype: dtype of the Newton-Schulz iteration (mars-shampoo): ``"auto"`` (default: bfloat16, the
+            reference's, where bfloat16 matmuls are fast, else float32 —
+            :func:`descend.optim._linalg.newton_schulz_dtype`), ``torch.bfloat16``,
             ``torch.float32`` or ``torch.float64``, or its name (``"float32"``: the registry default).
         ns_steps: Newton-Schulz iterations, ``>= 1``.
     """
@@ -110,7 +113,7 @@ class MARS(DescendOptimizer):
         betas_1d: tuple[float, float] = (0.9, 0.95),
         weight_decay_1d: float = 0.1,
         *,
-        ns_dtype: torch.dtype = torch.bfloat16,
+        ns_dtype: torch.dtype | str = "auto",
         ns_steps: int = 5,
     ) -> None:
         if is_approx is not True:
@@ -253,7 +256,7 @@ def _check_group(group: Mapping[str, Any]) -> None:
     for key in ("amsgrad", "optimize_1d"):
         if not isinstance(group[key], bool):
             raise ValueError(f"{key} must be a bool, got {group[key]!r}")
-    check_choice("ns_dtype", group["ns_dtype"], (*_NS_DTYPES, *_NS_DTYPES.values()))
+    check_choice("ns_dtype", group["ns_dtype"], ("auto", *_NS_DTYPES, *_NS_DTYPES.values()))
     steps = group["ns_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"ns_steps must be an integer >= 1, got {steps!r}")

@@ -49,7 +49,7 @@ Conv kernels and other tensors with ``ndim > 2`` are viewed as ``[size(0), prod(
 ``[out, in, kh, kw]`` becomes ``[out, in·kh·kw]``) for Newton–Schulz *and* for the shape factor.
 
 Defaults: those of Keller's ``SingleDeviceMuonWithAuxAdam`` — ``lr=0.02, momentum=0.95, nesterov=True,
-weight_decay=0, ns_steps=5, ns_dtype=bfloat16, normalization="keller", ns_eps=1e-7,
+weight_decay=0, ns_steps=5, ns_dtype="auto" (bfloat16 where it is fast), normalization="keller", ns_eps=1e-7,
 adjust_lr_fn="keller"``; AdamW ``betas=(0.9, 0.95), eps=1e-10, adam_lr_ratio=0.015``.
 
 Checked against (golden fixtures, ``muon__*.json``): ``torch==2.13.0`` ``torch.optim.Muon`` and
@@ -121,9 +121,9 @@ def _ns_dtype_name(value: Any) -> str | None:
         for name, dt in _NS_DTYPES.items():
             if dt == value:
                 return name
-    elif isinstance(value, str) and value in _NS_DTYPES:
+    elif isinstance(value, str) and (value in _NS_DTYPES or value == "auto"):
         return value
-    raise ValueError(f"ns_dtype must be None (the update's dtype) or one of {tuple(_NS_DTYPES)} "
+    raise ValueError(f"ns_dtype must be None (the update's dtype), 'auto' or one of {tuple(_NS_DTYPES)} "
                      f"(as a string or torch.dtype), got {value!r}")
 
 
@@ -165,7 +165,9 @@ class Muon(DescendOptimizer):
         nesterov: use the Nesterov mix ``(1 − μ) G + μ M`` instead of ``M``.
         ns_steps: Newton–Schulz iterations.
         ns_coefficients: quintic coefficients ``(a, b, c)``.
-        ns_dtype: dtype of the Newton–Schulz iteration: ``"bfloat16"`` (both references), ``"float32"``,
+        ns_dtype: dtype of the Newton–Schulz iteration: ``"auto"`` (default: bfloat16, as both references and
+            torch.optim.Muon, where bfloat16 matmuls are fast — CUDA >= sm80, CPUs with AVX512-BF16/AMX — and
+            float32 elsewhere, where bfloat16 is emulated and ~30x slower), ``"bfloat16"``, ``"float32"``,
             ``"float64"`` (exact), ``"float16"``, or ``None`` for the parameter's dtype.
         normalization: ``"keller"`` (``X/(‖X‖_F + ns_eps)``) or ``"torch"`` (``X/max(‖X‖_F, ns_eps)``).
         ns_eps: the normalisation's epsilon.
@@ -188,7 +190,7 @@ class Muon(DescendOptimizer):
         nesterov: bool = True,
         ns_steps: int = 5,
         ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
-        ns_dtype: str | torch.dtype | None = "bfloat16",
+        ns_dtype: str | torch.dtype | None = "auto",
         normalization: str = "keller",
         ns_eps: float = 1e-7,
         adjust_lr_fn: str | None = "keller",
@@ -270,7 +272,7 @@ class Muon(DescendOptimizer):
         ns_dtype = group["ns_dtype"]
         ortho = newton_schulz(
             matrix, group["ns_steps"], group["ns_coefficients"],
-            dtype=None if ns_dtype is None else _NS_DTYPES[ns_dtype],
+            dtype=None if ns_dtype is None else _NS_DTYPES.get(ns_dtype, ns_dtype),
             normalization=group["normalization"], eps=group["ns_eps"],
         )
         factor = shape_factor(group["adjust_lr_fn"], matrix.size(0), matrix.size(1))

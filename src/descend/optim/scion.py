@@ -26,7 +26,8 @@ The LMOs (``norm``; ``eps = 1e-8`` added to every norm as in the reference; ``d_
 * ``Auto`` (default): ``SpectralConv`` for 3-D/4-D, ``Spectral`` for 2-D, ``BiasRMS`` for 0-D/1-D tensors.
 
 Defaults (the reference's): ``lr=1e-3, momentum=1.0, norm="Auto", norm_kwargs={}, scale=1.0,
-unconstrained=False``; Newton-Schulz in bfloat16 as in the reference (``ns_dtype``).  The paper's
+unconstrained=False``; Newton-Schulz in bfloat16 as in the reference
+where bfloat16 is fast, else float32 (``ns_dtype="auto"``).  The paper's
 ``momentum=0.1`` (i.e. a traditional momentum of 0.9) is the usual choice; Wen et al. 2025 tuned 0.05.
 
 Reference: ``LIONS-EPFL/scion@f58a393e010395a5913176be5673d8839caa6285:scion.py`` (``Scion``).  Checked
@@ -80,13 +81,13 @@ NORMS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
 }
 
 
-def _ns(g: torch.Tensor, steps: int, ns_dtype: torch.dtype) -> torch.Tensor:
+def _ns(g: torch.Tensor, steps: int, ns_dtype: torch.dtype | str) -> torch.Tensor:
     mat = g.reshape(len(g), -1)
     return newton_schulz(mat, steps, dtype=ns_dtype, normalization="keller", eps=_NS_EPS).to(g.dtype).view(g.shape)
 
 
 def lmo(norm: str, g: torch.Tensor, norm_kwargs: Mapping[str, Any] | None = None, *,
-        ns_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        ns_dtype: torch.dtype | str = torch.bfloat16) -> torch.Tensor:
     """The reference's LMO direction of ``g`` for ``norm`` (the step is ``-lr·scale·lmo``); a new tensor."""
     kw = {**NORMS[norm][0], **(norm_kwargs or {})}
     if norm == "Auto":
@@ -130,7 +131,9 @@ class Scion(DescendOptimizer):
         norm_kwargs: options of the norm (see the module docstring), e.g. ``{"transpose": True}``.
         scale: radius of the norm ball, ``>= 0`` (the step is ``lr·scale·lmo``).
         unconstrained: skip the ``W *= 1 - lr`` decay (uSCG).
-        ns_dtype: dtype of the Newton-Schulz iteration: ``torch.bfloat16`` (the reference), ``float32``,
+        ns_dtype: dtype of the Newton-Schulz iteration: ``"auto"`` (default: bfloat16, the reference's, where
+            bfloat16 matmuls are fast, else float32 — :func:`descend.optim._linalg.newton_schulz_dtype`),
+            ``torch.bfloat16``, ``float32``,
             ``float64``, or its name (``"float32"``; the registry default, bfloat16 matmuls being slow on CPUs).
     """
 
@@ -144,7 +147,7 @@ class Scion(DescendOptimizer):
         scale: float = 1.0,
         unconstrained: bool = False,
         *,
-        ns_dtype: torch.dtype | str = torch.bfloat16,
+        ns_dtype: torch.dtype | str = "auto",
     ) -> None:
         defaults = {"lr": lr, "momentum": momentum, "norm": norm, "norm_kwargs": dict(norm_kwargs or {}),
                     "scale": scale, "unconstrained": unconstrained, "ns_dtype": ns_dtype}
@@ -253,7 +256,7 @@ def _check_group(group: Mapping[str, Any], params: Iterable[torch.Tensor]) -> No
     check_float("scale", group["scale"], 0.0)
     if not isinstance(group["unconstrained"], bool):
         raise ValueError(f"unconstrained must be a bool, got {group['unconstrained']!r}")
-    check_choice("ns_dtype", group["ns_dtype"], (*_NS_DTYPES, *_NS_DTYPES.values()))
+    check_choice("ns_dtype", group["ns_dtype"], ("auto", *_NS_DTYPES, *_NS_DTYPES.values()))
     norm = check_choice("norm", group["norm"], tuple(NORMS))
     allowed, ndims = NORMS[norm]
     kw = group["norm_kwargs"]
