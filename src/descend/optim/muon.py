@@ -243,7 +243,7 @@ class Muon(DescendOptimizer):
         self.__dict__.setdefault("_explicit_adam_lr_ratio", False)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of Muon (matrix parameters) and AdamW (the others); returns the closure's loss."""
         loss = begin_step(self, closure, "Muon")
         for group in self.param_groups:
@@ -260,6 +260,7 @@ class Muon(DescendOptimizer):
     def _muon_step(self, p: torch.Tensor, group: Mapping[str, Any]) -> None:
         lr, wd, mu = float(group["lr"]), group["weight_decay"], group["momentum"]
         grad = p.grad
+        assert grad is not None  # step() calls this only for parameters with a gradient
         state = self.state[p]
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -286,6 +287,7 @@ class Muon(DescendOptimizer):
         lr = float(group["lr"]) * group["adam_lr_ratio"]
         beta1, beta2 = group["betas"]
         grad = p.grad
+        assert grad is not None  # step() calls this only for parameters with a gradient
         state = self.state[p]
         if "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=torch.float64)

@@ -373,6 +373,7 @@ class Shampoo(DescendOptimizer):
         start = freq if group["start_preconditioning_step"] is None else group["start_preconditioning_step"]
 
         w = p.detach().to(work).reshape(shape)
+        assert p.grad is not None  # step() calls this only for parameters with a gradient
         g = p.grad.detach().to(work).reshape(shape)
         if wd != 0.0 and group["weight_decay_type"] == "l2":
             g = g + wd * w
@@ -459,8 +460,10 @@ def shampoo_param_groups(model: torch.nn.Module, adam_roles: Iterable[Role | str
     roles = param_roles(model)
     adam = [p for p, r in roles.items() if r in chosen and p.requires_grad]
     rest = [p for p, r in roles.items() if r not in chosen and p.requires_grad]
-    groups = [{"name": "shampoo", "params": rest},
-              {"name": "adam", "params": adam, "start_preconditioning_step": NEVER, "grafting": "adam"}]
+    groups: list[dict[str, Any]] = [
+        {"name": "shampoo", "params": rest},
+        {"name": "adam", "params": adam, "start_preconditioning_step": NEVER, "grafting": "adam"},
+    ]
     return [g for g in groups if g["params"]]
 
 

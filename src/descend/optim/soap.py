@@ -71,6 +71,7 @@ Known deviations from the reference, and why:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -229,6 +230,7 @@ class SOAP(DescendOptimizer):
     def _step_param(self, p: torch.Tensor, group: Mapping[str, Any]) -> None:
         state = self.state[p]
         layout = _Layout(p.shape, group)
+        assert p.grad is not None  # step() calls this only for parameters with a gradient
         grad = layout.to_view(p.grad.to(state_dtype(p)))
         beta1, beta2 = group["betas"]
         beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
@@ -280,7 +282,7 @@ class SOAP(DescendOptimizer):
         SOAP._accumulate(state, grad, beta_s)
         for i in axes:
             factor = state[f"factor_{i}"]
-            basis = _guarded(lambda f=factor: eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)), factor)
+            basis = _guarded(partial(eigenbasis_descending, factor, pdt, shift_dtype=_shift_dtype(pdt)), factor)
             # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
             state[f"basis_{i}"] = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device) \
                 if basis is None else basis
@@ -305,7 +307,7 @@ class SOAP(DescendOptimizer):
             if q is None:
                 continue
             factor = state[f"factor_{i}"]
-            result = _guarded(lambda f=factor, q=q: refresh_eigenbasis_qr(f, q, pdt), factor)
+            result = _guarded(partial(refresh_eigenbasis_qr, factor, q, pdt), factor)
             if result is None:  # non-finite factor or failed factorization: keep this basis
                 continue
             new, order = result
@@ -371,7 +373,8 @@ def soap_param_groups(model: torch.nn.Module, adam_roles: Iterable[Role | str] =
     roles = param_roles(model)
     adam = [p for p, r in roles.items() if r in chosen and p.requires_grad]
     rest = [p for p, r in roles.items() if r not in chosen and p.requires_grad]
-    groups = [{"name": "soap", "params": rest}, {"name": "adam", "params": adam, "max_precond_dim": 1}]
+    groups: list[dict[str, Any]] = [{"name": "soap", "params": rest},
+                                    {"name": "adam", "params": adam, "max_precond_dim": 1}]
     return [g for g in groups if g["params"]]
 
 

@@ -194,7 +194,8 @@ def _step(case: OptimizerUnderTest, opt: torch.optim.Optimizer, params: Sequence
     """One step in the torch convention; a Sophia-style ``update_hessian()`` is called every 10th step."""
     closure = _closure(opt, params, loss_fn)
     if case.requires_closure:
-        opt.step(closure)
+        # torch's stub types a closure as returning float; torch's docs (and every optimizer) take the loss tensor
+        opt.step(closure)  # type: ignore[arg-type]
         return
     closure()
     opt.step()
@@ -323,6 +324,11 @@ def check_param_groups_weight_decay(case: OptimizerUnderTest) -> None:
     assert not torch.equal(runs[0][1], runs[1][1]), "the second group's weight_decay is not used"
 
 
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    """An ``assert_close`` ``msg`` callable that puts ``prefix`` before torch's own message."""
+    return lambda message: f"{prefix}: {message}"
+
+
 def check_tensor_lr(case: OptimizerUnderTest) -> None:
     """A 0-dim and a 1-element float64 tensor lr are rejected by the constructor or give the float lr's steps.
 
@@ -331,15 +337,17 @@ def check_tensor_lr(case: OptimizerUnderTest) -> None:
     real difference (a wrong lr, or one read once and never again).
     """
     lr = _lr(case)
+    key = case.lr_key
+    assert key is not None  # _lr skipped the check otherwise
     ref_params, loss_fn = _problem(torch.float64, case.matrix_only)
     _run(case, case.create(ref_params), ref_params, loss_fn, 5)
     for shape in ((), (1,)):
         value = torch.full(shape, lr, dtype=torch.float64)
         params, loss_fn = _problem(torch.float64, case.matrix_only)
         try:
-            opt = case.create(params, **{case.lr_key: value})  # type: ignore[arg-type]
+            opt = case.create(params, **{key: value})
         except (ValueError, TypeError) as exc:
-            assert case.lr_key in str(exc), f"tensor lr of shape {shape} rejected without naming it: {exc}"
+            assert key in str(exc), f"tensor lr of shape {shape} rejected without naming it: {exc}"
             continue
         try:
             _run(case, opt, params, loss_fn, 5)
@@ -348,7 +356,7 @@ def check_tensor_lr(case: OptimizerUnderTest) -> None:
                                  f"{type(exc).__name__}: {exc}") from exc
         for p, r in zip(params, ref_params, strict=True):
             torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-9, atol=1e-12,
-                                       msg=lambda m, s=shape: f"tensor lr of shape {tuple(s)}: {m}")
+                                       msg=_prefixed(f"tensor lr of shape {tuple(shape)}"))
 
 
 def check_noop_without_grads(case: OptimizerUnderTest) -> None:
@@ -358,8 +366,12 @@ def check_noop_without_grads(case: OptimizerUnderTest) -> None:
     _run(case, opt, params, loss_fn, 2)
     opt.zero_grad(set_to_none=True)
     before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
+
+    def constant_loss() -> torch.Tensor:
+        return torch.tensor(1.0, dtype=torch.float64)
+
     try:
-        opt.step(lambda: torch.tensor(1.0, dtype=torch.float64))
+        opt.step(constant_loss)  # type: ignore[arg-type]  # torch's stub: Callable[[], float]; a tensor loss is fine
     except Exception as exc:
         raise AssertionError(f"step with no gradients raised {type(exc).__name__}: {exc}") from exc
     assert _same(params, before), "step changed the parameters although no parameter had a gradient"
@@ -390,7 +402,7 @@ def _saved(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> tuple[
     return saved["opt"], saved["params"]
 
 
-def _continue(case: OptimizerUnderTest, state: Mapping[str, Any], values: Sequence[torch.Tensor],
+def _continue(case: OptimizerUnderTest, state: dict[str, Any], values: Sequence[torch.Tensor],
               dtype: torch.dtype, steps: int, start: int) -> list[torch.Tensor]:
     params, loss_fn = _problem(dtype, case.matrix_only)
     with torch.no_grad():
@@ -552,7 +564,8 @@ def check_repr(case: OptimizerUnderTest) -> None:
 _CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, NotImplementedError)
 
 
-def _rejected_or_progress(case: OptimizerUnderTest, what: str, params: Params, loss_fn: LossFn) -> None:
+def _rejected_or_progress(case: OptimizerUnderTest, what: str, params: Sequence[torch.Tensor], loss_fn: LossFn
+                          ) -> None:
     opt = case.create(params)
     before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
     start = _loss(params, loss_fn)
@@ -661,8 +674,8 @@ _BAD_HYPERPARAMETERS: tuple[tuple[str, Any], ...] = (("lr", math.nan), ("lr", -1
 
 def _bad_values(case: OptimizerUnderTest, group: Mapping[str, Any]) -> list[tuple[str, Any]]:
     out = []
-    for key, value in _BAD_HYPERPARAMETERS:
-        key = case.lr_key if key == "lr" else key
+    for name, value in _BAD_HYPERPARAMETERS:
+        key = case.lr_key if name == "lr" else name
         if key is not None and key in group:
             out.append((key, value))
     return out
@@ -708,7 +721,7 @@ def check_validated_on_add_param_group(case: OptimizerUnderTest) -> None:
     assert not bad, "add_param_group: " + "; ".join(bad)
 
 
-def _clear_load_error(opt: torch.optim.Optimizer, state: Mapping[str, Any], what: str, name: str) -> None:
+def _clear_load_error(opt: torch.optim.Optimizer, state: dict[str, Any], what: str, name: str) -> None:
     try:
         opt.load_state_dict(state)
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:
