@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,10 +183,12 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
     steps_task = progress.add_task("steps", total=1)
-    state = {"board": None if quiet else _leaderboard_table(storage, plan.name), "last": time.time()}
+    board: Any = None if quiet else _leaderboard_table(storage, plan.name)  # a rich Table (rich loads lazily)
+    last = time.time()
     stats = STATS
 
     def on_event(kind: str, item: Any, row: Any) -> None:
+        nonlocal board, last
         if kind == "start":
             steps = plan.steps(item.workload, item.scale) if item.phase != "tune" else \
                 plan.tune_steps(item.workload, item.scale)
@@ -194,9 +197,9 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
             stats["train"] += row.train_time
             stats["eval"] += row.eval_time
             progress.advance(overall)
-            if not quiet and time.time() - state["last"] > 10:  # summarizing reads every stored curve
-                state["board"] = _leaderboard_table(storage, plan.name)
-                state["last"] = time.time()
+            if not quiet and time.time() - last > 10:  # summarizing reads every stored curve
+                board = _leaderboard_table(storage, plan.name)
+                last = time.time()
 
     def on_progress(item: Any, k: int) -> None:
         if k % 10 == 0:
@@ -204,10 +207,10 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 
     if quiet:
         return drain(storage, plan, parallel=parallel, executor=executor, on_event=on_event)
-    with Live(Group(progress, state["board"]), refresh_per_second=4, transient=False) as live:
+    with Live(Group(progress, board), refresh_per_second=4, transient=False) as live:
         def on_event_live(kind: str, item: Any, row: Any) -> None:
             on_event(kind, item, row)
-            live.update(Group(progress, state["board"]))
+            live.update(Group(progress, board))
 
         n = drain(storage, plan, parallel=parallel, executor=executor, on_event=on_event_live,
                   progress=on_progress)
@@ -408,7 +411,7 @@ def worker(
 
     try:
         for p in plans:
-            total += drain(db, p, on_wait=lambda name=p.name: waiting(name))
+            total += drain(db, p, on_wait=partial(waiting, p.name))
     except StorageError as exc:
         raise _fail(exc) from None
     typer.echo(f"worker done: {total} trials")
@@ -420,7 +423,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)
 
 
 # -------------------------------------------------------------------------------------------- bilevel

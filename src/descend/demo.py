@@ -74,7 +74,8 @@ def train(name: str, steps: int, batch: int, seed: int) -> dict[str, float]:
 
         start = time.perf_counter()
         if spec.requires_closure:
-            loss = opt.step(batch_loss)
+            # torch's stub types a closure and step's result as float; line searches take and return the loss tensor
+            loss = opt.step(batch_loss)  # type: ignore[arg-type, assignment]
         else:
             opt.zero_grad()
             loss = batch_loss()

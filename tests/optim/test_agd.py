@@ -16,6 +16,7 @@ import torch
 
 import descend.optim as do
 from descend.optim.agd import AcceleratedSGD, agd_alpha
+from descend.optim.testing import get_test_metadata
 
 
 @pytest.fixture(autouse=True)
@@ -315,10 +316,11 @@ def test_invalid_value_set_later_raises_on_step() -> None:
 def test_registry_entry() -> None:
     spec = do.get("agd_interpolation")
     assert spec.factory is AcceleratedSGD
-    assert {"quadratic", "rosenbrock"} <= set(spec.convergence)
+    meta = get_test_metadata("agd_interpolation")
+    assert {"quadratic", "rosenbrock"} <= set(meta.convergence)
     opt = do.create("agd_interpolation", [torch.nn.Parameter(torch.ones(2))])
     assert opt.param_groups[0]["gamma0"] == pytest.approx(1 / spec.defaults["lr"])
-    for name, bad in spec.invalid.items():
+    for name, bad in meta.invalid.items():
         for value in bad:
             with pytest.raises(ValueError, match=name):
                 do.create("agd_interpolation", [torch.nn.Parameter(torch.ones(2))], **{name: value})

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import descend.optim as do
+from descend.optim.testing import OptimizerTestMetadata, get_test_metadata
 
 from .problems import Problem, mixed, quadratic, rosenbrock, scheduler, step
 
@@ -25,6 +26,11 @@ ELEMENTWISE = [s for s in SPECS if s.elementwise]
 
 def by_name(specs: list[do.OptimizerSpec]) -> dict:
     return {"argvalues": specs, "ids": [s.name for s in specs]}
+
+
+def meta(spec: do.OptimizerSpec) -> OptimizerTestMetadata:
+    """The convergence checks and invalid examples of ``spec`` (declared in :mod:`descend.optim.testing`)."""
+    return get_test_metadata(spec.name)
 
 
 def _snapshot(params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -38,10 +44,10 @@ def _snapshot(params: list[torch.Tensor]) -> list[torch.Tensor]:
 def test_registry_entry_is_complete(spec: do.OptimizerSpec) -> None:
     assert spec.paper and spec.reference and spec.summary
     assert spec.search_space, "the benchmark tunes from the search space: declare one"
-    assert {"quadratic", "rosenbrock"} <= set(spec.convergence), "declare both convergence checks"
-    assert spec.invalid, "declare invalid hyperparameter examples"
+    assert {"quadratic", "rosenbrock"} <= set(meta(spec).convergence), "declare both convergence checks"
+    assert meta(spec).invalid, "declare invalid hyperparameter examples"
     if spec.lr_key is not None:
-        assert spec.lr_key in spec.invalid
+        assert spec.lr_key in meta(spec).invalid
     assert spec.factory.__doc__ or type(spec.factory).__doc__
 
 
@@ -64,7 +70,7 @@ def test_create_with_defaults_and_step(spec: do.OptimizerSpec) -> None:
 @pytest.mark.parametrize("problem_name", ["quadratic", "rosenbrock"])
 @pytest.mark.parametrize("spec", **by_name(SPECS))
 def test_converges_to_known_optimum(spec: do.OptimizerSpec, problem_name: str) -> None:
-    check = spec.convergence[problem_name]
+    check = meta(spec).convergence[problem_name]
     prob = quadratic() if problem_name == "quadratic" else rosenbrock()
     d0 = prob.distance()
     opt = spec.create(prob.params, **check.hyperparameters)
@@ -144,7 +150,7 @@ def test_state_is_tensors_only(spec: do.OptimizerSpec) -> None:
 @pytest.mark.parametrize("spec", **by_name(SPECS))
 def test_dtypes(spec: do.OptimizerSpec, dtype: torch.dtype) -> None:
     prob = mixed(dtype=dtype, matrix_only=spec.matrix_only)
-    hp = spec.convergence["quadratic"].hyperparameters
+    hp = meta(spec).convergence["quadratic"].hyperparameters
     opt = spec.create(prob.params, **hp)
     start = prob.loss().item()
     for t in range(20):
@@ -273,7 +279,7 @@ def test_complex_parameters_work_or_raise_clearly(spec: do.OptimizerSpec) -> Non
     target = torch.tensor([[1 + 2j, -1j], [0.5, 2 - 1j]], dtype=torch.complex128)
     z = torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.complex128))
     prob = Problem([z], lambda: (z - target).abs().pow(2).sum())
-    opt = spec.create(prob.params, **spec.convergence["quadratic"].hyperparameters)
+    opt = spec.create(prob.params, **meta(spec).convergence["quadratic"].hyperparameters)
     start = prob.loss().item()
     try:
         for t in range(10):
@@ -289,7 +295,7 @@ def test_complex_parameters_work_or_raise_clearly(spec: do.OptimizerSpec) -> Non
 @pytest.mark.parametrize("spec", **by_name(SPECS))
 def test_invalid_hyperparameters_raise_value_error_naming_the_argument(spec: do.OptimizerSpec) -> None:
     p = torch.nn.Parameter(torch.randn(3, 3))
-    for arg, values in spec.invalid.items():
+    for arg, values in meta(spec).invalid.items():
         for v in values:
             with pytest.raises(ValueError, match=arg.split(".")[-1]):
                 spec.create([p], **{arg: v})

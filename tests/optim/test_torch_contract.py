@@ -236,3 +236,33 @@ def test_a_replaced_spec_keeps_its_defaults() -> None:
     assert copy_.defaults == spec.defaults
     p = torch.nn.Parameter(torch.ones(2))
     assert copy_.create([p]).param_groups[0]["weight_decay"] == spec.create([p]).param_groups[0]["weight_decay"] == 0
+
+
+def test_test_metadata_lives_in_testing_and_names_registered_optimizers() -> None:
+    # issue 10 ("one engine each"): convergence settings and invalid examples left the runtime OptimizerSpec;
+    # a key that names no registered optimizer is a typo or a stale entry (a missing one fails test_contract)
+    from descend.optim import testing
+
+    assert set(testing.TEST_METADATA) <= set(do.available())
+    assert not hasattr(do.get("adamw"), "convergence") and not hasattr(do.get("adamw"), "invalid")
+    assert do.ConvergenceCheck is do.registry.ConvergenceCheck is testing.ConvergenceCheck
+
+
+def test_register_test_metadata_refuses_bad_input_and_duplicates() -> None:
+    from descend.optim.testing import TEST_METADATA, ConvergenceCheck, get_test_metadata, register_test_metadata
+
+    good = {"quadratic": ConvergenceCheck({"lr": 0.1})}
+    with pytest.raises(ValueError, match="convergence\\['quadratic'\\] must be a ConvergenceCheck"):
+        register_test_metadata("x_bad", convergence={"quadratic": {"lr": 0.1}}, invalid={})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="invalid\\['lr'\\] must be a sequence"):
+        register_test_metadata("x_bad", convergence=good, invalid={"lr": -1.0})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="invalid\\['mode'\\] must be a sequence"):
+        register_test_metadata("x_bad", convergence=good, invalid={"mode": "abc"})
+    with pytest.raises(ValueError, match="name must be"):
+        register_test_metadata("", convergence=good, invalid={})
+    assert "x_bad" not in TEST_METADATA  # a refused call registers nothing
+    with pytest.raises(ValueError, match="already registered"):
+        register_test_metadata("adamw", convergence=good, invalid={})
+    assert get_test_metadata("adamw").convergence["quadratic"].steps == 600  # unchanged by the refused call
+    with pytest.raises(KeyError, match="register_test_metadata"):
+        get_test_metadata("no_such_optimizer")

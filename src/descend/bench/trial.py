@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -82,8 +83,10 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
     loss_ema = math.nan
     for t in range(steps):
         t0 = time.perf_counter()
+        loss: torch.Tensor | None
         if spec.requires_closure:
-            loss = opt.step(lambda t=t: task.train_loss(t))
+            # torch's stub types a closure and step's result as float; line searches take and return the loss tensor
+            loss = opt.step(partial(task.train_loss, t))  # type: ignore[arg-type, assignment]
         else:
             opt.zero_grad(set_to_none=True)
             loss = task.train_loss(t)
@@ -102,8 +105,8 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
             break
         if t + 1 in at:
             t1 = time.perf_counter()
-            last = t + 1 == steps and task.final_evaluate is not None
-            metrics = dict(task.final_evaluate() if last else task.evaluate())
+            evaluate_last = task.final_evaluate if t + 1 == steps else None
+            metrics = dict(evaluate_last() if evaluate_last is not None else task.evaluate())
             eval_time += time.perf_counter() - t1
             curve.append({"step": t + 1, "train_time": train_time, "train_loss": loss_ema, **metrics})
     final = dict(curve[-1]) if curve else {"val_loss": math.inf}

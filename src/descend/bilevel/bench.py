@@ -117,8 +117,9 @@ def _hc(dataset: str, p: float) -> Callable[[int], Any]:
     def build(seed: int) -> Any:
         from .datasets import hyper_cleaning
 
-        kw = {"mnist1d_samples": 4000} if dataset == "mnist1d" else {}
-        return hyper_cleaning(dataset, p, seed=seed, **kw)
+        if dataset == "mnist1d":
+            return hyper_cleaning(dataset, p, seed=seed, mnist1d_samples=4000)
+        return hyper_cleaning(dataset, p, seed=seed)
 
     return build
 

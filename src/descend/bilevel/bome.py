@@ -8,6 +8,8 @@ no Hessian- or Jacobian-vector products.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ._validate import check_choice, check_float, check_int
@@ -43,8 +45,8 @@ class BOME(BilevelSolver):
 
     def __init__(self, problem: BilevelProblem, *, lr_outer: float = 0.01, lr_lower: float | None = None,
                  lr_inner: float = 0.01, inner_steps: int = 10, eta: float = 0.5, phi: str = "grad_norm",
-                 damping: float = 1e-4, **kwargs: object) -> None:
-        super().__init__(problem, **kwargs)  # type: ignore[arg-type]
+                 damping: float = 1e-4, **kwargs: Any) -> None:
+        super().__init__(problem, **kwargs)
         self.lr_outer = check_float("lr_outer", lr_outer, 0.0, low_open=True)
         self.lr_lower = self.lr_outer if lr_lower is None else check_float("lr_lower", lr_lower, 0.0,
                                                                              low_open=True)

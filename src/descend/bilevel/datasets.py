@@ -229,7 +229,7 @@ def _fit(X: Tensor, t: Tensor, C: int, reg: float, steps: int) -> Tensor:
         return loss
 
     with torch.enable_grad():
-        opt.step(closure)  # type: ignore[no-untyped-call]
+        opt.step(closure)
     return W.detach()
 
 

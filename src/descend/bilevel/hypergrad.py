@@ -31,8 +31,8 @@ Defaults: ``steps = 20``; α, γ = 1/L with L from the problem (``inner_lipschit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -124,8 +124,14 @@ def _itd(problem: BilevelProblem, oracles: Oracles, x: Tensor, y: Tensor, steps:
     return (torch.zeros_like(x) if grad is None else grad), yt.detach()
 
 
+class _VJP(Protocol):
+    """``vjp(v, want_x=False) -> (∂_yΦᵀ v, ∂_xΦᵀ v or None)`` (a ``Callable`` cannot say ``want_x`` has a default)."""
+
+    def __call__(self, v: Tensor, want_x: bool = False) -> tuple[Tensor, Tensor | None]: ...
+
+
 def _fp_vjp(problem: BilevelProblem, oracles: Oracles, x: Tensor, y: Tensor, step: float,
-            idx: Tensor | None) -> Callable[[Tensor, bool], tuple[Tensor, Tensor | None]]:
+            idx: Tensor | None) -> _VJP:
     """v ↦ (∂_yΦᵀ v, ∂_xΦᵀ v if wanted) at (x, y); the graph of Φ is built once."""
     xl, yl = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
     phi = fixed_point_map(problem, xl, yl, step, idx)

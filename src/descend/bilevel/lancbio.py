@@ -8,6 +8,7 @@ small subspace built from Hessian-vector products.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,8 +50,8 @@ class LancBiO(AIDSolver):
     name = "lancbio"
 
     def __init__(self, problem: BilevelProblem, *, subspace_dim: int = 1, max_subspace_dim: int = 15,
-                 growth: float = 1.1, growth_period: int = 20, **kwargs: object) -> None:
-        super().__init__(problem, **kwargs)  # type: ignore[arg-type]
+                 growth: float = 1.1, growth_period: int = 20, **kwargs: Any) -> None:
+        super().__init__(problem, **kwargs)
         self.m = check_int("subspace_dim", subspace_dim, 1)
         self.max_subspace_dim = check_int("max_subspace_dim", max_subspace_dim, self.m)
         self.growth = check_float("growth", growth, 1.0)

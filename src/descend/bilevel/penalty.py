@@ -13,6 +13,9 @@ With λ = 1/σ, ψ_λ(x) = λ (min_y [f/λ + g] − min_z g) and
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from torch import Tensor
 
 from ._validate import check_float, check_int
 from .problems import BilevelProblem
@@ -47,8 +50,8 @@ class F2SA(BilevelSolver):
                  lr_z: float | None = None, inner_steps: int = 10, penalty: float = 1.0,
                  penalty_increment: float = 1.0, max_penalty: float = math.inf, lr_outer_decay: float = 4 / 7,
                  lr_inner_decay: float = 5 / 7, lr_z_decay: float = 4 / 7, penalty_decay: float = 1 / 7,
-                 **kwargs: object) -> None:
-        super().__init__(problem, **kwargs)  # type: ignore[arg-type]
+                 **kwargs: Any) -> None:
+        super().__init__(problem, **kwargs)
         self.lr_outer = check_float("lr_outer", lr_outer, 0.0, low_open=True)
         self.lr_inner = check_float("lr_inner", lr_inner, 0.0, low_open=True)
         self.lr_z = self.lr_inner if lr_z is None else check_float("lr_z", lr_z, 0.0, low_open=True)
@@ -63,7 +66,7 @@ class F2SA(BilevelSolver):
             ("penalty_decay", penalty_decay))}
         self.z = self.y.clone()
 
-    def state(self) -> dict:  # type: ignore[type-arg]
+    def state(self) -> dict[str, Tensor]:
         return {"x": self.x, "y": self.y, "z": self.z}
 
     def _step(self) -> dict[str, float]:
@@ -96,9 +99,9 @@ class PenaltyMethod(F2SA):
 
     name = "penalty"
 
-    def __init__(self, problem: BilevelProblem, *, penalty: float = 100.0, **kwargs: object) -> None:
+    def __init__(self, problem: BilevelProblem, *, penalty: float = 100.0, **kwargs: Any) -> None:
         for key in ("penalty_increment", "lr_outer_decay", "lr_inner_decay", "lr_z_decay", "penalty_decay"):
             if key in kwargs:
                 raise ValueError(f"{key} is fixed to 0 in PenaltyMethod (use F2SA for schedules)")
-        super().__init__(problem, penalty=penalty, penalty_increment=0.0, lr_outer_decay=0.0,  # type: ignore[arg-type]
+        super().__init__(problem, penalty=penalty, penalty_increment=0.0, lr_outer_decay=0.0,
                          lr_inner_decay=0.0, lr_z_decay=0.0, penalty_decay=0.0, **kwargs)

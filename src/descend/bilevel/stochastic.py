@@ -8,6 +8,8 @@ solvers are the deterministic versions the LancBiO repository runs (checked agai
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -40,8 +42,8 @@ class StocBiO(AIDSolver):
     name = "stocbio"
 
     def __init__(self, problem: BilevelProblem, *, hessian_steps: int = 10, neumann_step: float | None = None,
-                 inner_steps: int = 10, **kwargs: object) -> None:
-        super().__init__(problem, inner_steps=inner_steps, **kwargs)  # type: ignore[arg-type]
+                 inner_steps: int = 10, **kwargs: Any) -> None:
+        super().__init__(problem, inner_steps=inner_steps, **kwargs)
         self.hessian_steps = check_int("hessian_steps", hessian_steps, 0)
         self.neumann_step = self.lr_inner if neumann_step is None else check_float(
             "neumann_step", neumann_step, 0.0, low_open=True)
@@ -69,8 +71,8 @@ class AmIGO(AIDSolver):
     name = "amigo"
 
     def __init__(self, problem: BilevelProblem, *, hessian_steps: int = 5, v_solver: str = "cg",
-                 lr_v: float | None = None, inner_steps: int = 5, **kwargs: object) -> None:
-        super().__init__(problem, inner_steps=inner_steps, **kwargs)  # type: ignore[arg-type]
+                 lr_v: float | None = None, inner_steps: int = 5, **kwargs: Any) -> None:
+        super().__init__(problem, inner_steps=inner_steps, **kwargs)
         self.hessian_steps = check_int("hessian_steps", hessian_steps, 0)
         self.v_solver = check_choice("v_solver", v_solver, ("gd", "cg"))
         self.lr_v = None if lr_v is None else check_float("lr_v", lr_v, 0.0, low_open=True)
@@ -105,10 +107,10 @@ class SOBA(AmIGO):
     name = "soba"
 
     def __init__(self, problem: BilevelProblem, *, lr_outer: float = 0.1, lr_inner: float = 0.1,
-                 lr_outer_decay: float = 0.5, lr_inner_decay: float = 0.5, **kwargs: object) -> None:
+                 lr_outer_decay: float = 0.5, lr_inner_decay: float = 0.5, **kwargs: Any) -> None:
         kwargs.setdefault("inner_steps", 1)
         kwargs.setdefault("hessian_steps", 1)
-        super().__init__(problem, v_solver="gd", lr_outer=lr_outer, lr_inner=lr_inner,  # type: ignore[arg-type]
+        super().__init__(problem, v_solver="gd", lr_outer=lr_outer, lr_inner=lr_inner,
                          lr_outer_decay=lr_outer_decay, lr_inner_decay=lr_inner_decay, **kwargs)
 
 

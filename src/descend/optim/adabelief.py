@@ -64,7 +64,7 @@ from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, OptimizerSpec, register
 
 __all__ = [
     "AdaBelief",
@@ -274,10 +274,4 @@ register(OptimizerSpec(
     elementwise=True,
     fixture_names=("adabelief",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=600, schedule="cosine"),
-        "rosenbrock": ConvergenceCheck({"lr": 0.01, "betas": (0.9, 0.99), "degenerated_to_sgd": False}, steps=3000,
-                                       schedule="cosine"),
-    },
-    invalid={"lr": (-1.0,), "eps": (-1e-8,), "betas": ((1.0, 0.999), (0.9, 1.5)), "weight_decay": (-0.1,)},
 ))

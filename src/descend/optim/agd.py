@@ -96,7 +96,7 @@ import torch
 from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._validate import check_flag, check_float
-from .registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import FloatRange, OptimizerSpec, register
 
 __all__ = ["AcceleratedSGD", "agd_alpha", "agd_update"]
 
@@ -263,14 +263,4 @@ register(OptimizerSpec(
         "mu": FloatRange(1e-4, 1.0, log=True),
     },
     summary="Stochastic Nesterov acceleration via estimating sequences (interpolation regime)",
-    convergence={
-        # convex scheme (mu = 0, gamma_0 = 1/lr): relative distance ~4e-7 after 300 steps (float32/64)
-        "quadratic": ConvergenceCheck({"lr": 0.3, "mu": 0.0}, steps=300, schedule="constant",
-                                      tolerance=1e-3),
-        # constant-momentum form (gamma_0 = mu = 1, beta = 0.94): ~1.5e-4 after 1000 steps; lr ~ 1/L at x*
-        # (lr = 2e-3 diverges; mu = 0.1 diverges, mu = 0 converges too but needs ~3000 steps)
-        "rosenbrock": ConvergenceCheck({"lr": 1e-3, "mu": 1.0}, steps=1500, schedule="constant",
-                                       tolerance=1e-2),
-    },
-    invalid={"lr": (-1.0, float("nan")), "mu": (-0.1,), "gamma0": (0.0, -1.0)},
 ))

@@ -73,7 +73,7 @@ from torch import nn
 from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._validate import check_betas, check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, IntRange, OptimizerSpec, register
 from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
 
 __all__ = ["FRUGAL", "PROJECTIONS", "frugal_adamw", "frugal_param_groups", "frugal_state_free"]
@@ -587,15 +587,4 @@ register(OptimizerSpec(
     module_groups=_module_groups,
     fixture_names=("frugal",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05, "projection": "columns", "density": 0.4, "update_gap": 10,
-                                       "weight_decay": 0.0, "inactive_lr_scale": 0.1},
-                                      steps=600, schedule="cosine", tolerance=1e-2),
-        "rosenbrock": ConvergenceCheck({"lr": 0.02, "projection": "svd", "density": 0.5, "update_gap": 50,
-                                        "weight_decay": 0.0, "inactive_lr_scale": 0.1},
-                                       steps=3000, schedule="cosine", tolerance=1e-2),
-    },
-    invalid={"lr": (-1.0,), "density": (1.5, -0.1), "update_gap": (0,), "projection": ("pca",),
-             "inactive_update_rule": ("adam",), "betas": ((1.0, 0.999),), "eps": (-1e-8,),
-             "block_order": ("zigzag",), "proj_side": ("up",), "svd_dtype": (torch.float16,)},
 ))

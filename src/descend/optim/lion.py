@@ -52,7 +52,7 @@ from ._base import DescendOptimizer, begin_step
 from ._fused import check_fused, run_elementwise
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, OptimizerSpec, register
 
 __all__ = ["Lion", "lion_update"]
 
@@ -164,9 +164,4 @@ register(OptimizerSpec(
     elementwise=True,
     fixture_names=("lion",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.02}, steps=1000, schedule="cosine"),
-        "rosenbrock": ConvergenceCheck({"lr": 0.01}, steps=4000, schedule="cosine"),
-    },
-    invalid={"lr": (-1.0,), "betas": ((1.5, 0.99), (0.9, -0.1)), "weight_decay": (-0.1,)},
 ))

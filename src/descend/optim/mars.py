@@ -63,7 +63,7 @@ from ._base import DescendOptimizer, begin_step
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, OptimizerSpec, register
 
 __all__ = ["MARS", "MARS_TYPES"]
 
@@ -289,11 +289,4 @@ register(OptimizerSpec(
     summary="variance-reduced, clipped gradient correction (approximate MARS) on an AdamW/Lion/Shampoo base",
     fixture_names=("mars",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05, "lr_1d": 0.05, "weight_decay_1d": 0.0}, steps=1000,
-                                      schedule="cosine"),
-        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),
-    },
-    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,),
-             "gamma": (-0.1,), "mars_type": ("mars-sgd",), "lr_1d": (-1.0,), "weight_decay_1d": (-0.1,)},
 ))

@@ -78,7 +78,7 @@ import torch
 from ._base import DescendOptimizer, begin_step
 from ._linalg import solve_shifted_psd
 from ._validate import check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, IntRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, IntRange, OptimizerSpec, register
 
 __all__ = ["MFAC"]
 
@@ -257,15 +257,4 @@ register(OptimizerSpec(
     summary="SGD preconditioned by the inverse of a sliding-window empirical Fisher (Woodbury, matrix-free)",
     fixture_names=("mfac",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05, "ngrads": 8, "damp": 1e-2, "window_dtype": torch.float64},
-                                      steps=300, schedule="cosine", tolerance=1e-2),
-        # gradient outer products model Rosenbrock's curved valley poorly: with strong damping M-FAC is
-        # close to heavy-ball gradient descent, which the check exercises (small damping wanders off)
-        "rosenbrock": ConvergenceCheck({"lr": 0.6, "ngrads": 4, "damp": 100.0, "momentum": 0.99,
-                                        "window_dtype": torch.float64},
-                                       steps=3000, schedule="cosine", tolerance=1e-2),
-    },
-    invalid={"lr": (-1.0,), "momentum": (1.0, -0.1), "weight_decay": (-1e-3,), "ngrads": (0, 2.5),
-             "damp": (0.0, -1e-5), "window_dtype": (torch.float16, "float32")},
 ))

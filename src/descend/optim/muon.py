@@ -88,7 +88,7 @@ from torch import nn
 from ._base import DescendOptimizer, begin_step
 from ._linalg import NS_COEFFICIENTS, newton_schulz
 from ._validate import check_betas, check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, OptimizerSpec, register
 from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
 
 __all__ = ["ADJUST_LR_FNS", "NORMALIZATIONS", "Muon", "muon_param_groups", "shape_factor"]
@@ -245,7 +245,7 @@ class Muon(DescendOptimizer):
         self.__dict__.setdefault("_explicit_adam_lr_ratio", False)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of Muon (matrix parameters) and AdamW (the others); returns the closure's loss."""
         loss = begin_step(self, closure, "Muon")
         for group in self.param_groups:
@@ -262,6 +262,7 @@ class Muon(DescendOptimizer):
     def _muon_step(self, p: torch.Tensor, group: Mapping[str, Any]) -> None:
         lr, wd, mu = float(group["lr"]), group["weight_decay"], group["momentum"]
         grad = p.grad
+        assert grad is not None  # step() calls this only for parameters with a gradient
         state = self.state[p]
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -288,6 +289,7 @@ class Muon(DescendOptimizer):
         lr = float(group["lr"]) * group["adam_lr_ratio"]
         beta1, beta2 = group["betas"]
         grad = p.grad
+        assert grad is not None  # step() calls this only for parameters with a gradient
         state = self.state[p]
         if "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=torch.float64)
@@ -466,16 +468,4 @@ register(OptimizerSpec(
     module_groups=_module_groups,
     fixture_names=("muon",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05, "adam_lr_ratio": 1.0, "ns_dtype": "float64"},
-                                      steps=300, schedule="cosine"),
-        "rosenbrock": ConvergenceCheck({"lr": 0.02, "ns_dtype": "float64"}, steps=1000, schedule="cosine"),
-    },
-    invalid={
-        "lr": (-1.0,), "weight_decay": (-0.1,), "momentum": (1.0, -0.5), "ns_steps": (0, 100),
-        "ns_dtype": ("int8",), "normalization": ("spectral",), "ns_eps": (0.0,),
-        "adjust_lr_fn": ("sqrt",), "betas": ((1.0, 0.95),), "eps": (-1e-8,), "adam_lr_ratio": (-1.0,),
-        "adam_lr": (-1.0, float("nan")),
-        "ns_coefficients": ((1.0, 2.0),),
-    },
 ))

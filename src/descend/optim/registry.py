@@ -3,8 +3,8 @@
 A spec says what an optimizer is (paper, reference implementation), how to build it (a factory whose
 signature holds the defaults: they are written once, there), how to tune it (a workload-agnostic search
 space, used by ``descend bench``), how to replay a recorded reference run (``fixture_names`` +
-``from_fixture``) and which hyperparameters the contract tests use to check convergence.  Adding an optimizer
-is one module that calls :func:`register`.
+``from_fixture``).  Adding an optimizer is one module that calls :func:`register`.  What only the tests need
+(convergence settings, invalid examples) is in :mod:`descend.optim.testing` (:func:`register_test_metadata`).
 
 >>> import torch, descend.optim as do
 >>> "lion" in do.available()
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
+
+from .testing import ConvergenceCheck  # re-exported: it lived here before the test metadata left the spec
 
 __all__ = [
     "Categorical",
@@ -131,21 +133,6 @@ Dimension = FloatRange | IntRange | Categorical
 
 
 @dataclass(frozen=True)
-class ConvergenceCheck:
-    """Documented hyperparameters under which the optimizer must reach a known optimum.
-
-    The contract tests run ``steps`` steps (with a ``schedule`` of the learning rate: ``"constant"``,
-    ``"cosine"`` to zero, or ``"linear"`` to zero) and assert the distance of the final iterate to the
-    optimum is below ``tolerance`` (relative to the distance at initialisation).
-    """
-
-    hyperparameters: Mapping[str, Any]
-    steps: int = 500
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
-    tolerance: float = 1e-2
-
-
-@dataclass(frozen=True)
 class OptimizerSpec:
     """Everything the library, the benchmark and the tests need to know about one optimizer.
 
@@ -171,9 +158,6 @@ class OptimizerSpec:
             ``factory(list(params_by_name.values()), **fixture["hyperparameters"])``.
         observables: ``observables(optimizer) -> {name: float}`` reported after each step and compared to
             the fixture's ``extra[name][t]`` where the fixture records them (e.g. ``step_size``).
-        convergence: named convergence checks (``"quadratic"``, ``"rosenbrock"``) for the contract tests.
-        invalid: hyperparameter values that must raise ``ValueError`` (contract-tested), e.g.
-            ``{"lr": (-1.0,), "betas": ((1.0, 0.9),)}``.
         matrix_only: the optimizer only accepts parameters with ``ndim >= 2`` (the tests then use 2-D
             parameters only).
         elementwise: every coordinate is updated from its own gradient history only (Adam-like); the
@@ -198,8 +182,6 @@ class OptimizerSpec:
     fixture_names: tuple[str, ...] = ()
     from_fixture: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.optim.Optimizer] | None = None
     observables: Callable[[torch.optim.Optimizer], Mapping[str, float]] | None = None
-    convergence: Mapping[str, ConvergenceCheck] = field(default_factory=dict)
-    invalid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     matrix_only: bool = False
     elementwise: bool = False
     zero_lr_freezes: bool = True

@@ -85,7 +85,8 @@ _NORMS: tuple[type[nn.Module], ...] = tuple(
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 _LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 
-Overrides = Mapping[str | nn.Parameter, Role | str]
+# keyed by names, by parameters, or by both (Mapping is invariant in its key: a union takes each kind)
+Overrides = Mapping[str, Role | str] | Mapping[nn.Parameter, Role | str] | Mapping[str | nn.Parameter, Role | str]
 
 
 def _resolve(model: nn.Module, roles: Overrides) -> dict[str, Role]:

@@ -61,7 +61,7 @@ from ._base import DescendOptimizer, begin_step
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
 from ._validate import check_choice, check_float, check_int
-from .registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from .registry import Categorical, FloatRange, OptimizerSpec, register
 
 __all__ = ["NORMS", "Scion", "lmo", "scion_param_groups"]
 
@@ -304,11 +304,4 @@ register(OptimizerSpec(
     module_groups=_module_groups,
     fixture_names=("scion",),
     from_fixture=_from_fixture,
-    convergence={
-        "quadratic": ConvergenceCheck({"lr": 0.05, "momentum": 0.1, "unconstrained": True}, steps=1000,
-                                      schedule="cosine"),
-        "rosenbrock": ConvergenceCheck({"lr": 0.02, "momentum": 0.1, "unconstrained": True}, steps=4000,
-                                       schedule="cosine"),
-    },
-    invalid={"lr": (-1.0,), "momentum": (0.0, 1.5), "scale": (-1.0,), "norm": ("Frobenius",)},
 ))

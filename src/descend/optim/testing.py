@@ -57,6 +57,11 @@ A failed check raises ``AssertionError`` naming it (pass ``raise_on_failure=Fals
 Line searches and other optimizers that need a closure pass ``requires_closure=True``; the checks then call
 ``step(closure)`` with the torch convention (the closure calls ``zero_grad()``, ``backward()`` and returns
 the loss).
+
+What only the tests need about a registered optimizer — the hyperparameters under which it must converge on
+the quadratic and Rosenbrock problems (:class:`ConvergenceCheck`) and hyperparameter values it must reject —
+is declared here with :func:`register_test_metadata` (read back with :func:`get_test_metadata`;
+:data:`TEST_METADATA` holds them by registry name), not on the runtime :class:`~descend.optim.OptimizerSpec`.
 """
 
 from __future__ import annotations
@@ -68,20 +73,26 @@ import math
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from .registry import OptimizerSpec
+if TYPE_CHECKING:  # registry re-exports ConvergenceCheck from here: no import cycle at run time
+    from .registry import OptimizerSpec
 
 __all__ = [
     "CHECKS",
+    "TEST_METADATA",
     "Check",
     "CheckResult",
     "CheckSkipped",
     "ContractReport",
+    "ConvergenceCheck",
+    "OptimizerTestMetadata",
     "OptimizerUnderTest",
     "check_optimizer",
+    "get_test_metadata",
+    "register_test_metadata",
     "run_check",
 ]
 
@@ -183,7 +194,8 @@ def _step(case: OptimizerUnderTest, opt: torch.optim.Optimizer, params: Sequence
     """One step in the torch convention; a Sophia-style ``update_hessian()`` is called every 10th step."""
     closure = _closure(opt, params, loss_fn)
     if case.requires_closure:
-        opt.step(closure)
+        # torch's stub types a closure as returning float; torch's docs (and every optimizer) take the loss tensor
+        opt.step(closure)  # type: ignore[arg-type]
         return
     closure()
     opt.step()
@@ -321,6 +333,11 @@ def check_param_groups_weight_decay(case: OptimizerUnderTest) -> None:
     assert not torch.equal(runs[0][1], runs[1][1]), "the second group's weight_decay is not used"
 
 
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    """An ``assert_close`` ``msg`` callable that puts ``prefix`` before torch's own message."""
+    return lambda message: f"{prefix}: {message}"
+
+
 def check_tensor_lr(case: OptimizerUnderTest) -> None:
     """A 0-dim and a 1-element float64 tensor lr are rejected by the constructor or give the float lr's steps.
 
@@ -329,15 +346,17 @@ def check_tensor_lr(case: OptimizerUnderTest) -> None:
     real difference (a wrong lr, or one read once and never again).
     """
     lr = _lr(case)
+    key = case.lr_key
+    assert key is not None  # _lr skipped the check otherwise
     ref_params, loss_fn = _problem(torch.float64, case.matrix_only)
     _run(case, case.create(ref_params), ref_params, loss_fn, 5)
     for shape in ((), (1,)):
         value = torch.full(shape, lr, dtype=torch.float64)
         params, loss_fn = _problem(torch.float64, case.matrix_only)
         try:
-            opt = case.create(params, **{case.lr_key: value})  # type: ignore[arg-type]
+            opt = case.create(params, **{key: value})
         except (ValueError, TypeError) as exc:
-            assert case.lr_key in str(exc), f"tensor lr of shape {shape} rejected without naming it: {exc}"
+            assert key in str(exc), f"tensor lr of shape {shape} rejected without naming it: {exc}"
             continue
         try:
             _run(case, opt, params, loss_fn, 5)
@@ -346,7 +365,7 @@ def check_tensor_lr(case: OptimizerUnderTest) -> None:
                                  f"{type(exc).__name__}: {exc}") from exc
         for p, r in zip(params, ref_params, strict=True):
             torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-9, atol=1e-12,
-                                       msg=lambda m, s=shape: f"tensor lr of shape {tuple(s)}: {m}")
+                                       msg=_prefixed(f"tensor lr of shape {tuple(shape)}"))
 
 
 def check_noop_without_grads(case: OptimizerUnderTest) -> None:
@@ -356,8 +375,12 @@ def check_noop_without_grads(case: OptimizerUnderTest) -> None:
     _run(case, opt, params, loss_fn, 2)
     opt.zero_grad(set_to_none=True)
     before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
+
+    def constant_loss() -> torch.Tensor:
+        return torch.tensor(1.0, dtype=torch.float64)
+
     try:
-        opt.step(lambda: torch.tensor(1.0, dtype=torch.float64))
+        opt.step(constant_loss)  # type: ignore[arg-type]  # torch's stub: Callable[[], float]; a tensor loss is fine
     except Exception as exc:
         raise AssertionError(f"step with no gradients raised {type(exc).__name__}: {exc}") from exc
     assert _same(params, before), "step changed the parameters although no parameter had a gradient"
@@ -388,7 +411,7 @@ def _saved(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> tuple[
     return saved["opt"], saved["params"]
 
 
-def _continue(case: OptimizerUnderTest, state: Mapping[str, Any], values: Sequence[torch.Tensor],
+def _continue(case: OptimizerUnderTest, state: dict[str, Any], values: Sequence[torch.Tensor],
               dtype: torch.dtype, steps: int, start: int) -> list[torch.Tensor]:
     params, loss_fn = _problem(dtype, case.matrix_only)
     with torch.no_grad():
@@ -550,7 +573,8 @@ def check_repr(case: OptimizerUnderTest) -> None:
 _CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, NotImplementedError)
 
 
-def _rejected_or_progress(case: OptimizerUnderTest, what: str, params: Params, loss_fn: LossFn) -> None:
+def _rejected_or_progress(case: OptimizerUnderTest, what: str, params: Sequence[torch.Tensor], loss_fn: LossFn
+                          ) -> None:
     opt = case.create(params)
     before, state = _snapshot(params), copy.deepcopy(opt.state_dict())
     start = _loss(params, loss_fn)
@@ -659,8 +683,8 @@ _BAD_HYPERPARAMETERS: tuple[tuple[str, Any], ...] = (("lr", math.nan), ("lr", -1
 
 def _bad_values(case: OptimizerUnderTest, group: Mapping[str, Any]) -> list[tuple[str, Any]]:
     out = []
-    for key, value in _BAD_HYPERPARAMETERS:
-        key = case.lr_key if key == "lr" else key
+    for name, value in _BAD_HYPERPARAMETERS:
+        key = case.lr_key if name == "lr" else name
         if key is not None and key in group:
             out.append((key, value))
     return out
@@ -706,7 +730,7 @@ def check_validated_on_add_param_group(case: OptimizerUnderTest) -> None:
     assert not bad, "add_param_group: " + "; ".join(bad)
 
 
-def _clear_load_error(opt: torch.optim.Optimizer, state: Mapping[str, Any], what: str, name: str) -> None:
+def _clear_load_error(opt: torch.optim.Optimizer, state: dict[str, Any], what: str, name: str) -> None:
     try:
         opt.load_state_dict(state)
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:
@@ -876,3 +900,318 @@ def check_optimizer(
         raise AssertionError(f"{name} fails the optimizer contract check(s) "
                              + "; ".join(f"{r.name}: {r.message}" for r in report.failed))
     return report
+
+
+# ------------------------------------------------------------------------------------------ test metadata
+
+
+@dataclass(frozen=True)
+class ConvergenceCheck:
+    """Documented hyperparameters under which the optimizer must reach a known optimum.
+
+    The contract tests run ``steps`` steps (with a ``schedule`` of the learning rate: ``"constant"``,
+    ``"cosine"`` to zero, or ``"linear"`` to zero) and assert the distance of the final iterate to the
+    optimum is below ``tolerance`` (relative to the distance at initialisation).
+    """
+
+    hyperparameters: Mapping[str, Any]
+    steps: int = 500
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    tolerance: float = 1e-2
+
+
+@dataclass(frozen=True)
+class OptimizerTestMetadata:
+    """What descend's contract tests (``tests/optim/test_contract.py``) need beyond the runtime spec.
+
+    Attributes:
+        convergence: named convergence checks (``"quadratic"``, ``"rosenbrock"``: both are required).
+        invalid: hyperparameter values that must raise a ``ValueError`` naming the argument, e.g.
+            ``{"lr": (-1.0,), "betas": ((1.0, 0.9),)}`` (the learning rate's key must be among them).
+    """
+
+    convergence: Mapping[str, ConvergenceCheck] = field(default_factory=dict)
+    invalid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+
+TEST_METADATA: dict[str, OptimizerTestMetadata] = {}
+"""Test metadata by registry name (:func:`descend.optim.available`); filled by :func:`register_test_metadata`."""
+
+
+def register_test_metadata(
+    name: str,
+    *,
+    convergence: Mapping[str, ConvergenceCheck],
+    invalid: Mapping[str, Sequence[Any]],
+    replace: bool = False,
+) -> OptimizerTestMetadata:
+    """Declare the contract-test metadata of the optimizer registered (or to be registered) as ``name``.
+
+    An optimizer module outside descend calls it next to its :func:`descend.optim.register`, so that
+    descend's contract tests hold it to its convergence checks and invalid examples:
+
+    >>> from descend.optim.testing import ConvergenceCheck, get_test_metadata, register_test_metadata
+    >>> meta = register_test_metadata(
+    ...     "my_sgd", convergence={"quadratic": ConvergenceCheck({"lr": 0.1}, steps=200)}, invalid={"lr": (-1.0,)})
+    >>> get_test_metadata("my_sgd").convergence["quadratic"].steps
+    200
+    >>> _ = TEST_METADATA.pop("my_sgd")  # (undo the example)
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty registry name, got {name!r}")
+    if name in TEST_METADATA and not replace:
+        raise ValueError(f"test metadata for {name!r} is already registered (pass replace=True to overwrite)")
+    for key, check in convergence.items():
+        if not isinstance(check, ConvergenceCheck):
+            raise ValueError(f"convergence[{key!r}] must be a ConvergenceCheck, got {type(check).__name__}")
+    for key, values in invalid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            raise ValueError(f"invalid[{key!r}] must be a sequence of values (a tuple), got {values!r}")
+    meta = OptimizerTestMetadata(dict(convergence), dict(invalid))
+    TEST_METADATA[name] = meta
+    return meta
+
+
+def get_test_metadata(name: str) -> OptimizerTestMetadata:
+    """The test metadata registered for ``name`` (``KeyError`` saying how to declare it when there is none)."""
+    try:
+        return TEST_METADATA[name]
+    except KeyError:
+        raise KeyError(f"no test metadata for optimizer {name!r}: declare its convergence checks and invalid "
+                       "examples with descend.optim.testing.register_test_metadata") from None
+
+
+# descend's own optimizers, by registry name.  Comments give the measured relative distances
+# ||x - x*|| / ||x0 - x*|| the checks leave room for.
+
+_ADAM_CHECKS = {
+    "quadratic": ConvergenceCheck({"lr": 0.05, "weight_decay": 0.0}, steps=600, schedule="cosine"),
+    "rosenbrock": ConvergenceCheck({"lr": 0.1, "weight_decay": 0.0}, steps=2000, tolerance=1e-2),
+}
+register_test_metadata(
+    "adamw",
+    convergence=_ADAM_CHECKS,
+    invalid={"lr": (-1.0,), "eps": (-1e-8,), "betas": ((1.0, 0.999),)},
+)
+register_test_metadata(
+    "nadamw",
+    convergence={
+        "quadratic": _ADAM_CHECKS["quadratic"],
+        # NAdam's momentum-decay schedule makes it slower on Rosenbrock's curved valley (measured 0.014 after 3000).
+        "rosenbrock": ConvergenceCheck({"lr": 0.02, "betas": (0.9, 0.99), "weight_decay": 0.0}, steps=3000,
+                                       tolerance=2e-2),
+    },
+    invalid={"lr": (-1.0,), "eps": (-1e-8,), "betas": ((1.0, 0.999),)},
+)
+register_test_metadata(
+    "adabelief",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=600, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.01, "betas": (0.9, 0.99), "degenerated_to_sgd": False}, steps=3000,
+                                       schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "eps": (-1e-8,), "betas": ((1.0, 0.999), (0.9, 1.5)), "weight_decay": (-0.1,)},
+)
+register_test_metadata(
+    "agd_interpolation",
+    convergence={
+        # convex scheme (mu = 0, gamma_0 = 1/lr): relative distance ~4e-7 after 300 steps (float32/64)
+        "quadratic": ConvergenceCheck({"lr": 0.3, "mu": 0.0}, steps=300, schedule="constant",
+                                      tolerance=1e-3),
+        # constant-momentum form (gamma_0 = mu = 1, beta = 0.94): ~1.5e-4 after 1000 steps; lr ~ 1/L at x*
+        # (lr = 2e-3 diverges; mu = 0.1 diverges, mu = 0 converges too but needs ~3000 steps)
+        "rosenbrock": ConvergenceCheck({"lr": 1e-3, "mu": 1.0}, steps=1500, schedule="constant",
+                                       tolerance=1e-2),
+    },
+    invalid={"lr": (-1.0, float("nan")), "mu": (-0.1,), "gamma0": (0.0, -1.0)},
+)
+register_test_metadata(
+    "frugal",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "projection": "columns", "density": 0.4, "update_gap": 10,
+                                       "weight_decay": 0.0, "inactive_lr_scale": 0.1},
+                                      steps=600, schedule="cosine", tolerance=1e-2),
+        "rosenbrock": ConvergenceCheck({"lr": 0.02, "projection": "svd", "density": 0.5, "update_gap": 50,
+                                        "weight_decay": 0.0, "inactive_lr_scale": 0.1},
+                                       steps=3000, schedule="cosine", tolerance=1e-2),
+    },
+    invalid={"lr": (-1.0,), "density": (1.5, -0.1), "update_gap": (0,), "projection": ("pca",),
+             "inactive_update_rule": ("adam",), "betas": ((1.0, 0.999),), "eps": (-1e-8,),
+             "block_order": ("zigzag",), "proj_side": ("up",), "svd_dtype": (torch.float16,)},
+)
+register_test_metadata(
+    "lion",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.02}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.01}, steps=4000, schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.5, 0.99), (0.9, -0.1)), "weight_decay": (-0.1,)},
+)
+register_test_metadata(
+    "mechanic",
+    # Σs starts at 0, so Mechanic needs a few hundred steps to find its scale (quadratic: 0.0035 at 1400
+    # steps).  On Rosenbrock's curved valley, changing the scale moves x along the ray x_ref + SΔ, across the
+    # valley; the learned scale shrinks and progress is slow (||x-x*||/||x0-x*|| = 0.31 after 3000 steps, 0.19
+    # after 6000 with lr 0.02): that check asserts steady progress, not convergence to 1e-2.
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 1e-2}, steps=1400, schedule="constant"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.05, "betas": (0.9, 0.99), "s_init": 1e-6}, steps=3000,
+                                       schedule="constant", tolerance=0.4),
+    },
+    invalid={
+        "lr": (-1.0, math.nan),
+        "s_decay": (-0.1,),
+        "s_betas": ((), (1.0,), (0.9, -0.1)),
+        "s_init": (0.0, -1e-8),
+        "s_eps": (0.0,),
+        "store_delta": ("yes",),
+        "tuner_dtype": (torch.int64,),
+        "base": ("torch.nn.Linear", "os.system", 3),
+    },
+)
+register_test_metadata(
+    "mfac",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "ngrads": 8, "damp": 1e-2, "window_dtype": torch.float64},
+                                      steps=300, schedule="cosine", tolerance=1e-2),
+        # gradient outer products model Rosenbrock's curved valley poorly: with strong damping M-FAC is
+        # close to heavy-ball gradient descent, which the check exercises (small damping wanders off)
+        "rosenbrock": ConvergenceCheck({"lr": 0.6, "ngrads": 4, "damp": 100.0, "momentum": 0.99,
+                                        "window_dtype": torch.float64},
+                                       steps=3000, schedule="cosine", tolerance=1e-2),
+    },
+    invalid={"lr": (-1.0,), "momentum": (1.0, -0.1), "weight_decay": (-1e-3,), "ngrads": (0, 2.5),
+             "damp": (0.0, -1e-5), "window_dtype": (torch.float16, "float32")},
+)
+register_test_metadata(
+    "muon",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "adam_lr_ratio": 1.0, "ns_dtype": "float64"},
+                                      steps=300, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.02, "ns_dtype": "float64"}, steps=1000, schedule="cosine"),
+    },
+    invalid={
+        "lr": (-1.0,), "weight_decay": (-0.1,), "momentum": (1.0, -0.5), "ns_steps": (0, 100),
+        "ns_dtype": ("int8",), "normalization": ("spectral",), "ns_eps": (0.0,),
+        "adjust_lr_fn": ("sqrt",), "betas": ((1.0, 0.95),), "eps": (-1e-8,), "adam_lr_ratio": (-1.0,),
+        "adam_lr": (-1.0, float("nan")),
+        "ns_coefficients": ((1.0, 2.0),),
+    },
+)
+register_test_metadata(
+    "shampoo",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "precondition_frequency": 5}, steps=600, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.05, "betas": (0.9, 0.99), "grafting_beta2": 0.99,
+                                        "precondition_frequency": 5}, steps=3000, schedule="cosine"),
+    },
+    invalid={
+        "lr": (-1.0,), "betas": ((1.0, 0.999), (0.9, 1.5)), "beta3": (1.0,), "epsilon": (0.0, -1e-12),
+        "weight_decay": (-0.1,), "weight_decay_type": ("l1",), "max_preconditioner_dim": (0, 2.5),
+        "precondition_frequency": (0,), "start_preconditioning_step": (50,), "grafting": ("lamb",),
+        "grafting_beta2": (1.0, 0.0), "grafting_epsilon": (0.0,), "factor_dtype": ("float16",),
+        "inverse_exponent_override": ({2: -0.25}, {2: {3: 0.25}}), "max_failed_roots": (-1,),
+    },
+)
+register_test_metadata(
+    "soap",
+    convergence={
+        # the first step only initialises the preconditioner (no update); measured rel. distances:
+        # quadratic 1.2e-5, rosenbrock 9e-7 (robust to lr x/1.3 on rosenbrock)
+        "quadratic": ConvergenceCheck({"lr": 0.05, "betas": (0.9, 0.99), "weight_decay": 0.0}, steps=300,
+                                      schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.02, "weight_decay": 0.0}, steps=800, schedule="cosine"),
+    },
+    invalid={
+        "lr": (-1.0, math.nan),
+        "betas": ((1.0, 0.95), (0.9,)),
+        "shampoo_beta": (1.0, -1.0),
+        "eps": (-1e-8,),
+        "weight_decay": (-0.1,),
+        "precondition_frequency": (0, 2.5),
+        "max_precond_dim": (0,),
+        "data_format": ("nhwc",),
+        "precond_dtype": ("float16",),
+    },
+)
+register_test_metadata(
+    "sophia_g",
+    convergence={  # update_hessian() from the current gradient after every 10th step (contract tests)
+        "quadratic": ConvergenceCheck({"lr": 0.02, "rho": 0.04, "weight_decay": 0.0, "bs": 1}, steps=1000,
+                                      schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.05, "rho": 0.01, "weight_decay": 0.0, "bs": 1}, steps=2000,
+                                       schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.99), (0.9, -0.5)), "rho": (-0.1,), "weight_decay": (-0.1,),
+             "bs": (0, -5)},
+)
+register_test_metadata(
+    "sls",
+    convergence={
+        # noiseless quadratic: 5e-9 after 50 steps.  Rosenbrock: gradient descent crawls along the valley
+        # (||x-x*||/||x0-x*|| = 0.06 after 2000 steps, about 1 trial per step with the defaults)
+        "quadratic": ConvergenceCheck({"n_batches_per_epoch": 1}, steps=100),
+        "rosenbrock": ConvergenceCheck({}, steps=2000, tolerance=0.1),
+    },
+    invalid={"lr": (-1.0,), "c": (0.0, 1.0), "beta_b": (0.0, 1.0), "init_step_size": (0.0,),
+             "n_batches_per_epoch": (0,), "reset_option": (3,), "line_search": ("wolfe",),
+             "max_trials": (0,)},
+)
+register_test_metadata(
+    "salsa",
+    convergence={
+        # measured: quadratic 2.6e-4 after 150 steps; Rosenbrock 0.028 after 2500 steps
+        "quadratic": ConvergenceCheck({}, steps=150),
+        "rosenbrock": ConvergenceCheck({}, steps=2500, tolerance=0.05),
+    },
+    invalid={"lr": (-1.0,), "c": (0.0, 1.0), "betas": ((1.0, 0.999, 0.9),), "eps": (0.0,),
+             "decrease_factor": (1.0,), "growth_factor": (0.5,), "max_trials": (0,),
+             "bias_correction": ("none",)},
+)
+register_test_metadata(
+    "adam_sls",
+    convergence={
+        # measured: quadratic 2.0e-5 after 200 steps; Rosenbrock 1.4e-3 after 1000 steps
+        "quadratic": ConvergenceCheck({}, steps=200),
+        "rosenbrock": ConvergenceCheck({"c": 0.1, "n_batches_per_epoch": 10}, steps=1000),
+    },
+    invalid={"lr": (-1.0,), "c": (0.0, 1.0), "betas": ((1.0, 0.999),), "beta_b": (1.0,), "eps": (0.0,),
+             "n_batches_per_epoch": (0,), "reset_option": (5,), "max_trials": (0,)},
+)
+
+register_test_metadata(
+    "c_adamw",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),  # measured 8e-4
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,)},
+)
+register_test_metadata(
+    "c_lion",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.02}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.01}, steps=4000, schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.5, 0.99), (0.9, -0.1)), "weight_decay": (-0.1,)},
+)
+register_test_metadata(
+    "mars",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "lr_1d": 0.05, "weight_decay_1d": 0.0}, steps=1000,
+                                      schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,),
+             "gamma": (-0.1,), "mars_type": ("mars-sgd",), "lr_1d": (-1.0,), "weight_decay_1d": (-0.1,)},
+)
+register_test_metadata(
+    "scion",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05, "momentum": 0.1, "unconstrained": True}, steps=1000,
+                                      schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.02, "momentum": 0.1, "unconstrained": True}, steps=4000,
+                                       schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "momentum": (0.0, 1.5), "scale": (-1.0,), "norm": ("Frobenius",)},
+)

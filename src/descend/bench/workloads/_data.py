@@ -107,7 +107,8 @@ def _cached_on_disk(key: str, make: Callable[[], Mapping[str, Value]], check: Ch
               "__sha256__": np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)}
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays, **header)
+        # numpy's stub fears a ** mapping could hold one of savez's own bool options; these hold only arrays
+        np.savez(fh, **arrays, **header)  # type: ignore[arg-type]
     os.replace(tmp, path)
     value = _from_arrays(arrays)
     if check is not None and not check(value):

@@ -25,7 +25,7 @@ from .base import Task, Workload, register_workload
 _L2 = 1e-3
 
 
-def _load(dataset: str, scale: str) -> dict[str, torch.Tensor]:
+def _load(dataset: str, scale: str) -> dict[str, torch.Tensor | int]:
     from sklearn import datasets
 
     loader = {"breast_cancer": datasets.load_breast_cancer, "digits": datasets.load_digits}[dataset]
@@ -68,6 +68,11 @@ def _optimum(data: dict[str, Any]) -> float:
         return float(_objective(W, b, X, y))
 
 
+def _with_optimum(data: dict[str, torch.Tensor | int]) -> dict[str, torch.Tensor | int | float]:
+    """``data`` with the optimal objective value (``"optimum"``) added."""
+    return {**data, "optimum": _optimum(data)}
+
+
 def _check(d: dict[str, Any]) -> bool:
     """Shapes and dtypes of a cached data set (a file that fails is regenerated)."""
     width = d["Xtr"].shape[1]
@@ -90,7 +95,7 @@ class _LogReg(Workload):
     def build(self, seed: int, scale: str) -> Task:
         self.settings(scale)
         data = cached(f"logreg/{self.dataset}/{scale}/l2={_L2}/split=60-20-20/v2",
-                      lambda: (lambda d: {**d, "optimum": _optimum(d)})(_load(self.dataset, scale)), check=_check)
+                      lambda: _with_optimum(_load(self.dataset, scale)), check=_check)
         Xtr, ytr = data["Xtr"].float(), data["ytr"]
         Xva, yva = data["Xva"].float(), data["yva"]
         Xte, yte = data["Xte"].float(), data["yte"]

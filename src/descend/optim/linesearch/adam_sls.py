@@ -78,7 +78,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .._validate import check_betas, check_choice, check_float, check_int
-from ..registry import Categorical, ConvergenceCheck, FloatRange, OptimizerSpec, register
+from ..registry import Categorical, FloatRange, OptimizerSpec, register
 from .directions import AdamPreconditioner
 from .engine import (
     AcceptanceRule,
@@ -258,11 +258,4 @@ register(OptimizerSpec(
     summary="Adam direction with an Armijo line search per layer (parameter group), searched in a cycle",
     requires_closure=True,
     lr_key="lr",
-    convergence={
-        # measured: quadratic 2.0e-5 after 200 steps; Rosenbrock 1.4e-3 after 1000 steps
-        "quadratic": ConvergenceCheck({}, steps=200),
-        "rosenbrock": ConvergenceCheck({"c": 0.1, "n_batches_per_epoch": 10}, steps=1000),
-    },
-    invalid={"lr": (-1.0,), "c": (0.0, 1.0), "betas": ((1.0, 0.999),), "beta_b": (1.0,), "eps": (0.0,),
-             "n_batches_per_epoch": (0,), "reset_option": (5,), "max_trials": (0,)},
 ))

@@ -67,7 +67,7 @@ from typing import Any, Literal
 import torch
 
 from .._validate import check_choice, check_float
-from ..registry import ConvergenceCheck, FloatRange, OptimizerSpec, register
+from ..registry import FloatRange, OptimizerSpec, register
 from .directions import sq_norm
 from .engine import (
     AcceptanceRule,
@@ -195,13 +195,4 @@ register(OptimizerSpec(
     fixture_names=("sls_armijo_sgd",),
     from_fixture=_from_fixture,
     observables=observables,
-    convergence={
-        # noiseless quadratic: 5e-9 after 50 steps.  Rosenbrock: gradient descent crawls along the valley
-        # (||x-x*||/||x0-x*|| = 0.06 after 2000 steps, about 1 trial per step with the defaults)
-        "quadratic": ConvergenceCheck({"n_batches_per_epoch": 1}, steps=100),
-        "rosenbrock": ConvergenceCheck({}, steps=2000, tolerance=0.1),
-    },
-    invalid={"lr": (-1.0,), "c": (0.0, 1.0), "beta_b": (0.0, 1.0), "init_step_size": (0.0,),
-             "n_batches_per_epoch": (0,), "reset_option": (3,), "line_search": ("wolfe",),
-             "max_trials": (0,)},
 ))
