@@ -12,11 +12,13 @@ No scheduler of our own: ordering and idempotence come from the database (see :m
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from ..optim._fused import ENV_VAR
 from .protocol import Plan, WorkItem, pending_work, run_work
 from .storage import RunRow, Storage
 from .trial import TrialResult, run_trial
@@ -38,6 +40,12 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
     """
     parallel = max(parallel, 1)
     import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first step: keep that out of trials)
+
+    # Trials run descend's optimizers eagerly unless DESCEND_COMPILE says otherwise: a compiled default path
+    # costs 10-45 s on its first step in every trial process, more than a whole quick-suite trial, and the
+    # benchmark's default cost axis is steps (wall-time profiles are labelled as this machine's).  Set
+    # DESCEND_COMPILE=1 to benchmark the compiled paths (Ray workers inherit the variable).
+    os.environ.setdefault(ENV_VAR, "0")
 
     done = 0
     in_flight: dict[Future[RunRow | None], WorkItem] = {}
