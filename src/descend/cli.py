@@ -21,6 +21,20 @@ app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_
 bench = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"descend {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="print descend's version and exit")] = False) -> None:
+    """descend: research optimizers and a fair benchmark."""
+
 DEFAULT_OPTIMIZERS = ("adamw", "nadamw", "lion", "adabelief", "soap", "muon")
 STATS = {"train": 0.0, "eval": 0.0}  # seconds of training steps / evaluation run by this process
 
