@@ -8,6 +8,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
 pip install -q -e ".[dev]"
 ruff check src tests benchmarks
+mypy  # config and files: [tool.mypy] in pyproject.toml
 # headless Chromium renders the benchmark report in tests/bench/test_report.py (CI runs as root)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
     || echo "warning: chromium not installed; tests/bench/test_report.py will fail in CI"

@@ -306,9 +306,9 @@ def cd_next(space: Mapping[str, Dimension], defaults: Mapping[str, Any],
             grids[k] = sorted([*g, type(g[0])(v)])
 
     def snap(k: str, v: Any) -> Any:
-        g = grids[k]
-        if isinstance(space[k], (FloatRange, IntRange)) and isinstance(v, (int, float)):
-            if isinstance(space[k], FloatRange) and space[k].log and v > 0:
+        g, dim = grids[k], space[k]
+        if isinstance(dim, (FloatRange, IntRange)) and isinstance(v, (int, float)):
+            if isinstance(dim, FloatRange) and dim.log and v > 0:
                 return min(g, key=lambda x: abs(math.log(x) - math.log(v)))
             return min(g, key=lambda x: abs(x - v))
         return v if v in g else g[0]
@@ -641,8 +641,11 @@ def _default_trial(space: Mapping[str, Dimension], defaults: Mapping[str, Any]) 
 
 
 def _exact_defaults(space: Mapping[str, Dimension], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: defaults[k] for k in space if k in defaults
-            and (not isinstance(space[k], Categorical) or defaults[k] in space[k].choices)}
+    out: dict[str, Any] = {}
+    for k, dim in space.items():
+        if k in defaults and (not isinstance(dim, Categorical) or defaults[k] in dim.choices):
+            out[k] = defaults[k]
+    return out
 
 
 def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable[[int], None] | None = None,

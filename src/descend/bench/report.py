@@ -389,6 +389,7 @@ def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     cells = list(summary.cells)
     opts = sorted({o for c in summary.cells.values() for o in c})
@@ -413,8 +414,9 @@ def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_yscale("log", base=2)
     ticks = [2.0**k for k in range(-4, 5)]
-    lo = min([b.get_height() for b in ax.patches if b.get_height() > 0] + [1.0])
-    hi = max([b.get_height() for b in ax.patches] + [1.0])
+    bars = [b for b in ax.patches if isinstance(b, Rectangle)]  # ``ax.bar``'s patches are all Rectangles
+    lo = min([b.get_height() for b in bars if b.get_height() > 0] + [1.0])
+    hi = max([b.get_height() for b in bars] + [1.0])
     ax.set_ylim(lo / 1.6, hi * 1.6)
     ax.set_yticks([t for t in ticks if lo / 1.6 <= t <= hi * 1.6])
     ax.set_yticklabels([f"{t:g}×" for t in ticks if lo / 1.6 <= t <= hi * 1.6])
@@ -584,9 +586,9 @@ def write_html(summary: Summary, path: str | Path) -> Path:
     for arm in names:
         g = summary.geometric_mean_speedup(arm)
         if g is not None and "@" not in arm:
-            res = [c[arm] for c in summary.cells.values() if arm in c and c[arm].speedup is not None]
-            refused = sum(bool(r.speedup and r.speedup.refused) for r in res)
-            gm.append(f"{esc(arm)}: {esc(str(g))} over {len(res) - refused} workload(s)"
+            arm_res = [c[arm] for c in summary.cells.values() if arm in c and c[arm].speedup is not None]
+            refused = sum(bool(r.speedup and r.speedup.refused) for r in arm_res)
+            gm.append(f"{esc(arm)}: {esc(str(g))} over {len(arm_res) - refused} workload(s)"
                       + (f", {refused} refused (left out)" if refused else ""))
     noise = []
     for cell, res in summary.cells.items():
@@ -603,8 +605,8 @@ def write_html(summary: Summary, path: str | Path) -> Path:
                   "<p>Not measured (run with the noise floor on).</p>")
     fits = []
     for cell, lads in summary.ladders.items():
-        for arm, lad in lads.items():
-            f = lad.fit
+        for arm, arm_lad in lads.items():
+            f = arm_lad.fit
             if f is None:
                 continue
             fits.append(f"<tr><td>{esc(cell)}</td><td>{esc(arm)} (budget)</td><td>{_fmt(f.E)} [{_fmt(f.E_ci[0])}, "

@@ -237,6 +237,7 @@ class AcceleratedSGD(DescendOptimizer):
         denom = gamma_next + alpha_next * mu
         y = p if p.dtype == work_dtype else p.to(work_dtype)
         g = p.grad if grad is None else grad
+        assert g is not None  # ``step`` calls this only for parameters with a gradient, or passes ``grad``
         g = g if g.dtype == work_dtype else g.to(work_dtype)
         g_v = g if full_grad is None else full_grad.to(work_dtype)  # semi-stochastic: full gradient in v
         run_elementwise(agd_update, self._fused, (y, g, g_v, v), lr=lr,

@@ -31,7 +31,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 from ._base import DescendOptimizer, begin_step, call_step_unhooked
 from ._fused import check_fused, run_elementwise, torch_fused_supported
 from ._validate import check_betas, check_flag, check_float
-from .registry import Categorical, FloatRange, OptimizerSpec, register
+from .registry import Categorical, Dimension, FloatRange, OptimizerSpec, register
 
 __all__ = ["AdamW", "NAdamW", "nadamw_update"]
 
@@ -180,18 +180,24 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
 
     def _torch_group_step(self, group: dict[str, Any]) -> None:
         """torch's ``NAdam.step`` body for one group (capturable/differentiable/foreach/complex)."""
-        lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [], [])
-        has_complex = self._init_group(group, *lists)
+        params: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        exp_avgs: list[torch.Tensor] = []
+        exp_avg_sqs: list[torch.Tensor] = []
+        mu_products: list[torch.Tensor] = []
+        state_steps: list[torch.Tensor] = []
+        has_complex = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps)
         beta1, beta2 = group["betas"]
         with torch.set_grad_enabled(bool(group["differentiable"])):
             torch.optim.nadam.nadam(
-                *lists, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps,
+                beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
                 momentum_decay=group["momentum_decay"], eps=group["eps"], maximize=group["maximize"],
                 decoupled_weight_decay=group["decoupled_weight_decay"], foreach=group["foreach"],
                 capturable=group["capturable"], differentiable=group["differentiable"], has_complex=has_complex)
 
 
-_ADAM_SPACE = {
+_ADAM_SPACE: dict[str, Dimension] = {
     # Wen et al. 2025 (130M, 1x Chinchilla): AdamW lr 8e-3, betas (0.9, 0.98), wd 0.1; NAdamW lr 8e-3,
     # betas (0.95, 0.98), wd 0.1.  wd 0.1 sat 11 % of the log range below the old top (0.3), and
     # data-constrained training wants larger decay: the top is 1.0

@@ -286,16 +286,20 @@ class FRUGAL(DescendOptimizer):
                  step: int) -> None:
         """Draw new subspaces for ``params`` (which all have gradients) and reset their statistics."""
         kind = group["projection"]
+        grads: list[torch.Tensor] = []
+        for p in params:
+            assert p.grad is not None  # the callers pass only parameters with gradients
+            grads.append(p.grad)
         if kind in ("svd", "random"):
-            for p in params:
-                self.state[p]["basis"] = self._new_basis(group, p.grad, gstate)
+            for p, g in zip(params, grads, strict=True):
+                self.state[p]["basis"] = self._new_basis(group, g, gstate)
         else:
             for p, choice in zip(params, self._choices(step, group, params, gstate), strict=True):
                 self.state[p]["indices"] = _flat_indices(kind, p, choice)
-        for p in params:
+        for p, g in zip(params, grads, strict=True):
             st = self.state[p]
             if group["reset_statistics"] or "exp_avg" not in st:
-                low = _down(group, st, p.grad)
+                low = _down(group, st, g)
                 st["step"] = torch.zeros((), dtype=torch.int64)
                 st["exp_avg"] = torch.zeros_like(low)
                 st["exp_avg_sq"] = torch.zeros_like(low)
@@ -337,6 +341,7 @@ class FRUGAL(DescendOptimizer):
             proj_ids = {id(p) for p in proj}
             for i, p in enumerate(proj):
                 if p.grad is not None:
+                    assert gstate is not None  # set above: a projected parameter has a gradient
                     self._update_projected(group, p, bool(gstate["active"][i]) if kind == "blocks" else True)
             for p in group["params"]:
                 if p.grad is not None and id(p) not in proj_ids:
@@ -351,6 +356,7 @@ class FRUGAL(DescendOptimizer):
 
     def _update_projected(self, group: Mapping[str, Any], p: torch.Tensor, active: bool) -> None:
         kind, g, st = group["projection"], p.grad, self.state[p]
+        assert g is not None  # ``step`` calls this only for parameters with gradients
         decay = 1 - float(group["lr"]) * group["weight_decay"]
         active_lr = float(group["lr"]) * group["proj_params_lr_scale"]
         inactive_lr = active_lr * group["inactive_lr_scale"]

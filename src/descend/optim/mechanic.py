@@ -128,7 +128,7 @@ Differences between this (PyTorch) algorithm and the JAX one the paper's experim
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
@@ -217,6 +217,10 @@ class Mechanic(torch.optim.Optimizer):
             where ``torch.compile`` works (``None``, default), always (``True``) or never (``False``).
     """
 
+    # Set only on the classes :func:`mechanize` builds at run time (``__reduce_ex__`` checks ``cls.__dict__``).
+    base_class: ClassVar[type[torch.optim.Optimizer]]
+    mechanic_defaults: ClassVar[dict[str, Any]]
+
     def __init__(
         self,
         base: torch.optim.Optimizer,
@@ -285,10 +289,18 @@ class Mechanic(torch.optim.Optimizer):
         check_floating_params("Mechanic", param_tensors(param_group.get("params", [])))
         base.add_param_group(param_group)
 
+    def _tuner_entry(self) -> dict[str, torch.Tensor] | None:
+        """The tuner's state, kept under the string key ``_TUNER`` in ``self.state`` (the state-dict layout
+        saved checkpoints have).  torch types ``state`` as keyed by parameters, so the key is cast."""
+        return self.state.get(cast(torch.Tensor, _TUNER))
+
+    def _set_tuner_entry(self, tuner: dict[str, torch.Tensor]) -> None:
+        self.state[cast(torch.Tensor, _TUNER)] = tuner  # string key: see ``_tuner_entry``
+
     @property
     def s_sum(self) -> float:
         """The current learned scale ``Σ_i s_i`` (0 before the first step)."""
-        tuner = self.state.get(_TUNER)
+        tuner = self._tuner_entry()
         return 0.0 if tuner is None else float(tuner["s"].sum())
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -351,17 +363,17 @@ class Mechanic(torch.optim.Optimizer):
                 self.state[p][name] = convert_state_value(value, p, _compute_dtype(p))
         if tuner is not None:
             device = index[0].device if index else torch.device("cpu")
-            self.state[_TUNER] = {
+            self._set_tuner_entry({
                 **{key: tuner[key].to(dtype=self.tuner_dtype, device=device, copy=True)
                    for key in ("s", "m", "v", "r")},
                 "step": torch.as_tensor(tuner["step"]).to(dtype=torch.int64, device="cpu", copy=True),
-            }
+            })
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 
     # ------------------------------------------------------------------------------------------ step
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Run the base optimizer's step, then re-scale the accumulated offset with the tuned scale."""
         grad_enabled = torch.is_grad_enabled()
         loss = begin_step(self, closure, type(self).__name__)
@@ -410,16 +422,17 @@ class Mechanic(torch.optim.Optimizer):
         return buf.copy_(p.detach())
 
     def _tuner_state(self, device: torch.device) -> dict[str, torch.Tensor]:
-        tuner = self.state.get(_TUNER)
+        tuner = self._tuner_entry()
         if tuner is None:
-            n, kw = len(self.s_betas), {"dtype": self.tuner_dtype, "device": device}
-            tuner = self.state[_TUNER] = {
-                "s": torch.zeros(n, **kw),
-                "m": torch.full((n,), _M_INIT, **kw),
-                "v": torch.zeros(n, **kw),
-                "r": torch.zeros(n, **kw),
+            n, dtype = len(self.s_betas), self.tuner_dtype
+            tuner = {
+                "s": torch.zeros(n, dtype=dtype, device=device),
+                "m": torch.full((n,), _M_INIT, dtype=dtype, device=device),
+                "v": torch.zeros(n, dtype=dtype, device=device),
+                "r": torch.zeros(n, dtype=dtype, device=device),
                 "step": torch.tensor(0, dtype=torch.int64),
             }
+            self._set_tuner_entry(tuner)
         return tuner
 
     def _tune(self, active: list[torch.Tensor], before: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
@@ -596,6 +609,12 @@ def mechanize(
     return cls
 
 
+def _construct(cls: type[Mechanic]) -> Callable[..., Mechanic]:
+    """``cls`` as a constructor: a :func:`mechanize` class's ``__init__`` takes the base optimizer's arguments
+    (``params, *args, **kwargs``), not :class:`Mechanic`'s (``base, *, s_decay, ...``) that the type declares."""
+    return cls
+
+
 def _new_mechanized(base_cls: type[torch.optim.Optimizer], defaults: dict[str, Any]) -> Mechanic:
     """An empty instance of ``mechanize(base_cls, **defaults)`` (unpickling fills it via ``__setstate__``)."""
     cls = mechanize(base_cls, **defaults)
@@ -625,7 +644,7 @@ def mechanic(
         base_kwargs = {k: v for k, v in base_kwargs.items() if k != "fused"}
         if torch_fused_supported(params):
             base_kwargs["fused"] = True
-    return cls(params, lr=lr, **base_kwargs)
+    return _construct(cls)(params, lr=lr, **base_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -651,7 +670,7 @@ def _from_fixture(fx: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> 
     default_dtype = (fx.get("replay") or {}).get("torch_default_dtype", "float32")
     mech["tuner_dtype"] = torch.float64 if default_dtype == "float64" else torch.float32
     cls = mechanize(hp["Base"], **mech)
-    return cls([params[n] for n in fx["param_order"]], **_tuple_lists(hp.get("base", {})))
+    return _construct(cls)([params[n] for n in fx["param_order"]], **_tuple_lists(hp.get("base", {})))
 
 
 register(OptimizerSpec(
