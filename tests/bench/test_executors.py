@@ -35,7 +35,8 @@ def test_finished_cells_are_not_scanned_again(tmp_path, monkeypatch):
 
     monkeypatch.setattr(protocol, "tune_counts", counting)
     plan = Plan(name="cache", cells=(("matrix_sensing", "s"),), optimizers=("adamw", "nadamw", "lion"), trials=4,
-                seeds=3, budget_scale=0.1)
+                seeds=3, budget_scale=0.1,
+                ladder=(), noise_floor=False, widen=0, trial_scaling="fixed")  # tuning + finals only
     storage = Storage(str(tmp_path / "c.db"))
     assert drain(storage, plan, executor=fake_run, poll=0.01) == 3 * (4 + 3)
     # exactly one: the scan that found the cell complete and cached it

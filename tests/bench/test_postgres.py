@@ -29,7 +29,8 @@ def test_two_workers_share_one_study_without_duplicate_or_loss():
     from descend.bench.storage import Storage
 
     plan = Plan(name=f"pg-{uuid.uuid4().hex[:8]}", cells=(("matrix_sensing", "s"),),
-                optimizers=("adamw", "nadamw"), trials=3, seeds=2, budget_scale=0.05)
+                optimizers=("adamw", "nadamw"), trials=3, seeds=2, budget_scale=0.05,
+                ladder=(), noise_floor=False, widen=0, trial_scaling="fixed")  # tuning + finals only
     storage = Storage(URL)
     assert storage.engine.dialect.name == "postgresql"
     storage.save_plan(plan.name, plan.to_dict())

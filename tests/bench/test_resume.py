@@ -76,7 +76,7 @@ def test_resume_after_sigkill(tmp_path, descend_cache):
     # the uninterrupted study, in this process (what `bench run` does without its progress bars and report)
     reference = Storage(str(tmp_path / "ref.db"))
     plan = Plan(name="resume", cells=(SMALL_CELL,), optimizers=("adamw",), trials=TRIALS, seeds=SEEDS,
-                budget_scale=0.1)
+                budget_scale=0.1, ladder=(1.0,), noise_floor=False, widen=0)  # as _command: tuning + finals only
     reference.save_plan(plan.name, plan.to_dict())
     assert drain(reference, plan) == TOTAL
 
@@ -238,12 +238,12 @@ def test_heartbeats_are_written_while_a_trial_runs(tmp_path):
 
     assert drain(storage, plan, executor=slow_run, poll=0.1) == plan.trials + plan.seeds
     for i, snapshot in enumerate(seen[: plan.trials]):
-        key = f"beat/matrix_sensing:s:adamw/tune/{i}"
+        key = f"beat/matrix_sensing:s:adamw/tune/0/{i}"  # round 0 (no widening), trial i
         assert key in snapshot, snapshot
         assert snapshot[key][1] > snapshot["at"]  # 5 leases into the trial, still live: renewed
         assert snapshot["heartbeats"] >= 1
     final = seen[-1]
-    assert any(k.endswith("/final/1") for k in final)
+    assert any(k.endswith("/final/1/-1") for k in final)  # plan/cell/final/seed/number
 
 
 def test_a_trial_whose_lease_was_taken_over_is_not_stored(tmp_path):

@@ -54,7 +54,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step, call_step_unhooked
-from ._validate import check_betas, check_float
+from ._validate import check_betas, check_flag, check_float
 from .lion import Lion
 from .registry import Categorical, FloatRange, OptimizerSpec, register
 
@@ -101,6 +101,7 @@ class CAdamW(DescendOptimizer):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "correct_bias": correct_bias, "foreach": foreach}
         _check_group(defaults)
+        check_flag("no_deprecation_warning", no_deprecation_warning)  # accepted for the reference's signature
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
@@ -154,8 +155,7 @@ def _check_group(group: Mapping[str, Any]) -> None:
     check_float("eps", group["eps"], 0.0)
     check_float("weight_decay", group["weight_decay"], 0.0)
     for key in ("correct_bias", "foreach"):
-        if not isinstance(group[key], bool):
-            raise ValueError(f"{key} must be a bool, got {group[key]!r}")
+        check_flag(key, group[key])
 
 
 # ----------------------------------------------------------------------------------------------------
