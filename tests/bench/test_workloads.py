@@ -354,3 +354,7 @@ def test_not_applicable_cells_get_no_work(tmp_path: Path, descend_cache: Path):
     # adamw#2 is the noise-floor replica of the baseline (a second tuning of AdamW); no muon work at all
     assert items and {i.optimizer for i in items} <= {"adamw", "adamw#2"} and "adamw" in {i.optimizer for i in items}
     assert not_applicable("logreg_breast_cancer", "s", "muon") == "n/a: no hidden matrices"
+    # a run waits until every expected final run is stored: an n/a cell must not be expected (it would wait
+    # forever — the quick suite hung on exactly that)
+    assert not any(cell.endswith(":muon") for cell, _ in plan.expected_finals())
+    assert storage.missing_finals(plan) == len(plan.expected_finals()) == 2 * plan.seeds  # adamw, adamw#2

@@ -151,6 +151,12 @@ class Plan:
             get_workload(w).settings(s)
 
     # ---------------------------------------------------------------------------------------- arms and budgets
+    def expected_finals(self) -> set[tuple[str, int]]:
+        """The (cell, seed) of every final run the plan must end with: every arm of every cell where the
+        optimizer applies (a matrix-only optimizer on a workload without hidden matrices gets no cell)."""
+        return {(f"{w}:{s}:{o}", k) for w, s in self.cells for o in self.arms()
+                if not not_applicable(w, s, Arm.parse(o).spec) for k in range(1, self.seeds + 1)}
+
     def arms(self) -> tuple[str, ...]:
         """The cell optimizers: the plan's optimizers, the noise-floor replica of the baseline, retuned rungs."""
         out = list(self.optimizers)

@@ -314,7 +314,7 @@ class Storage:
 
     def missing_finals(self, plan: Any) -> int:
         """How many final runs of ``plan`` (a :class:`~descend.bench.protocol.Plan`) are not stored yet."""
-        want = {(f"{w}:{s}:{o}", k) for w, s in plan.cells for o in plan.optimizers for k in range(1, plan.seeds + 1)}
+        want = plan.expected_finals()
         q = sa.select(_runs.c.cell, _runs.c.seed).where(_runs.c.plan == plan.name, _runs.c.phase == "final")
         with self._errors("read the runs"), self.engine.connect() as conn:
             have = {(c, k) for c, k in conn.execute(q).all()}
