@@ -78,6 +78,7 @@ def test_summary_numbers(finished_plan: Finished):
     for o, r in summary.cells[key].items():
         finals = sorted(storage.runs(plan=plan.name, phase="final", cell=f"{key}:{o}"), key=lambda x: x.seed)
         assert r.final == [x.final[summary.metric[key]] for x in finals]
+        assert r.test == [x.final["test_loss"] for x in finals]  # the held-out split, reported beside it
         assert r.tune_trials >= plan.trials_for(o) and r.steps_used == plan.steps(*SMALL_CELL)
         lo, hi = r.ci
         assert lo <= r.mean <= hi

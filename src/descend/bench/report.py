@@ -57,6 +57,7 @@ class CellResult:
     overhead: float  # mean harness overhead fraction
     curves: list[list[dict[str, float]]] = field(default_factory=list)
     widened: list[Any] = field(default_factory=list)  # protocol.Widening
+    test: list[float] = field(default_factory=list)  # held-out test metric per seed (never used for selection)
 
     @property
     def mean(self) -> float:
@@ -197,6 +198,7 @@ def summarize(storage: Storage, plan_name: str, baseline: str | None = None) -> 
             rows = sorted(rows, key=lambda r: r.seed)
             prov = prov or rows[0].provenance
             fin = [_final(r, m) for r in rows]
+            test_key = get_workload(w).test_metric
             stt, ttt = [], []
             for r in rows:
                 xs = [row["step"] for row in r.curve]
@@ -219,7 +221,8 @@ def summarize(storage: Storage, plan_name: str, baseline: str | None = None) -> 
                 steps_to_target=stt, time_to_target=ttt, speedup=sp, hyperparameters=rows[0].hyperparameters,
                 tune_trials=tunes[key][o], train_time=statistics.fmean(r.train_time for r in rows),
                 overhead=statistics.fmean(r.provenance.get("overhead", 0.0) for r in rows),
-                curves=[r.curve for r in rows], widened=widenings(storage, plan, w, s, o))
+                curves=[r.curve for r in rows], widened=widenings(storage, plan, w, s, o),
+                test=[float(r.final.get(test_key, math.nan)) if test_key else math.nan for r in rows])
     return Summary(plan=plan_name, metric=metric, cells=cells, targets=targets,
                    baseline=baseline if any(baseline in c for c in cells.values()) else None,
                    provenance=prov or provenance(), missing=missing, ladders=ladders,
@@ -520,6 +523,7 @@ def leaderboard_rows(summary: Summary) -> list[dict[str, str]]:
                 "final": f"{_fmt(r.mean)} [{_fmt(lo)}, {_fmt(hi)}]" + (f" ({r.diverged} diverged)" if r.diverged
                                                                        else ""),
                 "speedup": _sp_text(r.speedup),
+                "test": _fmt(statistics.fmean(r.test)) if r.test and all(math.isfinite(v) for v in r.test) else "–",
                 "steps_to_target": _fmt(statistics.median(r.steps_to_target), 4) + f" ({reached}/{len(r.final)})",
                 "time_to_target": _fmt(statistics.median(r.time_to_target), 3),
                 "trials": str(r.tune_trials) + (" (widened)" if r.widened else ""),
@@ -578,7 +582,7 @@ def write_html(summary: Summary, path: str | Path) -> Path:
 
     rows = leaderboard_rows(summary)
     table = "".join(
-        f"<tr><td>{esc(r['cell'])}</td><td>{esc(r['optimizer'])}</td><td>{esc(r['final'])}</td>"
+        f"<tr><td>{esc(r['cell'])}</td><td>{esc(r['optimizer'])}</td><td>{esc(r['final'])}</td><td>{esc(r['test'])}</td>"
         f"<td>{esc(r['speedup'])}</td><td>{esc(r['steps_to_target'])}</td><td>{esc(r['time_to_target'])}</td>"
         f"<td>{esc(r['trials'])}</td><td class=hp>{esc(r['hyperparameters'])}</td></tr>" for r in rows)
     verdict = "".join(f"<li>{esc(v)}</li>" for v in verdicts(summary))
@@ -660,7 +664,8 @@ full schedule, needs S × the budget X used to end as well as X ends (95 % boots
 "&gt;4×" / "&lt;0.25×" are bounds: outside AdamW's ladder. "Within tuning noise" means the speedup's CI
 overlaps the band that a second, independent tuning of AdamW itself lands in.</p>
 <h2>Leaderboard</h2>
-<table><tr><th>workload</th><th>optimizer</th><th>final (mean [95 % CI])</th><th>speedup vs AdamW ladder</th>
+<table><tr><th>workload</th><th>optimizer</th><th>final (mean [95 % CI])</th><th>held-out test (mean)</th>
+<th>speedup vs AdamW ladder</th>
 <th>steps to target (median, reached)</th><th>time to target (s)</th><th>tuning trials</th><th>tuned
 hyperparameters</th></tr>{table}</table>
 <h2>Curves</h2>{images(curve_figs)}
