@@ -645,15 +645,21 @@ def _check_named(arrays: Mapping[str, Sequence[Any]], sizes: Mapping[str, int], 
         check_length(values, sizes[name], _join(at, name), "the size of the parameter's shape")
 
 
+def _check_fixture(fx: Any, where: str, fmt: str, schema: Any,
+                   cross_checks: Callable[[Mapping[str, Any]], None]) -> None:
+    """The format version, the schema, then the checks across fields; every error prefixed with ``where``."""
+    _check_format(fx, fmt, where)
+    validate(fx, schema, where)
+    try:
+        cross_checks(fx)
+    except FixtureError as exc:
+        raise FixtureError(f"{where}: {exc}") from None
+
+
 def check_optimizer_fixture(fx: Any, where: str) -> None:
     """Raise :class:`FixtureError` (one line: file, location, problem) unless ``fx`` is a valid
     ``descend-optimizer-fixture/1``.  After this, the replay may index and convert every field it reads."""
-    _check_format(fx, OPTIMIZER_FORMAT, where)
-    validate(fx, _OPTIMIZER_SCHEMA, where)
-    try:
-        _optimizer_cross_checks(fx)
-    except FixtureError as exc:
-        raise FixtureError(f"{where}: {exc}") from None
+    _check_fixture(fx, where, OPTIMIZER_FORMAT, _OPTIMIZER_SCHEMA, _optimizer_cross_checks)
 
 
 def _optimizer_cross_checks(fx: Mapping[str, Any]) -> None:
@@ -819,12 +825,7 @@ def _size(problem: Mapping[str, Any], key: str) -> int:
 def check_bilevel_fixture(fx: Any, where: str) -> None:
     """Raise :class:`FixtureError` (one line: file, location, problem) unless ``fx`` is a valid
     ``descend-bilevel-fixture/1``.  After this, the replay may index and convert every field it reads."""
-    _check_format(fx, BILEVEL_FORMAT, where)
-    validate(fx, _BILEVEL_SCHEMA, where)
-    try:
-        _bilevel_cross_checks(fx)
-    except FixtureError as exc:
-        raise FixtureError(f"{where}: {exc}") from None
+    _check_fixture(fx, where, BILEVEL_FORMAT, _BILEVEL_SCHEMA, _bilevel_cross_checks)
 
 
 def _bilevel_cross_checks(fx: Mapping[str, Any]) -> None:
