@@ -10,7 +10,7 @@ python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
 pip install -q -e ".[dev]"
 # PSGD Kron's reference declares triton (a GPU compiler) that its CPU path never imports: install it alone
 python -c "import kron_torch" 2>/dev/null || pip install -q --no-deps kron-torch==0.3.3
-ruff check src tests benchmarks
+ruff check src tests benchmarks examples scripts/mkdocs_hooks.py
 mypy  # config and files: [tool.mypy] in pyproject.toml
 # the documentation site, warnings as errors (pages generated from the registry and the CLI cannot go stale)
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet -d "$(mktemp -d)"
