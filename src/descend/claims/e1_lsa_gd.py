@@ -158,7 +158,7 @@ class LSAGDClaim(Claim):
                   "risk* = trΣ + σ² − tr(Σ vΓ* Σ) (isotropic, noiseless: d(d+1)/(n+d+1))")
     tolerance_why = ("entries ±entry_tol (0.03): residual error of stochastic Adam training, from the spec; risk: the "
                      "excess risk that entry error can cause (λmax(Σ)·λmax(E[S²])·d²·tol²) + 4 Monte-Carlo SE")
-    reduced = {"d": 3, "n": 10, "steps": 1500, "test_tasks": 20000}
+    reduced = {"d": 3, "n": 10, "anisotropy": 1.0, "steps": 1000, "test_tasks": 20000}  # aniso: slow test
 
     def predict(self, setting: Any) -> dict[str, float]:
         s: LSAGDSetting = setting
