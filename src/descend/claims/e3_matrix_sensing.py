@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class MatrixSensingClaim(Claim):
                   "tail log-rate ∝ α² (ratio 4 between α and α/2)")
     tolerance_why = ("deterministic GD: exact-rank rate ±3% (linearisation window), err·T ±1% (next-order term "
                      "≈0.1% at T=16000), α² ratio 4 ±15% (asymptotic in α; the spec's band)")
-    reduced = {"steps": 6000, "exact_steps": 2000, "asym_steps": 9000}
+    reduced: ClassVar[dict[str, Any]] = {"steps": 6000, "exact_steps": 2000, "asym_steps": 9000}
 
     def predict(self, setting: Any) -> dict[str, float]:
         s: MatrixSensingSetting = setting

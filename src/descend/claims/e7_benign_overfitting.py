@@ -26,10 +26,11 @@ Tolerances.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -89,7 +90,7 @@ class BenignClaim(Claim):
     prediction = "isotropic: E bias = 1 − n/p, E var = σ²n/(p−n−1); benign: excess ≈ k/n + n/R_k → 0 in n"
     tolerance_why = ("isotropic: 4 Monte-Carlo standard errors; benign: 20% of the order-of-magnitude bound "
                      "(the spec's band) and monotone decrease in n")
-    reduced = {"ps": (150, 400), "reps": 60, "benign_ns": (40, 80, 160), "benign_reps": 6}
+    reduced: ClassVar[dict[str, Any]] = {"ps": (150, 400), "reps": 60, "benign_ns": (40, 80, 160), "benign_reps": 6}
 
     def predict(self, setting: Any) -> dict[str, float]:
         s: BenignSetting = setting
@@ -142,7 +143,7 @@ class BenignClaim(Claim):
                                       risk, rtol=0.20))
             curve["benign_risk"].append(risk)
             curve["benign_pred"].append(pred[f"benign_n{n}"])
-        drops = [b - a for a, b in zip(risks, risks[1:])]
+        drops = [b - a for a, b in itertools.pairwise(risks)]
         checks.append(Check.at_most("benign: max increase of excess risk as n grows", max(drops), 0.0))
         return checks, curve
 

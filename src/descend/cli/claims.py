@@ -99,7 +99,7 @@ def claims_run(
     for col in ("claim", "check", "predicted", "measured", "verdict"):
         verdicts.add_column(col)
     failed = 0
-    for claim, setting in zip(claims, settings):
+    for claim, setting in zip(claims, settings, strict=True):
         pred = claim.predict(setting)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(pred.items())[:6])
         out.print(f"[bold]{claim.id}[/bold] {claim.title}\n  setting: {setting.as_dict()}\n  prediction: {shown}")
