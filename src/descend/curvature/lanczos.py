@@ -20,7 +20,9 @@ Algorithm (``m`` steps from a unit vector ``q_1``; cost ``m`` matrix-vector prod
   ``||A x_i - theta_i x_i|| = beta_m |s_{m,i}|`` and iteration stops once the k wanted residuals are
   ``<= tol * max_i |theta_i|``.  Since ``A`` is symmetric, an eigenvalue's error is then at most the residual
   (Weyl) and at most residual^2 / gap (Kato-Temple).  On breakdown (``beta_j ~ 0``: an invariant subspace) it
-  continues from a new random vector orthogonal to ``Q_j`` (PyHessian does the same).
+  continues from a new random vector orthogonal to ``Q_j`` (PyHessian does the same), and after such a restart
+  it stops only once the new block's own best converged Ritz value cannot enter the top k -- so an exactly
+  repeated eigenvalue is found with its multiplicity (one copy per block), which plain Lanczos cannot do.
 * SLQ (:func:`spectral_density`, Ghorbani et al. 2019, eq. (2)-(4)): for Rademacher ``v`` with ``||v|| = 1``,
   ``v^T f(A) v ~ sum_i tau_i f(theta_i)`` with ``tau_i = s_{1,i}^2`` (Gauss quadrature, exact for polynomials of
   degree ``<= 2m - 1``); averaging over ``n_v`` vectors, the spectral density is
@@ -180,24 +182,47 @@ def top_eigenpairs(op: CurvatureOperator, k: int = 1, *, which: str = "largest",
     t0 = time.perf_counter()
     limit = min(op.dim, max_iter if max_iter is not None else max(100, 20 * k))
 
-    def ritz(res: LanczosResult) -> tuple[Tensor, Tensor, Tensor]:
-        theta, S = torch.linalg.eigh(res.tridiagonal())
-        idx = _select(theta, k, which)
+    def ritz(res: LanczosResult) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        full, S = torch.linalg.eigh(res.tridiagonal())
+        idx = _select(full, k, which)
         resid = res.beta_last * S[-1, idx].abs()
-        return theta[idx], S[:, idx], resid
+        return full[idx], S[:, idx], resid, full
+
+    def worse(a: float, b: float, margin: float) -> bool:  # is Ritz value a strictly less wanted than b?
+        if which == "largest":
+            return a < b - margin
+        if which == "smallest":
+            return a > b + margin
+        return abs(a) < abs(b) - margin
 
     def done(res: LanczosResult) -> bool:
-        if res.alpha.shape[0] < k:
+        n = res.alpha.shape[0]
+        if n == op.dim:
+            return True
+        if n < k or res.beta_last == 0.0:  # breakdown: the run must restart (the rest of the space is unseen)
             return False
-        _, _, resid = ritz(res)
-        full, _ = torch.linalg.eigh(res.tridiagonal())
-        return bool((resid <= tol * full.abs().max().clamp_min(1e-300)).all())
+        theta, _, resid, full = ritz(res)
+        margin = tol * float(full.abs().max().clamp_min(1e-300))
+        if not bool((resid <= margin).all()):
+            return False
+        zeros = (res.beta == 0).nonzero()
+        if zeros.numel() == 0:
+            return True
+        # after a restart the earlier blocks are invariant subspaces; the last block explores their orthogonal
+        # complement.  Done only once its own best converged Ritz value cannot enter the top k (otherwise the
+        # complement may hold further copies of a repeated eigenvalue: run on to the next breakdown).
+        b0 = int(zeros[-1]) + 1
+        block = LanczosResult(res.alpha[b0:], res.beta[b0:], res.basis[:, b0:], res.beta_last, 0)
+        bt, bS = torch.linalg.eigh(block.tridiagonal())
+        best = int(_select(bt, 1, which)[0])
+        if res.beta_last * float(bS[-1, best].abs()) > margin:
+            return False
+        return worse(float(bt[best]), float(theta[-1]), margin)
 
     res = lanczos(op, limit, v0, seed=seed, restart_on_breakdown=True, stop=done)
-    theta, S, resid = ritz(res)
-    full, _ = torch.linalg.eigh(res.tridiagonal())
+    theta, S, resid, _ = ritz(res)
     vecs = res.basis @ S.to(res.basis.dtype)
-    converged = bool((resid <= tol * full.abs().max().clamp_min(1e-300)).all()) or res.alpha.shape[0] == op.dim
+    converged = done(res)
     return EigenResult(theta.to(op.dtype), vecs, resid.to(op.dtype), res.n_hvp, converged, time.perf_counter() - t0)
 
 
