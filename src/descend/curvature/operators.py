@@ -17,13 +17,15 @@ order, only those with ``requires_grad``); :meth:`CurvatureOperator.unflatten` m
 Cost unit: one matrix-vector product.  ``op.n_calls`` counts them (a block ``op.matmat(V)`` of ``k`` columns
 counts ``k``), and every estimator reports how many it used.
 
-Implementation.  The fast path is ``torch.func``: forward-over-reverse ``jvp(grad(f))`` (Pearlmutter 1994,
-"Fast exact multiplication by the Hessian"), ``vmap``-ed over the columns of a block so Hutchinson/Hutch++
-probes share one traced computation.  For a single batch the default (``method="auto"``) builds the gradient
-graph once and differentiates it again per product (double backward, as PyHessian does; Yao et al. 2020) when
-products are requested one at a time, and uses ``vmap(jvp(grad))`` for blocks.  ``method="func"`` or
-``method="autograd"`` force one path; ``auto`` falls back to double backward where ``torch.func`` cannot trace
-the model (e.g. in-place buffer updates).
+Implementation.  Two exact paths (Pearlmutter 1994, "Fast exact multiplication by the Hessian"):
+``torch.func`` forward-over-reverse ``jvp(grad(f))``, ``vmap``-ed over the columns of a block, and double
+backward (``autograd.grad`` of the gradient graph).  ``method="auto"`` (default) picks by what measured fastest
+on CPU (``benchmarks/curvature_vs_pyhessian.py``): for one batch, double backward on a gradient graph built once
+and kept (as PyHessian does; Yao et al. 2020) -- recomputing forward and backward per product, as ``jvp(grad)``
+must, cost ~2.5x more; for a loader, double backward for single products (Lanczos) and ``vmap(jvp(grad))`` for
+blocks (Hutchinson, Hutch++: one traced pass per batch serves every column, ~2x faster per column).
+``method="func"`` / ``"autograd"`` force one path; ``auto`` falls back to double backward where ``torch.func``
+cannot trace the model.
 
 An operator is a *snapshot*: it clones the parameters when constructed, so later optimizer steps on the model
 do not change it (build a new one to measure again).  The model's train/eval mode is left as it is; call
@@ -158,6 +160,14 @@ class _ParamOperator(CurvatureOperator):
         """Concatenate per-parameter tensors into one flat vector (the operator's coordinates)."""
         return torch.cat([t.reshape(-1) for t in tensors])
 
+    def _flatten_copy(self, tensors: Sequence[Tensor]) -> Tensor:
+        """:meth:`flatten` by one strided copy per tensor (a transposed weight gradient needs no reshape first);
+        not usable inside ``vmap``."""
+        out = torch.empty(self.dim, dtype=tensors[0].dtype, device=tensors[0].device)
+        for piece, t in zip(torch.split(out, self.numels), tensors, strict=True):
+            piece.view(t.shape).copy_(t)  # one strided copy (a transposed weight gradient needs no reshape first)
+        return out
+
     def unflatten(self, v: Tensor) -> tuple[Tensor, ...]:
         """Split a flat vector (or a ``dim x k`` block, columns kept last) into per-parameter shapes."""
         if v.ndim == 1:
@@ -183,7 +193,10 @@ class _ParamOperator(CurvatureOperator):
             return True
         if self.method == "autograd" or self._func_failed:
             return False
-        return not single  # auto: blocks through vmap(jvp(grad)), single products by double backward
+        # auto (measured on CPU, benchmarks/curvature_vs_pyhessian.py): one batch -> double backward on the cached
+        # gradient graph (fastest there, single products and blocks alike); a loader -> double backward for single
+        # products, vmap(jvp(grad)) for blocks (one traced pass per batch for all columns, ~2x faster per column)
+        return not single and not self.single_batch
 
     def _matvec(self, v: Tensor) -> Tensor:
         return self._apply(v, single=True)
@@ -223,7 +236,7 @@ class _ParamOperator(CurvatureOperator):
         out: Tensor | None = None
         cols = [v] if v.ndim == 1 else [v[:, j] for j in range(v.shape[1])]
         for weight, batch in self._batches():
-            rs = [self.flatten(self._autograd_vec(batch, self.unflatten(c))) for c in cols]
+            rs = [self._flatten_copy(self._autograd_vec(batch, self.unflatten(c))) for c in cols]
             r = rs[0] if v.ndim == 1 else torch.stack(rs, dim=1)
             out = weight * r if out is None else out + weight * r
         assert out is not None
