@@ -154,6 +154,7 @@ class _ParamOperator(CurvatureOperator):
         super().__init__(sum(self.numels), self.params[0].dtype, self.params[0].device)
         self.method = method
         self.chunk_size = chunk_size
+        self.single_batch = True
         self._func_failed = False
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
@@ -253,18 +254,20 @@ class _ModelOperator(_ParamOperator):
         named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
         self.names = [k for k, _ in named]
         if _is_batch(data):
-            self.loader: list[Batch] | Iterable[Batch] = [data]
-            self.single_batch = True
+            loader: list[Batch] | Iterable[Batch] = [data]
+            single = True
         elif isinstance(data, Iterable) and not isinstance(data, (Tensor, str, bytes)):
             if iter(data) is data:
                 raise ValueError("data must be a batch (inputs, targets) or a re-iterable loader (a list or a "
                                  "DataLoader), not a one-shot iterator")
-            self.loader = data
-            self.single_batch = False
+            loader = data
+            single = False
         else:
             raise ValueError(f"data must be a batch (inputs, targets) or a re-iterable loader of batches, "
                              f"got {type(data).__name__}")
         super().__init__([p for _, p in named], method, chunk_size)
+        self.loader = loader
+        self.single_batch = single
         self.model = model
         self.loss_fn = loss_fn
         self._fixed = {k: t.detach() for k, t in model.named_parameters() if not t.requires_grad}
