@@ -18,17 +18,32 @@ Wu & Su (2023) -- see each module's docstring.
 """
 
 from .lanczos import EigenResult, LanczosResult, SpectralDensity, lanczos, spectral_density, top_eigenpairs
-from .operators import CurvatureOperator, DenseOperator, GNVPOperator, HVPOperator
+from .monitors import (
+    KernelChangeMonitor,
+    Monitor,
+    Monitors,
+    ParameterChangeMonitor,
+    SharpnessMonitor,
+    TraceMonitor,
+)
+from .operators import ClosureHVPOperator, CurvatureOperator, DenseOperator, GNVPOperator, HVPOperator
 from .trace import TraceResult, trace
 
 __all__ = [
+    "ClosureHVPOperator",
     "CurvatureOperator",
     "DenseOperator",
     "EigenResult",
     "GNVPOperator",
     "HVPOperator",
+    "KernelChangeMonitor",
     "LanczosResult",
+    "Monitor",
+    "Monitors",
+    "ParameterChangeMonitor",
+    "SharpnessMonitor",
     "SpectralDensity",
+    "TraceMonitor",
     "TraceResult",
     "lanczos",
     "spectral_density",

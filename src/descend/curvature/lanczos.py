@@ -116,6 +116,8 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
         Q[:, j] = q
         w = op.matvec(q)
         a = torch.dot(q, w)
+        if not bool(torch.isfinite(w).all()):
+            raise FloatingPointError(f"non-finite matrix-vector product at Lanczos step {j + 1}")
         alphas.append(a)
         w = _orthogonalise(w, Q[:, : j + 1])
         b = torch.linalg.vector_norm(w)

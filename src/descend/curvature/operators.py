@@ -9,6 +9,8 @@ vectors, so the operators here are all it needs:
 * :class:`GNVPOperator` -- ``v -> J^T H_L J v``, the generalised Gauss-Newton matrix (Schraudolph 2002,
   "Fast curvature matrix-vector products for second-order gradient descent"), with ``J`` the Jacobian of the
   model's outputs and ``H_L`` the Hessian of the loss in the outputs.  Positive semi-definite for convex losses.
+* :class:`ClosureHVPOperator` -- the Hessian of ``closure()``, a loss computed from live tensors (an optimizer
+  closure without ``backward``), by double backward; for code that cannot be made functional.
 * :class:`DenseOperator` -- an explicit symmetric matrix (tests, small problems).
 
 Vectors are flat 1-D tensors of length ``op.dim`` (the parameters concatenated in ``model.parameters()``
@@ -43,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["CurvatureOperator", "DenseOperator", "GNVPOperator", "HVPOperator"]
+__all__ = ["ClosureHVPOperator", "CurvatureOperator", "DenseOperator", "GNVPOperator", "HVPOperator"]
 
 Batch = Sequence[Any]
 LossFn = Callable[[Any, Any], Tensor]
@@ -417,3 +419,49 @@ class GNVPOperator(_ModelOperator):
         hjv = torch.autograd.grad(go, o, grad_outputs=jv)[0]
         jthjv = torch.autograd.grad(out, ps, grad_outputs=hjv, allow_unused=True)
         return tuple(torch.zeros_like(p) if h is None else h.detach() for h, p in zip(jthjv, self.params, strict=True))
+
+
+class ClosureHVPOperator(CurvatureOperator):
+    """Hessian-vector products of ``closure()`` -- a loss computed from the live tensors ``params``, like an
+    optimizer closure (no ``backward`` inside) -- by double backward on a gradient graph built once here.
+
+    For code that cannot be made functional (``descend bench`` tasks, losses over module state).  It is a
+    snapshot too: the graph is built at construction, and an in-place change of ``params`` afterwards makes
+    the next product fail with autograd's version-counter error rather than silently mixing two points.
+    """
+
+    def __init__(self, closure: Callable[[], Tensor], params: Iterable[Tensor]) -> None:
+        if not callable(closure):
+            raise ValueError("closure must be callable as closure() -> scalar tensor")
+        ps = [p for p in params if p.requires_grad]
+        if not ps:
+            raise ValueError("params must hold at least one tensor that requires grad")
+        dtypes = {p.dtype for p in ps}
+        if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
+            raise ValueError(f"params must share one floating dtype, got {sorted(map(str, dtypes))}")
+        super().__init__(sum(p.numel() for p in ps), ps[0].dtype, ps[0].device)
+        self.params = ps
+        self.numels = [p.numel() for p in ps]
+        with torch.enable_grad():
+            loss = closure()
+            if loss.numel() != 1:
+                raise ValueError(f"closure must return a scalar, got shape {tuple(loss.shape)}")
+            grads = torch.autograd.grad(loss, ps, create_graph=True, allow_unused=True)
+        self.loss_value = float(loss.detach())
+        self._live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        self._grads = [grads[i] for i in self._live]
+        self.gradient = torch.cat([torch.zeros_like(p).reshape(-1) if g is None else g.detach().reshape(-1)
+                                   for g, p in zip(grads, ps, strict=True)])
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        out = torch.zeros_like(v)
+        if not self._live:  # the loss is linear in params: H = 0
+            return out
+        vs, outs = torch.split(v, self.numels), torch.split(out, self.numels)
+        ps = [self.params[i] for i in self._live]
+        hv = torch.autograd.grad(self._grads, ps, grad_outputs=[vs[i].view(self.params[i].shape) for i in self._live],
+                                 retain_graph=True, allow_unused=True)
+        for i, h in zip(self._live, hv, strict=True):
+            if h is not None:
+                outs[i].view(h.shape).copy_(h)
+        return out
