@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["UserError", "console", "fail"]
+__all__ = ["UserError", "console", "fail", "split_list"]
 
 
 class UserError(ValueError):
@@ -24,3 +24,14 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(stderr=False, highlight=False)
+
+
+def split_list(values: list[str] | None) -> list[str] | None:
+    """Every list option takes comma lists and repeated flags alike: ``--x a,b --x c`` → ``[a, b, c]``.
+
+    ``None`` (the option not given) stays ``None``; empty items are dropped; the order is kept, duplicates once.
+    """
+    if values is None:
+        return None
+    items = [v.strip() for value in values for v in value.replace(",", " ").split()]
+    return list(dict.fromkeys(v for v in items if v))

@@ -1,13 +1,14 @@
 """``descend bench run | report | list | worker``: the fair optimizer benchmark's commands.
 
     descend bench run --suite quick                      # the README's quick start
-    descend bench run --workloads mlp_mnist1d:s cnn_mnist1d:s --optimizers adamw lion soap --trials 8 --seeds 3
+    descend bench run --workloads mlp_mnist1d:s,cnn_mnist1d:s --optimizers adamw,lion,soap --trials 8 --seeds 3
     descend bench report --storage bench.db              # HTML report of the stored results
     descend bench worker --storage postgresql://...      # join a shared study from another machine
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from functools import partial
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import UserError, console, fail
+from ._common import UserError, console, fail, split_list
 
 app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
@@ -141,32 +142,79 @@ def _check_out(option: str, path: Path | None) -> None:
 
 def _leaderboard_table(storage: Any, plan_name: str, summary: Any = None) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     from ..bench.report import leaderboard_rows, summarize
 
-    table = Table(title=f"leaderboard — {plan_name}", show_lines=False)
-    for col in ("workload", "optimizer", "final val (mean [95% CI])", "speedup vs AdamW", "steps to target",
-                "trials"):
-        table.add_column(col)
     try:
-        rows = leaderboard_rows(summary if summary is not None else summarize(storage, plan_name))
+        summary = summary if summary is not None else summarize(storage, plan_name)
+        rows = leaderboard_rows(summary)
     except (KeyError, RuntimeError):  # nothing finished yet
         rows = []
-    for r in rows:
-        table.add_row(r["cell"], r["optimizer"], r["final"], r["speedup"], r["steps_to_target"], r["trials"])
+    table = Table(title=Text(f"leaderboard — {plan_name}"), caption=Text(_seed_caveat(summary) if rows else ""),
+                  show_lines=False)
+    for col in LEADERBOARD_COLUMNS.values():
+        table.add_column(Text(col), overflow="fold")
+    for r in rows:  # Text: a scale ":m" or a "[...]" CI is shown as written, never as an emoji or markup
+        table.add_row(*(Text(r[k]) for k in LEADERBOARD_COLUMNS))
     return table
+
+
+#: leaderboard_rows() key -> column title, for the table and for ``--format csv|json|markdown``
+LEADERBOARD_COLUMNS = {"cell": "workload", "optimizer": "optimizer", "final": "final val (mean [95% CI])",
+                       "test": "held-out test", "speedup": "speedup vs AdamW", "steps_to_target": "steps to target",
+                       "trials": "trials"}
+
+
+def _seed_caveat(summary: Any) -> str:
+    seeds = int(summary.settings.get("seeds", 0) or 0) if summary is not None else 0
+    return (f"caution: the 95 % CIs rest on {seeds} seed(s); with fewer than 3 they are rough (rerun with "
+            "--seeds 3 or more)" if 0 < seeds < 3 else "")
+
+
+def leaderboard_text(summary: Any, fmt: str) -> str:
+    """The leaderboard as ``csv``, ``json`` or ``markdown`` text (for pipes, spreadsheets and READMEs)."""
+    import csv
+    import io
+    import json
+
+    from ..bench.report import leaderboard_rows
+
+    rows = [{title: r[k] for k, title in LEADERBOARD_COLUMNS.items()} for r in leaderboard_rows(summary)]
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(LEADERBOARD_COLUMNS.values()), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    cols = list(LEADERBOARD_COLUMNS.values())
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
+    caveat = _seed_caveat(summary)
+    return "\n".join(lines + ([f"\n{caveat}"] if caveat else []))
 
 
 def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, quiet: bool) -> int:
     from rich.console import Group
     from rich.live import Live
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from ..bench.executors import drain
 
     total = plan.total_work()
     done_before = len(storage.runs(plan=plan.name))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # markup=False: a cell "mlp_mnist1d:m:soap" must not become an emoji; the ETA extrapolates finished trials
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
     steps_task = progress.add_task("steps", total=1)
     board: Any = None if quiet else _leaderboard_table(storage, plan.name)  # a rich Table (rich loads lazily)
@@ -208,12 +256,14 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
 def run(
     suite: Annotated[str | None, typer.Option(help="quick | full (ignored with --workloads)")] = None,
     workloads: Annotated[list[str] | None, typer.Option(
-        help="workload[:scale] or package.module:Class (repeatable)")] = None,
-    optimizers: Annotated[list[str] | None, typer.Option(help="registry names (repeatable)")] = None,
+        help="workload[:scale] or package.module:Class (comma list or repeated)")] = None,
+    optimizers: Annotated[list[str] | None, typer.Option(help="registry names (comma list or repeated)")] = None,
     trials: Annotated[int, typer.Option(min=1, help="tuning trials per optimizer and workload")] = 6,
     seeds: Annotated[int, typer.Option(min=1, help="final runs of the best configuration")] = 3,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
+    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the whole configuration, "
+                                               "so rerunning a command resumes it and another command never "
+                                               "collides with it)")] = None,
     sampler: Annotated[str, typer.Option(help="tpe | cd (coordinate-descent grid)")] = "tpe",
     tune_fraction: Annotated[float, typer.Option(help="tuning budget as a fraction of the full budget")] = 0.5,
     budget_scale: Annotated[float, typer.Option(help="multiply every workload's default budget")] = 1.0,
@@ -250,17 +300,19 @@ def run(
         if executor not in ("local", "ray"):
             raise UserError(f"--executor must be local or ray, got {executor!r}")
         _check_out("--report", report)
+        optimizers, workloads = split_list(optimizers), split_list(workloads)
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
-        plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
         cells, imports = _parse_cells(suite, workloads)
         try:
             factors = tuple(float(f) for f in ladder.split(",") if f.strip())
         except ValueError as exc:
             raise UserError(f"--ladder must be comma-separated numbers, got {ladder!r}") from exc
-        plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
+        plan = Plan(name=name or "unnamed", cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
                     trial_scaling=trial_scaling, mode=mode, widen=widen)
+        if name is None:
+            plan = dataclasses.replace(plan, name=default_plan_name(plan, suite if not workloads else None))
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:  # UserError, bad options, a bad database: exit 2
@@ -284,6 +336,16 @@ def run(
                    "of the wall time")
     if report is not None:
         _write_report(db, plan.name, report)
+
+
+def default_plan_name(plan: Any, suite: str | None) -> str:
+    """``{suite|custom}-t{trials}-s{seeds}-{sampler}-{digest}``: the digest covers the whole configuration."""
+    import hashlib
+    import json
+
+    cfg = {k: v for k, v in plan.to_dict().items() if k != "name"}
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{suite or 'custom'}-t{plan.trials}-s{plan.seeds}-{plan.sampler}-{digest}"
 
 
 def _available() -> list[str]:
@@ -317,16 +379,20 @@ def report_cmd(
     plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bench-report.html"),
     workloads: Annotated[list[str] | None, typer.Option(
-        help="plug-in workload code the plan uses, package.module:Class (repeatable; never imported from the "
-             "database)")] = None,
+        help="plug-in workload code the plan uses, package.module:Class (comma list or repeated; never imported "
+             "from the database)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="leaderboard as table | csv | json | markdown (for pipes "
+                                                         "and files)")] = "table",
 ) -> None:
     """Print the leaderboard and write the HTML report from a benchmark database."""
     from ..bench.report import summarize
     from ..bench.storage import Storage, StorageError
 
     try:
+        if fmt not in ("table", "csv", "json", "markdown"):
+            raise UserError(f"--format must be table, csv, json or markdown, got {fmt!r}")
         _check_out("--out", out)
-        given = _plugins(workloads)
+        given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)  # a missing file is an error, not a new empty database
         plans = db.plans()
         if not plans:
@@ -342,7 +408,10 @@ def report_cmd(
                             f"({type(exc).__name__}: {exc})") from None
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
-    console().print(_leaderboard_table(db, name, summary))
+    if fmt == "table":
+        console().print(_leaderboard_table(db, name, summary))
+    else:
+        typer.echo(leaderboard_text(summary, fmt))
     _write_report(db, name, out, summary)
 
 
@@ -371,15 +440,15 @@ def worker(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file shared with `bench run`")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="only this plan (default: every plan, oldest first)")] = None,
     workloads: Annotated[list[str] | None, typer.Option(
-        help="plug-in workload code the plans use, package.module:Class (repeatable; never imported from the "
-             "database)")] = None,
+        help="plug-in workload code the plans use, package.module:Class (comma list or repeated; never imported "
+             "from the database)")] = None,
 ) -> None:
     """Run pending trials of the plans in a shared database until none is left."""
     from ..bench.executors import drain
     from ..bench.storage import Storage, StorageError
 
     try:
-        given = _plugins(workloads)
+        given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)
         stored = db.plans()
         if plan is not None and plan not in stored:

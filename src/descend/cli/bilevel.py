@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import fail, split_list
 
 app = typer.Typer(help="The fair bilevel-solver benchmark (benchmark_bilevel's protocol).",
                           no_args_is_help=True)
@@ -34,8 +34,7 @@ def bilevel_run(
     """Grid on the tuning seeds, select by median validation curve, rerun on fresh seeds (resumable)."""
     from ..bilevel import bench as bb
 
-    names = [s for item in (solvers or ["aid_cg,soba,stocbio,lancbio,bome,f2sa"])
-             for s in item.replace(",", " ").split()]
+    names = split_list(solvers) or ["aid_cg", "soba", "stocbio", "lancbio", "bome", "f2sa"]
     try:
         plan = bb.Plan(problem=problem, solvers=names, grid=grid, seeds=seeds, tune_seeds=tune_seeds,
                        budget=bb.parse_budget(budget), batch_size=batch_size, select=select, threads=threads,
