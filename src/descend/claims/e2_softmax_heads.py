@@ -17,6 +17,13 @@ Predictions (the abstract's emergent patterns, checked as in the spec):
 (iii) zero-sum ``|Σ_h μ_h| < 0.1 Σ_h |μ_h|`` (heads split into ± groups: a debiased GD step);
 (iv) test MSE within 15% of the one-step-GD optimum ``d(d+1)/(n+d+1)`` and below a single-head softmax layer.
 
+Found (seed 0, defaults d=5, n=20, H=4, 4000 steps; under load): zero-sum (0.008), homogeneous diagonals (CV 0.067),
+test MSE 1.239 (7% above 1.154) and far below one head (2.11) all hold, but the verdict is FAIL on (i) off-diagonal
+ratio 0.23 and (ii) last-entry dominance 1.0. The heads split 1 (+, μ = 1.22) vs 3 (−) with nearly equal KQ
+(ω ≈ −0.33 each): for heads sharing a KQ only the *sum* of their OV rows is identified, and that sum is
+last-entry-only (x-entries ≤ 0.012 vs μ-sum −1.24), while the individual rows keep x-entries ≈ 0.2–0.3 that cancel
+(no weight decay pulls them to 0). The reduced setting (d=3, n=10, H=2) shows all patterns (PASS).
+
 Tolerances: the thresholds (0.1, 10×, 15%) are the spec's; they are structural, not statistical — the test MSE's
 Monte-Carlo error (reported) is far below the 15% band.
 """
