@@ -1215,3 +1215,12 @@ register_test_metadata(
     },
     invalid={"lr": (-1.0,), "momentum": (0.0, 1.5), "scale": (-1.0,), "norm": ("Frobenius",)},
 )
+register_test_metadata(
+    "adam_mini",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,),
+             "partition": ("per_layer",), "head_numel": (0, 2.5)},
+)
