@@ -24,6 +24,7 @@ from .mars import MARS
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
 from .muon import Muon, muon_param_groups
+from .psgd_kron import PSGDKron
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -62,6 +63,7 @@ __all__ = [
     "Mechanic",
     "Muon",
     "OptimizerSpec",
+    "PSGDKron",
     "Role",
     "SaLSA",
     "Scion",
