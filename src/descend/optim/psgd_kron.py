@@ -273,6 +273,13 @@ class PSGDKron(DescendOptimizer):
         """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``)."""
         _check_group(group)
 
+    def _contract_not_applicable(self, check: str) -> str | None:
+        """For :mod:`descend.optim.testing`: why a generic contract check cannot apply (``None``: it does)."""
+        if check == "param_groups_weight_decay":
+            return ("PSGD Kron decays only tensors with >= 2 dims (the reference's rule) and the check's second "
+                    "group holds only a bias vector; tests/optim/test_psgd_kron.py checks per-group decay on matrices")
+        return None
+
     def _precond_dtype(self, p: torch.Tensor, group: Mapping[str, Any]) -> torch.dtype:
         d = group["precond_dtype"]
         return state_dtype(p) if d is None else _PRECOND_DTYPES.get(d, d)
@@ -293,7 +300,7 @@ class PSGDKron(DescendOptimizer):
         if st is None:
             gen = torch.Generator().manual_seed(self.seed)
             st = {"prob_step": torch.tensor(0, dtype=torch.int64), "update_counter": torch.tensor(0, dtype=torch.int64),
-                  "generator": gen.get_state(), "balance_rng": random.Random(self.seed).getstate()}
+                  "generator": gen.get_state(), "balance_rng": _pack_random(random.Random(self.seed))}
             self.state[_GLOBAL] = st  # type: ignore[index]
         return st  # type: ignore[no-any-return]
 
@@ -312,7 +319,8 @@ class PSGDKron(DescendOptimizer):
             for key in ("prob_step", "update_counter"):
                 st[key] = torch.as_tensor(st[key], dtype=torch.int64).clone()
             st["generator"] = torch.as_tensor(st["generator"], dtype=torch.uint8).clone()
-            st["balance_rng"] = _as_random_state(st["balance_rng"])
+            st["balance_rng"] = torch.as_tensor(st["balance_rng"], dtype=torch.int64).clone()
+            _unpack_random(st["balance_rng"])  # a malformed state fails here, at load
 
     def _schedule(self) -> tuple[bool, bool]:
         """Advance the optimizer-wide counters: (update the preconditioners?, rebalance them?)."""
@@ -330,10 +338,9 @@ class PSGDKron(DescendOptimizer):
         if do_update:
             st["update_counter"].zero_()
         st["prob_step"] += 1
-        rng = random.Random()
-        rng.setstate(st["balance_rng"])
+        rng = _unpack_random(st["balance_rng"])
         balance = rng.random() < 0.01 and do_update
-        st["balance_rng"] = rng.getstate()
+        st["balance_rng"] = _pack_random(rng)
         return do_update, balance
 
     def _draw_probe(self, p: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -394,16 +401,23 @@ class PSGDKron(DescendOptimizer):
         return loss
 
 
-def _as_random_state(value: Any) -> tuple[Any, ...]:
-    """A ``random.Random`` state from its saved form (lists where a round trip turned tuples into lists)."""
+def _pack_random(rng: random.Random) -> torch.Tensor:
+    """A ``random.Random``'s Mersenne-Twister state as an int64 tensor (625 words; ``random()`` never sets the
+    cached Gaussian, which must be empty)."""
+    version, internal, gauss = rng.getstate()
+    if version != 3 or gauss is not None:
+        raise RuntimeError("unexpected random.Random state")
+    return torch.tensor(internal, dtype=torch.int64)
+
+
+def _unpack_random(packed: torch.Tensor) -> random.Random:
+    rng = random.Random()
     try:
-        version, internal, gauss = value
-        state = (int(version), tuple(int(x) for x in internal), gauss)
-        random.Random().setstate(state)
+        rng.setstate((3, tuple(int(x) for x in packed.tolist()), None))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"load_state_dict: the saved PSGDKron balance_rng is not a random.Random state ({exc})"
                          ) from None
-    return state
+    return rng
 
 
 def _check_group(group: Mapping[str, Any]) -> None:
