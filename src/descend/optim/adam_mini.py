@@ -249,10 +249,9 @@ def _collect(assigned: Iterable[tuple[Any, str, int | None, bool]], weight_decay
 def _heads_of(items: Iterable[nn.Module | nn.Parameter], what: str) -> list[nn.Parameter]:
     out = []
     for item in items:
-        if isinstance(item, nn.Parameter):
-            out.append(item)
-        elif isinstance(item, nn.Module) and isinstance(getattr(item, "weight", None), nn.Parameter):
-            out.append(item.weight)
+        weight = getattr(item, "weight", None) if isinstance(item, nn.Module) else item
+        if isinstance(weight, nn.Parameter):
+            out.append(weight)
         else:
             raise ValueError(f"{what} must hold linear modules or their weight parameters, got {type(item).__name__}")
     return out

@@ -302,7 +302,7 @@ class PSGDKron(DescendOptimizer):
             st = {"prob_step": torch.tensor(0, dtype=torch.int64), "update_counter": torch.tensor(0, dtype=torch.int64),
                   "generator": gen.get_state(), "balance_rng": _pack_random(random.Random(self.seed))}
             self.state[_GLOBAL] = st  # type: ignore[index]
-        return st  # type: ignore[no-any-return]
+        return st
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Validate and load ``state_dict`` (the optimizer-wide schedule and RNG state included)."""
