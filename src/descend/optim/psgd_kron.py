@@ -311,7 +311,7 @@ class PSGDKron(DescendOptimizer):
         if glob is not None:
             missing = [k for k in _GLOBAL_KEYS if k not in glob]
             if missing:
-                raise ValueError(f"load_state_dict: the saved PSGDKron schedule state lacks {missing}")
+                raise ValueError(f"load_state_dict: the saved PSGDKron schedule state is missing {missing}")
             state_dict = {**state_dict, "state": {**saved, _GLOBAL: copy.deepcopy(dict(glob))}}
         super().load_state_dict(state_dict)
         if glob is not None:
