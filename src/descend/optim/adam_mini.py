@@ -110,30 +110,27 @@ def _n_blocks(segments: Segments) -> int:
     return sum(n for _, n in segments)
 
 
-def _block_mean_sq(g: torch.Tensor, segments: Segments) -> torch.Tensor:
-    """``mean(g_i²)`` over each block (a vector of one value per block)."""
+def _accumulate_block_sq(v: torch.Tensor, g: torch.Tensor, segments: Segments, weight: float) -> None:
+    """``v_b += weight · mean_{i ∈ b}(g_i²)`` in place (one pass over ``g``: a norm per block, no ``g²`` copy)."""
     flat = g.reshape(-1)
-    if len(segments) == 1:
-        size, n = segments[0]
-        return flat.square() if size == 1 else flat.view(n, size).square().mean(dim=1)
-    out, start = [], 0
+    start, b = 0, 0
     for size, n in segments:
-        out.append(flat[start:start + size * n].view(n, size).square().mean(dim=1))
-        start += size * n
-    return torch.cat(out)
-
-
-def _scale_blocks(m: torch.Tensor, factor: torch.Tensor, segments: Segments) -> torch.Tensor:
-    """A new tensor ``m_i · factor_b`` (``b`` the block of element ``i``), shaped like ``m``."""
-    flat = m.reshape(-1)
-    if len(segments) == 1:
-        size, n = segments[0]
-        return (flat * factor if size == 1 else flat.view(n, size) * factor.view(n, 1)).view(m.shape)
-    out, start, b = [], 0, 0
-    for size, n in segments:
-        out.append((flat[start:start + size * n].view(n, size) * factor[b:b + n].view(n, 1)).reshape(-1))
+        part = flat[start:start + size * n]
+        if size == 1:
+            v[b:b + n].addcmul_(part, part, value=weight)
+        else:
+            v[b:b + n].add_(torch.linalg.vector_norm(part.view(n, size), dim=1).square_(), alpha=weight / size)
         start, b = start + size * n, b + n
-    return torch.cat(out).view(m.shape)
+
+
+def _sub_scaled_blocks(w: torch.Tensor, m: torch.Tensor, factor: torch.Tensor, segments: Segments) -> None:
+    """``w_i -= m_i · factor_b`` in place (``b`` the block of element ``i``; one fused pass per segment)."""
+    wf, mf = w.view(-1), m.reshape(-1)
+    start, b = 0, 0
+    for size, n in segments:
+        wv, mv = wf[start:start + size * n].view(n, size), mf[start:start + size * n].view(n, size)
+        wv.addcmul_(mv, factor[b:b + n].view(n, 1), value=-1.0)
+        start, b = start + size * n, b + n
 
 
 class AdamMini(DescendOptimizer):
@@ -202,14 +199,19 @@ class AdamMini(DescendOptimizer):
                 state["step"] += 1
                 t = float(state["step"].item())
                 v = state["exp_avg_sq"]
-                v.mul_(beta2).add_(_block_mean_sq(g, segments), alpha=1.0 - beta2)
+                _accumulate_block_sq(v.mul_(beta2), g, segments, 1.0 - beta2)
                 if wd != 0.0:
                     w.mul_(1.0 - lr * wd)
                 m = state["exp_avg"]
                 m.lerp_(g, 1.0 - beta1)
                 h = v.sqrt().div_(math.sqrt(1.0 - beta2 ** t)).add_(eps)
-                factor = h.reciprocal_().mul_(1.0 / (1.0 - beta1 ** t))
-                w.sub_(_scale_blocks(m, factor, segments).mul_(lr))
+                factor = h.reciprocal_().mul_(lr / (1.0 - beta1 ** t))  # lr·/((1-β1^t)·h_b), one per block
+                if not w.is_contiguous():
+                    w_c = w.contiguous()
+                    _sub_scaled_blocks(w_c, m, factor, segments)
+                    w.copy_(w_c)
+                else:
+                    _sub_scaled_blocks(w, m, factor, segments)
                 if w is not p:
                     p.copy_(w)
         return loss
