@@ -104,3 +104,12 @@ def test_exact_form_needs_a_closure_and_resumes_bitwise() -> None:
         MARS([torch.nn.Parameter(W0.clone())], is_approx=False).load_state_dict(sd)
     with pytest.raises(ValueError, match="is_approx"):
         MARS([w], is_approx="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_exact_form_passes_the_torch_contract() -> None:
+    """The whole torch contract (descend.optim.testing.check_optimizer) with the closure-driven exact form."""
+    from descend.optim.testing import check_optimizer
+
+    report = check_optimizer(MARS, requires_closure=True, raise_on_failure=False, is_approx=False)
+    assert report.ok, str(report)
