@@ -75,6 +75,51 @@ def _nadamw_ref(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.NAdam(params, decoupled_weight_decay=True, weight_decay=0.01)
 
 
+def _adam_mini_names(params: list[nn.Parameter]) -> list[tuple[str, nn.Parameter]]:
+    """Names for :func:`block_shapes`'s tensors that the reference's keyword rules read as a transformer block
+    (q/k/v/o, their biases, MLP fc/proj and biases, two layer norms; a trailing matrix is the embedding)."""
+    block = ["q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_proj.bias", "k_proj.bias",
+             "v_proj.bias", "o_proj.bias", "mlp.fc.weight", "mlp.fc.bias", "mlp.proj.weight", "mlp.proj.bias",
+             "ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias"]
+    names = [f"layers.{i // len(block)}.{block[i % len(block)]}" for i in range(len(params))]
+    if len(params) % len(block):
+        names[-1] = "embed.weight"
+    return list(zip(names, params, strict=True))
+
+
+def _adam_mini_ref(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    import contextlib
+    import io
+
+    from adam_mini import Adam_mini
+    d = params[0].shape[1]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Adam_mini(_adam_mini_names(params), dim=d, n_heads=max(1, d // 64), verbose=False)
+
+
+def _psgd_kron_ref(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    # eager, as descend's: torch.compile is the identity while kron_torch.kron is imported (how its fixtures were
+    # recorded); the package's own compiled kernels would need an inductor build per parameter shape
+    import importlib
+    compile_ = torch.compile
+    torch.compile = lambda fn=None, *a, **k: fn if fn is not None else (lambda f: f)  # type: ignore[assignment]
+    try:
+        for name in [m for m in sys.modules if m == "kron_torch" or m.startswith("kron_torch.")]:
+            del sys.modules[name]
+        kron = importlib.import_module("kron_torch.kron")
+    finally:
+        torch.compile = compile_
+
+    class _Quiet(kron.Kron):  # type: ignore[misc, name-defined]
+        def step(self, closure=None):  # the reference prints its memory use at the first step
+            import contextlib
+            import io
+            with contextlib.redirect_stdout(io.StringIO()):
+                return super().step(closure)
+
+    return _Quiet(params)
+
+
 #: Reference implementations by registry name (defaults = the package's defaults).
 REFERENCES: dict[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = {
     "adabelief": _adabelief_ref,
@@ -82,6 +127,8 @@ REFERENCES: dict[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = {
     "sophia_g": _sophia_ref,
     "mechanic": _mechanic_ref,
     "nadamw": _nadamw_ref,
+    "adam_mini": _adam_mini_ref,
+    "psgd_kron": _psgd_kron_ref,
 }
 
 
@@ -166,12 +213,25 @@ def entries(args: argparse.Namespace) -> tuple[list[Entry], list[str]]:
 
 
 def state_bytes_per_param(opt: torch.optim.Optimizer, n: int) -> float:
+    """Bytes of every tensor in ``opt.state`` (inside lists and dicts too: kron-torch keeps its factors in a
+    list), shared storage counted once, per parameter element."""
     seen, total = set(), 0
-    for st in opt.state.values():
-        for v in st.values():
-            if isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() not in seen:
+
+    def visit(v: object) -> None:
+        nonlocal total
+        if isinstance(v, torch.Tensor):
+            if v.untyped_storage().data_ptr() not in seen:
                 seen.add(v.untyped_storage().data_ptr())
                 total += v.untyped_storage().nbytes()
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                visit(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                visit(x)
+
+    for st in opt.state.values():
+        visit(st)
     return total / n
 
 

@@ -120,7 +120,7 @@ def test_vectors_take_adamw_with_the_1d_hyperparameters_and_follow_the_schedule(
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"lr": -1.0}, "lr"), ({"betas": (1.0, 0.9)}, r"betas\[0\]"), ({"gamma": -0.1}, "gamma"),
     ({"mars_type": "mars-sgd"}, "mars_type"), ({"betas_1d": (0.9,)}, "betas_1d"), ({"lr_1d": -1.0}, "lr_1d"),
-    ({"is_approx": False}, "is_approx"), ({"ns_steps": 0}, "ns_steps"), ({"ns_dtype": torch.int32}, "ns_dtype"),
+    ({"is_approx": "no"}, "is_approx"), ({"ns_steps": 0}, "ns_steps"), ({"ns_dtype": torch.int32}, "ns_dtype"),
     ({"optimize_1d": 1}, "optimize_1d"),
 ])
 def test_validation_names_the_argument(kwargs: dict, name: str) -> None:

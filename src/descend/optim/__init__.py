@@ -14,6 +14,7 @@ from . import baselines as _baselines  # noqa: F401  (registers adamw, nadamw)
 # Each optimizer module registers itself on import; keep one import line per module below.
 from . import schedules  # schedule registry (logarithmic step size); not optimizers
 from .adabelief import AdaBelief
+from .adam_mini import AdamMini, adam_mini_param_groups
 from .agd import AcceleratedSGD
 from .cautious import CAdamW, CLion, cautious
 from .frugal import FRUGAL, frugal_param_groups
@@ -23,6 +24,7 @@ from .mars import MARS
 from .mechanic import Mechanic, mechanize
 from .mfac import MFAC
 from .muon import Muon, muon_param_groups
+from .psgd_kron import PSGDKron
 from .registry import (
     Categorical,
     ConvergenceCheck,
@@ -49,6 +51,7 @@ __all__ = [
     "SOAP",
     "AcceleratedSGD",
     "AdaBelief",
+    "AdamMini",
     "CAdamW",
     "CLion",
     "Categorical",
@@ -60,11 +63,13 @@ __all__ = [
     "Mechanic",
     "Muon",
     "OptimizerSpec",
+    "PSGDKron",
     "Role",
     "SaLSA",
     "Scion",
     "Shampoo",
     "SophiaG",
+    "adam_mini_param_groups",
     "available",
     "cautious",
     "create",

@@ -1,4 +1,4 @@
-"""MARS: variance-reduced momentum for AdamW, Lion and Shampoo bases (approximate form).
+"""MARS: variance-reduced momentum for AdamW, Lion and Shampoo bases (approximate and exact forms).
 
 Paper: Huizhuo Yuan, Yifeng Liu, Shuang Wu, Xun Zhou, Quanquan Gu (2024), "MARS: Unleashing the Power of
 Variance Reduction for Training Large Models", arXiv:2411.10438.
@@ -17,7 +17,15 @@ Algorithms 2-4; per matrix parameter ``W``, ``g_t`` the gradient, ``g_0 = 0``)::
 
 ``NS5`` is five Newton-Schulz iterations with Jordan et al.'s coefficients, ``X/(‖X‖_F + eps)`` normalisation
 and ``eps`` the optimizer's (:func:`descend.optim._linalg.newton_schulz`, shared with Muon).  Step 1 uses
-``c_1 = (1 + γ·β1/(1-β1))·g_1`` (``g_0 = 0``).  Vectors (``ndim < 2``) take plain AdamW with ``betas_1d``,
+``c_1 = (1 + γ·β1/(1-β1))·g_1`` (``g_0 = 0``).
+
+Exact form (``is_approx=False``; paper, Algorithm 1 as written): ``g_{t-1}`` is replaced by
+``∇f(x_{t-1}, ξ_t)``, the gradient of the *current* mini-batch at the previous iterate, with ``x_0 = x_1`` (no
+correction at step 1).  ``step(closure)`` is then required: the closure (torch/LBFGS convention: zero the
+gradients, evaluate the loss on the current batch, ``backward()``, return the loss; ``backward()`` is called
+for it if it only returns the loss) runs at ``x_t`` and, with the parameters temporarily set to the saved
+``x_{t-1}`` (state ``prev_param``), a second time; it must be deterministic given the batch (seed any dropout).
+Twice the gradient cost per step.  Vectors (``ndim < 2``) take plain AdamW with ``betas_1d``,
 learning rate ``lr·lr_1d/lr_init`` (``lr_init``: the constructor's ``lr``) and ``weight_decay_1d`` in the
 same form as mars-adamw, unless ``optimize_1d=True``, in which case they go through MARS with
 ``weight_decay`` (mars-shampoo then uses its AdamW form for them).
@@ -33,8 +41,10 @@ amsgrad, mars-lion, mars-shampoo with float64 Newton-Schulz) with rtol 1e-10, at
 
 Deviations from the reference:
 
-* Only the approximate form (``is_approx=True``, the reference default): ``g_{t-1}`` is the previous step's
-  gradient.  The exact form (a second gradient of the current batch at the previous point) is refused.
+* The exact form is driven by ``step(closure)`` (the optimizer evaluates both gradients); the reference's exact
+  mode leaves that to the training loop (``update_previous_grad()``/``update_last_grad()`` around a second
+  model copy).  It is checked against a direct float64 implementation of Algorithm 1
+  (tests/optim/test_mars_exact.py, rtol 1e-11); no reference fixture covers it.
 * Every tensor with ``ndim >= 2`` is a matrix (the reference: ``ndim == 2`` only, so conv kernels went to the
   1-D AdamW); mars-shampoo reshapes such a tensor to ``[shape[0], -1]``.
 * ``last_grad`` is a copy of the gradient (the reference keeps a reference to ``p.grad``).
@@ -62,7 +72,7 @@ import torch
 from ._base import DescendOptimizer, begin_step
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
-from ._validate import check_betas, check_choice, check_float
+from ._validate import check_betas, check_choice, check_float, check_no_sparse_or_complex
 from .registry import Categorical, FloatRange, OptimizerSpec, register
 
 __all__ = ["MARS", "MARS_TYPES"]
@@ -72,7 +82,7 @@ _NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": t
 
 
 class MARS(DescendOptimizer):
-    """MARS (Yuan et al. 2024), approximate form: a clipped, variance-reduced gradient feeds an AdamW, Lion or
+    """MARS (Yuan et al. 2024), approximate or exact form: a clipped, variance-reduced gradient feeds an AdamW, Lion or
     Shampoo (Newton-Schulz) update of the matrices; vectors take AdamW.
 
     Args:
@@ -83,7 +93,8 @@ class MARS(DescendOptimizer):
         weight_decay: decay of the MARS tensors, ``>= 0`` (``W -= lr·wd·W``, inside the step).
         amsgrad: AdamW forms keep the running maximum of ``v``.
         gamma: scale of the gradient correction, ``>= 0`` (``0`` = the base optimizer on clipped gradients).
-        is_approx: must be ``True`` (the approximate form; accepted for compatibility with the reference).
+        is_approx: ``True`` (default): the previous step's gradient; ``False``: the exact form (needs
+            ``step(closure)``, two gradient evaluations per step).
         mars_type: ``"mars-adamw"``, ``"mars-lion"`` or ``"mars-shampoo"``.
         optimize_1d: vectors through MARS too (else plain AdamW with the ``*_1d`` hyperparameters).
         lr_1d: learning rate of the vectors' AdamW at the constructor's ``lr``, ``>= 0`` (a group's ``lr``, and a
@@ -116,8 +127,9 @@ class MARS(DescendOptimizer):
         ns_dtype: torch.dtype | str = "auto",
         ns_steps: int = 5,
     ) -> None:
-        if is_approx is not True:
-            raise ValueError(f"is_approx must be True (only the approximate MARS is implemented), got {is_approx!r}")
+        if not isinstance(is_approx, bool):
+            raise ValueError(f"is_approx must be True (approximate form) or False (exact form), got {is_approx!r}")
+        self.is_approx = is_approx
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
                     "gamma": gamma, "mars_type": mars_type, "optimize_1d": optimize_1d, "lr_1d": lr_1d,
                     "betas_1d": betas_1d, "weight_decay_1d": weight_decay_1d, "ns_dtype": ns_dtype,
@@ -126,7 +138,8 @@ class MARS(DescendOptimizer):
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg")
-    _OPTIONAL_STATE_KEYS = ("last_grad", "exp_avg_sq", "max_exp_avg_sq")
+    _OPTIONAL_STATE_KEYS = ("last_grad", "exp_avg_sq", "max_exp_avg_sq", "prev_param")
+    _CONFIG_ATTRS = ("is_approx",)
 
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``); a new group
@@ -150,12 +163,53 @@ class MARS(DescendOptimizer):
             keys.append("last_grad")
         if _uses_v(group, p, through_mars):
             keys += ["exp_avg_sq", "max_exp_avg_sq"] if group["amsgrad"] else ["exp_avg_sq"]
+        if not getattr(self, "is_approx", True):
+            keys.append("prev_param")
         return keys
+
+    def _state_dtype(self, p: torch.Tensor, group: Mapping[str, Any], key: str) -> torch.dtype | None:
+        if key == "prev_param":  # the previous iterate, bit for bit in the parameter's own dtype
+            return p.dtype
+        return super()._state_dtype(p, group, key)
+
+    def _exact_gradients(self, closure: Callable[[], Any] | None) -> tuple[Any, dict[torch.Tensor, torch.Tensor]]:
+        """The exact form's two gradients of the current batch: ``closure`` at ``x_t`` (left in ``p.grad``) and at
+        the previous iterate ``x_{t-1}`` (returned, for parameters that have one; ``x_0 = x_1``)."""
+        if closure is None or not callable(closure):
+            raise RuntimeError("MARS(is_approx=False) needs step(closure): the closure zeroes the gradients, "
+                               "evaluates the loss on the current mini-batch and calls backward(), as for LBFGS; "
+                               "it is called at the current and at the previous parameters")
+        params = [p for g in self.param_groups for p in g["params"]]
+        loss = _evaluate(closure, params)
+        check_no_sparse_or_complex("MARS", params)
+        current = {p: p.grad for p in params if p.grad is not None}
+        back = [p for p in current if "prev_param" in self.state[p]]
+        if not back:
+            return loss, {}
+        now = {p: p.detach().clone() for p in back}
+        kept = {p: g.detach().clone() for p, g in current.items()}
+        for p in back:
+            p.copy_(self.state[p]["prev_param"])
+        try:
+            for p in params:
+                p.grad = None
+            _evaluate(closure, params)
+            previous = {p: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for p in back}
+        finally:
+            for p in back:
+                p.copy_(now[p])
+            for p in params:
+                p.grad = kept.get(p)
+        return loss, previous
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
-        loss = begin_step(self, closure, "MARS")
+        exact = not self.is_approx
+        if exact:
+            loss, previous = self._exact_gradients(closure)
+        else:
+            loss, previous = begin_step(self, closure, "MARS"), {}
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -168,8 +222,12 @@ class MARS(DescendOptimizer):
                 state["step"] += 1
                 w = p if p.dtype == dtype else p.to(dtype)
                 g = p.grad if p.grad.dtype == dtype else p.grad.to(dtype)
+                if exact:
+                    if through_mars:  # g(x_{t-1}, ξ_t); at the first step x_0 = x_1: no correction
+                        state["last_grad"].copy_(previous.get(p, g))
+                    state["prev_param"] = p.detach().clone()
                 if through_mars:
-                    _mars_update(w, g, state, group)
+                    _mars_update(w, g, state, group, keep_last=not exact)
                 else:
                     _adamw_1d_update(w, g, state, group)
                 if w is not p:
@@ -206,7 +264,17 @@ def _adam_direction(c: torch.Tensor, state: dict[str, Any], beta1: float, beta2:
     return state["exp_avg"].div(denom)
 
 
-def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:
+def _evaluate(closure: Callable[[], Any], params: list[torch.Tensor]) -> Any:
+    """``closure()`` with gradients enabled; ``backward()`` on its loss if the closure did not call it."""
+    with torch.enable_grad():
+        loss = closure()
+        if all(p.grad is None for p in params) and isinstance(loss, torch.Tensor) and loss.requires_grad:
+            loss.backward()
+    return loss
+
+
+def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any],
+                 keep_last: bool = True) -> None:
     lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
     beta1, beta2 = (float(b) for b in group["betas"])
     t = int(state["step"].item())
@@ -230,7 +298,8 @@ def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group:
     else:  # mars-adamw, and the vectors of mars-shampoo with optimize_1d
         direction = _adam_direction(c, state, beta1, beta2, eps, t, bool(group["amsgrad"]))
         w.add_(torch.mul(w, wd).add_(direction), alpha=-lr)
-    state["last_grad"].copy_(g)
+    if keep_last:  # the approximate form: the next step's g_{t-1}
+        state["last_grad"].copy_(g)
 
 
 def _adamw_1d_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any]) -> None:

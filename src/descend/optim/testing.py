@@ -1215,3 +1215,22 @@ register_test_metadata(
     },
     invalid={"lr": (-1.0,), "momentum": (0.0, 1.5), "scale": (-1.0,), "norm": ("Frobenius",)},
 )
+register_test_metadata(
+    "adam_mini",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.1}, steps=2000, schedule="constant"),
+    },
+    invalid={"lr": (-1.0,), "betas": ((1.0, 0.9), (0.9, -0.1)), "eps": (-1e-8,), "weight_decay": (-0.1,),
+             "partition": ("per_layer",), "head_numel": (0, 2.5)},
+)
+register_test_metadata(
+    "psgd_kron",
+    convergence={
+        "quadratic": ConvergenceCheck({"lr": 0.05}, steps=1000, schedule="cosine"),
+        "rosenbrock": ConvergenceCheck({"lr": 0.02}, steps=3000, schedule="cosine"),
+    },
+    invalid={"lr": (-1.0,), "b1": (1.0, -0.1), "weight_decay": (-0.1,), "preconditioner_update_probability": (0.0, 1.5),
+             "max_size_triangular": (0,), "memory_save_mode": ("half_diag",), "precond_lr": (-0.1,),
+             "precond_init_scale": (0.0,), "precond_dtype": ("float16",), "seed": (-1,)},
+)
