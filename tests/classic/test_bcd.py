@@ -91,3 +91,22 @@ def test_bad_arguments_are_rejected():
         bcd.bcd(loss, rule="cyclic", partition="vb")
     with pytest.raises(ValueError, match="non-negative"):
         bcd.bcd(loss, update="pn")
+
+
+def test_softmax_block_bound_dominates_the_hessian_and_hb_beats_lb():
+    loss = bcd.dataset_c(80, 60, 6, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x = 0.3 * torch.randn(loss.dim, generator=gen, dtype=torch.float64)
+        b = torch.randperm(loss.dim, generator=gen)[:7]
+        diff = loss.hbound(b.unsqueeze(0))[0] - loss.hess_block(x, loss.zinit(x), b)
+        # H_b ⪰ ∇²_bb f must hold exactly; 1e-10 covers eigvalsh round-off on entries of size ~1e3
+        assert float(torch.linalg.eigvalsh(diff)[0]) >= -1e-10
+    xr = (0.1 * torch.randn(loss.dim, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    z = loss.mat @ xr.reshape(-1, loss.classes)
+    (torch.logsumexp(z, 1) - z.gather(1, loss.labels.unsqueeze(1)).squeeze(1)).sum().backward()
+    x = xr.detach()
+    assert torch.allclose(loss.grad(x, loss.zinit(x)), xr.grad, rtol=1e-10, atol=1e-9)
+    lb = bcd.bcd(loss, rule="gsl", update="lb", max_iter=150)
+    hb = bcd.bcd(loss, rule="gsl", update="hb", max_iter=150)
+    assert hb.f[-1] < lb.f[-1] < lb.f[0]
