@@ -418,11 +418,18 @@ class RelaxationStudy:
     learner_costs: dict[str, np.ndarray] = field(default_factory=dict)
     learner_arms: dict[str, np.ndarray] = field(default_factory=dict)
     window: int = 1000
-    fixed_costs: np.ndarray | None = None  # (window, len(grid)): every grid ω on the last ``window`` instances
-    oracle_costs: np.ndarray | None = None  # (window,): instance-optimal ω* on the last ``window`` instances
+    eval_index: np.ndarray | None = None  # instances (of the last ``window``) where the baselines were costed
+    fixed_costs: np.ndarray | None = None  # (len(eval_index), len(grid)): every grid ω
+    oracle_costs: np.ndarray | None = None  # (len(eval_index),): instance-optimal ω*
 
     def window_mean(self, learner: str) -> float:
+        """Mean cost over all of the last ``window`` instances."""
         return float(self.learner_costs[learner][-self.window:].mean())
+
+    def paired_mean(self, learner: str) -> float:
+        """Mean cost over the instances where the baselines were costed (a paired comparison)."""
+        assert self.eval_index is not None
+        return float(self.learner_costs[learner][self.eval_index].mean())
 
     def fixed_means(self) -> np.ndarray:
         assert self.fixed_costs is not None
@@ -440,10 +447,14 @@ class RelaxationStudy:
 
 def run_relaxation_study(t: int = 3000, regime: str = "high", seed: int = 0, learners: Sequence[str] = ("tsallis",),
                          window: int = 1000, m: int = 10, tol: float = 1e-8, max_iter: int = 10000,
-                         grid: Sequence[float] = GRID) -> RelaxationStudy:
-    """Play each learner on the same T instances; cost every grid ω and ω* on the last ``window`` instances."""
+                         grid: Sequence[float] = GRID, stride: int = 1) -> RelaxationStudy:
+    """Play each learner on the same T instances; cost every grid ω and ω* on every ``stride``-th of the last
+    ``window`` instances (``stride`` > 1 makes the baselines a paired subsample of the window: the learners are
+    compared on exactly those instances)."""
     if not 1 <= window <= t:
         raise ValueError(f"window must be in [1, t={t}], got {window}")
+    if stride < 1:
+        raise ValueError(f"stride must be ≥ 1, got {stride}")
     unknown = set(learners) - {"tsallis", "chebcb"}
     if unknown:
         raise ValueError(f"learners must be among ['chebcb', 'tsallis'], got {sorted(unknown)}")
@@ -461,11 +472,13 @@ def run_relaxation_study(t: int = 3000, regime: str = "high", seed: int = 0, lea
             learner.update(cost)
             costs[k], arms[k] = cost, arm
         study.learner_costs[name], study.learner_arms[name] = costs, arms
-    w_shifts, w_rhs = shifts[-window:], rhs[-window:]
+    eval_index = np.arange(t - window, t)[::stride]
+    study.eval_index = eval_index
+    w_shifts, w_rhs = shifts[eval_index], rhs[eval_index]
     k_arms = len(grid)
     fixed = stencil_sor_costs(m, np.repeat(w_shifts, k_arms), np.repeat(w_rhs, k_arms, axis=0),
-                              np.tile(np.asarray(grid), window), tol, max_iter)
-    study.fixed_costs = fixed.reshape(window, k_arms).astype(float)
+                              np.tile(np.asarray(grid), len(eval_index)), tol, max_iter)
+    study.fixed_costs = fixed.reshape(len(eval_index), k_arms).astype(float)
     beta = 4.0 * math.cos(math.pi / (m + 1)) / (4.0 + w_shifts)  # ρ(Jacobi) of Δ_h + cI in closed form
     omega_star = 1.0 + (beta / (1.0 + np.sqrt(1.0 - beta * beta))) ** 2
     study.oracle_costs = stencil_sor_costs(m, w_shifts, w_rhs, omega_star, tol, max_iter).astype(float)
