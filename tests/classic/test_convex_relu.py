@@ -80,7 +80,7 @@ def test_admm_claim_1e3_in_500_iterations(problem):
 
 
 def test_nonconvex_adam_never_beats_the_convex_optimum(problem):
-    x, y, pats, sol = problem
+    x, y, _pats, sol = problem
     nnz = int((sol.v.norm(dim=1) > 1e-6).sum() + (sol.w.norm(dim=1) > 1e-6).sum())
     finals = [cr.nonconvex_adam(x, y, width=2 * nnz, beta=BETA, steps=1500, lr=2e-2, seed=s)[0][-1] for s in range(3)]
     # p_cvx is the global minimum of the nonconvex problem (width ≥ nnz); cvxpy's value is accurate to ~1e-8

@@ -16,8 +16,9 @@ def test_solve_counts_and_stencil_agree_with_dense_sor():
     omegas = np.array([1.0, 1.3, 1.5, 1.7, 1.8, 1.9, 1.95, 1.2])
     eye = torch.eye(100, dtype=torch.float64)
     base = sor.laplacian_2d(10)
-    dense = [sor.sor_solve(base + c * eye, torch.from_numpy(b), float(w)) for c, b, w in zip(shifts, rhs, omegas)]
-    recursion = [sor.sor_iterations(base + c * eye, b, float(w)) for c, b, w in zip(shifts, rhs, omegas)]
+    cases = list(zip(shifts, rhs, omegas, strict=True))
+    dense = [sor.sor_solve(base + c * eye, torch.from_numpy(b), float(w)) for c, b, w in cases]
+    recursion = [sor.sor_iterations(base + c * eye, b, float(w)) for c, b, w in cases]
     stencil = sor.stencil_sor_costs(10, shifts, rhs, omegas)
     # three evaluations of the same iteration in different operation orders: their residuals differ at round-off
     # (≪ the 1e-8 threshold), so the counts agree unless a residual lands within round-off of the threshold
@@ -30,9 +31,10 @@ def test_stencil_sweep_equals_the_dense_iteration_to_roundoff():
     a = sor.laplacian_2d(m, shift=c)
     b = torch.randn(m * m, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     res = sor.sor_solve(a, b, omega, tol=1e-12, max_iter=40)
-    # tol=0.5 stops the stencil run after the first sweep whose residual drops below half: compare residuals
+    # a tolerance just above the dense run's k-th residual must stop the stencil run after exactly k sweeps
     for k in (1, 3, 7):
-        cost = sor.stencil_sor_costs(m, np.array([c]), b.numpy()[None], np.array([omega]), tol=res.residuals[k] * 1.0001)
+        tol = res.residuals[k] * 1.0001
+        cost = sor.stencil_sor_costs(m, np.array([c]), b.numpy()[None], np.array([omega]), tol=tol)
         assert int(cost[0]) == k
 
 
@@ -55,8 +57,7 @@ def test_tsallis_normaliser_is_a_distribution_and_safe_where_plain_newton_oversh
         lo = float((learner.k / learner.scale).min())
         p = learner.distribution()
         assert abs(p.sum() - 1) < 1e-12 and (p > 0).all()
-        x = lo - 2 / (eta * np.sqrt(p))  # invert p_i = 4 (η(L_i − x))⁻²
-        x_impl = (learner.k / learner.scale) - 2 / (eta * np.sqrt(p))
+        x_impl = (learner.k / learner.scale) - 2 / (eta * np.sqrt(p))  # invert p_i = 4 (η(L_i − x))⁻²
         assert np.allclose(x_impl, x_impl[0], rtol=0, atol=1e-8 * (1 + abs(lo)))
         assert x_impl[0] < lo
 

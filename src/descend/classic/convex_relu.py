@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,8 +224,10 @@ def solve_cvxpy(x: Tensor, y: Tensor, patterns: Tensor, beta: float = 1e-3, solv
     prob.solve(solver=solver, **solver_options)
     if prob.status not in ("optimal", "optimal_inaccurate"):
         raise RuntimeError(f"cvxpy did not solve the convex program: status {prob.status}")
-    vt = torch.from_numpy(np.ascontiguousarray(v.value.T)).to(x.dtype)
-    wt = torch.from_numpy(np.ascontiguousarray(w.value.T)).to(x.dtype)
+    if v.value is None or w.value is None:
+        raise RuntimeError("cvxpy returned no solution values")
+    vt = torch.from_numpy(np.ascontiguousarray(np.asarray(v.value).T)).to(x.dtype)
+    wt = torch.from_numpy(np.ascontiguousarray(np.asarray(w.value).T)).to(x.dtype)
     return ConvexSolution(vt, wt, float(prob.value), {"status": prob.status, "solver": prob.solver_stats.solver_name})
 
 
@@ -395,3 +398,87 @@ def sampled_program(x: Tensor, y: Tensor, patterns: Tensor, beta: float = 1e-3, 
         v, w, tk = v_new, w_new, t_new
         curve.append(convex_objective(x, y, patterns, beta, v, w))
     return curve, v, w
+
+
+# ------------------------------------------------------------------------------------------------ registry hook
+from . import registry  # noqa: E402
+
+_PROBLEMS = {"synthetic": "n Gaussian 2-D points + bias, 3-neuron ReLU teacher + noise, β = 0.1, all arrangements "
+                          "(quick n=12, full n=20)"}
+
+
+def run(request: registry.RunRequest) -> list[registry.Trace]:
+    import time
+
+    spec = registry.get("convex-relu")
+    spec.check_problem(request.problem)
+    n = int(request.options.get("n", 12 if request.quick else 20))
+    beta = float(request.options.get("beta", 0.1))
+    rho = float(request.options.get("rho", 0.3))
+    iters = int(request.options.get("iterations", 500))
+    x, y = synthetic_data(n, 2, seed=request.seed)
+    pats = arrangement_patterns(x)
+    t0 = time.perf_counter()
+    sol = solve_cvxpy(x, y, pats, beta)
+    t_cvx = time.perf_counter() - t0
+    request.say(f"convex-relu: {pats.shape[0]} patterns, cvxpy objective {sol.objective:.6g} in {t_cvx:.2f} s")
+    setting: dict[str, registry.Scalar] = {"n": n, "beta": beta}
+    traces = [registry.Trace("cvxpy", {"objective": [sol.objective]}, {"objective": sol.objective,
+                                                                        "seconds": t_cvx}, setting)]
+    t0 = time.perf_counter()
+    res = admm(x, y, pats, beta, rho=rho, max_iter=iters)
+    t_admm = time.perf_counter() - t0
+    gap = abs(res.objective[-1] - sol.objective) / sol.objective
+    request.say(f"convex-relu ADMM ρ={rho}: relative gap {gap:.2e} after {iters} iterations ({t_admm:.2f} s)")
+    traces.append(registry.Trace("admm", {"objective": res.objective, "primal_residual": res.primal_residual,
+                                          "dual_residual": res.dual_residual},
+                                 {"final_relative_gap": gap, "seconds": t_admm, "reference": sol.objective},
+                                 {**setting, "rho": rho}))
+    nnz = int((sol.v.norm(dim=1) > 1e-6).sum() + (sol.w.norm(dim=1) > 1e-6).sum())
+    curve, _, _ = nonconvex_adam(x, y, width=2 * nnz, beta=beta, steps=1500, lr=2e-2, seed=request.seed)
+    request.say(f"convex-relu nonconvex Adam (width {2 * nnz}): {curve[-1]:.6g}")
+    traces.append(registry.Trace("adam-nonconvex", {"objective": curve}, {"final": curve[-1]},
+                                 {**setting, "width": 2 * nnz}))
+    return traces
+
+
+def figure(traces: Sequence[registry.Trace]) -> object:
+    """Primal objective vs iteration (ADMM, nonconvex Adam) against the cvxpy optimum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ref = next((tr.summary["objective"] for tr in traces if tr.method == "cvxpy"), None)
+    for tr in traces:
+        if tr.method == "cvxpy":
+            continue
+        obj = tr.curve["objective"]
+        if ref is not None:
+            ax1.semilogy([max(abs(o - ref) / ref, 1e-12) for o in obj], label=tr.method)
+        if "primal_residual" in tr.curve:
+            ax2.semilogy(tr.curve["primal_residual"], label="primal residual")
+            ax2.semilogy(tr.curve["dual_residual"], label="dual residual")
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("|objective − cvxpy| / cvxpy")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("ADMM iteration")
+    ax2.set_ylabel("relative residual")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+registry.register(registry.SolverSpec(
+    name="convex-relu",
+    title="Convex two-layer ReLU training: arrangements, cvxpy, ADMM (Alg. 3.1), nonconvex Adam",
+    paper="Pilanci, Ergen (ICML 2020); Bai, Gautam, Sojoudi (SIMODS 2023), Efficient Global Optimization of "
+          "Two-layer ReLU Networks",
+    problems=_PROBLEMS,
+    run=run,
+    figure=figure,
+    options={"n": "points (quick 12, full 20)", "beta": "weight decay β (0.1)", "rho": "ADMM ρ (0.3)",
+             "iterations": "ADMM iterations (500)"},
+    figure_caption="Relative objective gap to the cvxpy optimum per iteration (ADMM, Adam) and ADMM's residuals",
+), replace=True)

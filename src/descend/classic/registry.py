@@ -46,6 +46,9 @@ __all__ = [
 MODULES: tuple[str, ...] = (
     # -- solvers 1-3: block coordinate descent, gradient-normalized smoothness, AdaSketch-Newton
     # -- solvers 4-6: learned SOR relaxation, deep conjugate directions, convex two-layer ReLU
+    "descend.classic.sor",
+    "descend.classic.dcdm",
+    "descend.classic.convex_relu",
     # -- end
 )
 

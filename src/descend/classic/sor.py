@@ -483,3 +483,89 @@ def run_relaxation_study(t: int = 3000, regime: str = "high", seed: int = 0, lea
     omega_star = 1.0 + (beta / (1.0 + np.sqrt(1.0 - beta * beta))) ** 2
     study.oracle_costs = stencil_sor_costs(m, w_shifts, w_rhs, omega_star, tol, max_iter).astype(float)
     return study
+
+
+# ------------------------------------------------------------------------------------------------ registry hook
+from . import registry  # noqa: E402  (the hook is the module's last part; registry imports nothing of ours)
+
+_PROBLEMS = {
+    "high": "Δ_h(10×10) + cI, c = −0.15 + 0.6·Beta(0.5, 1.5), b ~ truncated N(0, I): high variance",
+    "low": "Δ_h(10×10) + cI, c = −0.15 + 0.6·Beta(2, 6): low variance",
+}
+
+
+def _running_mean(values: np.ndarray, width: int = 100) -> list[float]:
+    c = np.cumsum(np.concatenate([[0.0], values]))
+    out = [(c[k + 1] - c[max(0, k + 1 - width)]) / (k + 1 - max(0, k + 1 - width)) for k in range(len(values))]
+    return [float(v) for v in out]
+
+
+def run(request: registry.RunRequest) -> list[registry.Trace]:
+    spec = registry.get("sor")
+    spec.check_problem(request.problem)
+    t = int(request.options.get("T", 3000))
+    window = int(request.options.get("window", min(1000, t)))
+    stride = int(request.options.get("stride", 10 if request.quick else 1))
+    study = run_relaxation_study(t, request.problem, seed=request.seed, learners=("tsallis", "chebcb"),
+                                 window=window, stride=stride)
+    best, best_mean = study.best_fixed()
+    setting: dict[str, registry.Scalar] = {"T": t, "window": window, "stride": stride}
+    traces = []
+    for name in ("tsallis", "chebcb"):
+        costs = study.learner_costs[name]
+        summary = {"window_mean": study.window_mean(name), "paired_mean": study.paired_mean(name),
+                   "ratio_to_best_fixed": study.paired_mean(name) / best_mean,
+                   "most_played_omega": study.grid[study.most_played(name, 1)[0]]}
+        request.say(f"sor {request.problem} {name}: last-{window} mean cost {summary['window_mean']:.1f} "
+                    f"(best fixed ω = {study.grid[best]:.2f}: {best_mean:.1f})")
+        traces.append(registry.Trace(name, {"cost": [float(c) for c in costs], "running_mean": _running_mean(costs),
+                                            "omega": [study.grid[i] for i in study.learner_arms[name]]},
+                                     summary, setting))
+    assert study.fixed_costs is not None and study.oracle_costs is not None
+    means = study.fixed_means()
+    traces.append(registry.Trace("fixed-omega", {"omega": list(study.grid), "mean_cost": [float(v) for v in means]},
+                                 {"best_omega": study.grid[best], "best_mean": best_mean}, setting))
+    traces.append(registry.Trace("instance-optimal", {"cost": [float(c) for c in study.oracle_costs]},
+                                 {"mean": float(study.oracle_costs.mean())}, setting))
+    request.say(f"sor {request.problem} instance-optimal ω*: mean {study.oracle_costs.mean():.1f}")
+    return traces
+
+
+def figure(traces: Sequence[registry.Trace]) -> object:
+    """Cost per instance (running mean over 100) of each learner, with the best fixed ω and ω* as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for tr in traces:
+        if "running_mean" in tr.curve:
+            ax1.plot(tr.curve["running_mean"], label=tr.method)
+        elif tr.method == "fixed-omega":
+            ax1.axhline(tr.summary["best_mean"], ls="--", c="k", label=f"best fixed ω={tr.summary['best_omega']:.2f}")
+            ax2.semilogy(tr.curve["omega"], tr.curve["mean_cost"], "o-")
+        elif tr.method == "instance-optimal":
+            ax1.axhline(tr.summary["mean"], ls=":", c="g", label="instance-optimal ω*")
+    ax1.set_xlabel("instance")
+    ax1.set_ylabel("SOR iterations (running mean)")
+    ax1.set_yscale("log")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("fixed ω")
+    ax2.set_ylabel("mean cost on the window")
+    fig.tight_layout()
+    return fig
+
+
+registry.register(registry.SolverSpec(
+    name="sor",
+    title="Learning to relax: SOR with ω chosen online (Tsallis-INF, ChebCB)",
+    paper="Khodak, Chow, Balcan, Talwalkar (ICLR 2024), Learning to Relax: Setting Solver Parameters Across a "
+          "Sequence of Linear System Instances",
+    problems=_PROBLEMS,
+    run=run,
+    figure=figure,
+    options={"T": "number of instances (default 3000)", "window": "last instances compared (default 1000)",
+             "stride": "cost the fixed-ω baselines on every stride-th window instance (quick 10, full 1)"},
+    figure_caption="SOR cost per instance of the learners against the best fixed ω and the instance-optimal ω*",
+), replace=True)
