@@ -318,3 +318,45 @@ def test_bad_plugin_workloads(runner, tmp_path, monkeypatch, spec, needles):
     assert not db.exists()
     result = runner.invoke(app, ["bench", "worker", "--workloads", spec, "--storage", str(db)])
     assert result.exit_code == 2 and not db.exists()
+
+
+# -------------------------------------------------------------------------------------------- habits (issue 17)
+
+
+def test_list_options_take_comma_lists_and_repeated_flags():
+    from descend.cli._common import split_list
+
+    assert split_list(["adamw,lion", "soap", " muon , adamw"]) == ["adamw", "lion", "soap", "muon"]
+    assert split_list(None) is None and split_list([","]) == []
+
+
+def test_default_plan_names_follow_the_whole_configuration():
+    """Two different studies in one database never collide; the same command resumes its own plan."""
+    from descend.cli.bench import default_plan_name
+
+    from .conftest import small_plan
+
+    a, b = small_plan(), small_plan(optimizers=("adamw", "lion"))
+    assert default_plan_name(a, "quick") == default_plan_name(small_plan(name="other"), "quick")
+    assert default_plan_name(a, "quick") != default_plan_name(b, "quick")
+    assert default_plan_name(a, None).startswith("custom-t3-s2-tpe-")
+
+
+def test_report_formats_for_pipes(runner, finished_plan: Finished, tmp_path):
+    import csv
+    import json
+
+    out = str(tmp_path / "r.html")
+    base = ["bench", "report", "--storage", finished_plan.url, "--out", out, "--format"]
+    result = runner.invoke(app, [*base, "json"])
+    assert result.exit_code == 0, _output(result)
+    rows = json.loads(result.output[:result.output.rindex("]") + 1])
+    assert {r["optimizer"] for r in rows} >= set(finished_plan.plan.optimizers)
+    result = runner.invoke(app, [*base, "csv"])
+    header = next(csv.reader([result.output.splitlines()[0]]))
+    assert header[:3] == ["workload", "optimizer", "final val (mean [95% CI])"]
+    result = runner.invoke(app, [*base, "markdown"])
+    lines = result.output.splitlines()
+    assert lines[0].startswith("| workload | optimizer |") and lines[1].startswith("|---|")
+    assert "rest on 2 seed(s)" in result.output  # the small plan has 2 seeds: its CIs carry the caveat
+    _one_clear_line(runner.invoke(app, [*base, "yaml"]), "--format", "table, csv, json or markdown")

@@ -45,6 +45,9 @@ __all__ = [
 #: (Two blocks separated by comment lines so that both solver groups can add lines without merge conflicts.)
 MODULES: tuple[str, ...] = (
     # -- solvers 1-3: block coordinate descent, gradient-normalized smoothness, AdaSketch-Newton
+    "descend.classic.bcd",  # 1. greedy block coordinate descent (Nutini, Laradji, Schmidt, JMLR 2022)
+    "descend.classic.gns",  # 2. gradient-normalized smoothness, Algorithm 1 (Semenov, Jaggi, Doikov 2025)
+    "descend.classic.adasketch",  # 3. AdaSketch-Newton (Hong, Na, Mahoney, Kolar, ICML 2023)
     # -- solvers 4-6: learned SOR relaxation, deep conjugate directions, convex two-layer ReLU
     "descend.classic.sor",
     "descend.classic.dcdm",

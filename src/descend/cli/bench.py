@@ -1,13 +1,14 @@
-"""``descend`` command line: ``descend bench run | report | list | worker`` and ``descend bilevel run | report | list``.
+"""``descend bench run | report | list | worker``: the fair optimizer benchmark's commands.
 
     descend bench run --suite quick                      # the README's quick start
-    descend bench run --workloads mlp_mnist1d:s cnn_mnist1d:s --optimizers adamw lion soap --trials 8 --seeds 3
+    descend bench run --workloads mlp_mnist1d:s,cnn_mnist1d:s --optimizers adamw,lion,soap --trials 8 --seeds 3
     descend bench report --storage bench.db              # HTML report of the stored results
     descend bench worker --storage postgresql://...      # join a shared study from another machine
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from functools import partial
@@ -16,41 +17,19 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,
-                  add_completion=False)
-bench = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
-app.add_typer(bench, name="bench")
+from ._common import UserError, console, fail, split_list
 
-
-def _print_version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        typer.echo(f"descend {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="print descend's version and exit")] = False) -> None:
-    """descend: research optimizers and a fair benchmark."""
+app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
 DEFAULT_OPTIMIZERS = ("adamw", "nadamw", "lion", "adabelief", "soap", "muon")
 STATS = {"train": 0.0, "eval": 0.0}  # seconds of training steps / evaluation run by this process
 
 
-class UserError(ValueError):
-    """Bad input on the command line or in a database: printed as one ``error:`` line, exit code 2."""
-
-
-def _fail(message: object) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _is_import_path(spec: str) -> bool:
     """``module:Class[:scale]`` (a plug-in) rather than ``workload[:scale]`` (a registered name)."""
-    from .bench.workloads import available_workloads
+    from ..bench.workloads import available_workloads
 
     parts = spec.split(":")
     if parts[0] in available_workloads() or len(parts) < 2:
@@ -67,7 +46,7 @@ def load_workload_plugin(path: str) -> str:
     import importlib
     import os
 
-    from .bench.workloads import Workload, register_workload
+    from ..bench.workloads import Workload, register_workload
 
     module, _, attr = path.partition(":")
     if not (module and all(p.isidentifier() for p in module.split(".")) and attr.isidentifier()):
@@ -97,8 +76,8 @@ def load_workload_plugin(path: str) -> str:
 
 def _parse_cells(suite: str | None, workloads: list[str] | None) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
     """The plan's (workload, scale) cells and the plug-in import paths among ``--workloads``."""
-    from .bench.protocol import SUITES
-    from .bench.workloads import available_workloads, get_workload
+    from ..bench.protocol import SUITES
+    from ..bench.workloads import available_workloads, get_workload
 
     if workloads:
         cells, imports = [], []
@@ -128,7 +107,7 @@ def _stored_plan(db: Any, name: str, cfg: Any, given: tuple[str, ...]) -> Any:
     A plan with plug-in workloads needs the same ``--workloads module:Class`` on this command line (a database
     is data: a tampered one must not run code); anything malformed is reported as a corrupt database.
     """
-    from .bench.protocol import Plan
+    from ..bench.protocol import Plan
 
     imports = cfg.get("workload_imports", ()) if isinstance(cfg, dict) else None
     if not isinstance(imports, (list, tuple)) or not all(isinstance(p, str) for p in imports):
@@ -161,40 +140,81 @@ def _check_out(option: str, path: Path | None) -> None:
         raise UserError(f"{option} {path} is a directory; give an HTML file path, e.g. {path / 'bench-report.html'}")
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=False, highlight=False)
-
-
 def _leaderboard_table(storage: Any, plan_name: str, summary: Any = None) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
-    from .bench.report import leaderboard_rows, summarize
+    from ..bench.report import leaderboard_rows, summarize
 
-    table = Table(title=f"leaderboard — {plan_name}", show_lines=False)
-    for col in ("workload", "optimizer", "final val (mean [95% CI])", "speedup vs AdamW", "steps to target",
-                "trials"):
-        table.add_column(col)
     try:
-        rows = leaderboard_rows(summary if summary is not None else summarize(storage, plan_name))
+        summary = summary if summary is not None else summarize(storage, plan_name)
+        rows = leaderboard_rows(summary)
     except (KeyError, RuntimeError):  # nothing finished yet
         rows = []
-    for r in rows:
-        table.add_row(r["cell"], r["optimizer"], r["final"], r["speedup"], r["steps_to_target"], r["trials"])
+    table = Table(title=Text(f"leaderboard — {plan_name}"), caption=Text(_seed_caveat(summary) if rows else ""),
+                  show_lines=False)
+    for col in LEADERBOARD_COLUMNS.values():
+        table.add_column(Text(col), overflow="fold")
+    for r in rows:  # Text: a scale ":m" or a "[...]" CI is shown as written, never as an emoji or markup
+        table.add_row(*(Text(r[k]) for k in LEADERBOARD_COLUMNS))
     return table
+
+
+#: leaderboard_rows() key -> column title, for the table and for ``--format csv|json|markdown``
+LEADERBOARD_COLUMNS = {"cell": "workload", "optimizer": "optimizer", "final": "final val (mean [95% CI])",
+                       "test": "held-out test", "speedup": "speedup vs AdamW", "steps_to_target": "steps to target",
+                       "trials": "trials"}
+
+
+def _seed_caveat(summary: Any) -> str:
+    seeds = int(summary.settings.get("seeds", 0) or 0) if summary is not None else 0
+    return (f"caution: the 95 % CIs rest on {seeds} seed(s); with fewer than 3 they are rough (rerun with "
+            "--seeds 3 or more)" if 0 < seeds < 3 else "")
+
+
+def leaderboard_text(summary: Any, fmt: str) -> str:
+    """The leaderboard as ``csv``, ``json`` or ``markdown`` text (for pipes, spreadsheets and READMEs)."""
+    import csv
+    import io
+    import json
+
+    from ..bench.report import leaderboard_rows
+
+    rows = [{title: r[k] for k, title in LEADERBOARD_COLUMNS.items()} for r in leaderboard_rows(summary)]
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(LEADERBOARD_COLUMNS.values()), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    cols = list(LEADERBOARD_COLUMNS.values())
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
+    caveat = _seed_caveat(summary)
+    return "\n".join(lines + ([f"\n{caveat}"] if caveat else []))
 
 
 def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, quiet: bool) -> int:
     from rich.console import Group
     from rich.live import Live
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from .bench.executors import drain
+    from ..bench.executors import drain
 
     total = plan.total_work()
     done_before = len(storage.runs(plan=plan.name))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # markup=False: a cell "mlp_mnist1d:m:soap" must not become an emoji; the ETA extrapolates finished trials
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     overall = progress.add_task("trials", total=total, completed=min(done_before, total))
     steps_task = progress.add_task("steps", total=1)
     board: Any = None if quiet else _leaderboard_table(storage, plan.name)  # a rich Table (rich loads lazily)
@@ -232,16 +252,18 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     return n
 
 
-@bench.command("run")
+@app.command("run")
 def run(
     suite: Annotated[str | None, typer.Option(help="quick | full (ignored with --workloads)")] = None,
     workloads: Annotated[list[str] | None, typer.Option(
-        help="workload[:scale] or package.module:Class (repeatable)")] = None,
-    optimizers: Annotated[list[str] | None, typer.Option(help="registry names (repeatable)")] = None,
+        help="workload[:scale] or package.module:Class (comma list or repeated)")] = None,
+    optimizers: Annotated[list[str] | None, typer.Option(help="registry names (comma list or repeated)")] = None,
     trials: Annotated[int, typer.Option(min=1, help="tuning trials per optimizer and workload")] = 6,
     seeds: Annotated[int, typer.Option(min=1, help="final runs of the best configuration")] = 3,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
+    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the whole configuration, "
+                                               "so rerunning a command resumes it and another command never "
+                                               "collides with it)")] = None,
     sampler: Annotated[str, typer.Option(help="tpe | cd (coordinate-descent grid)")] = "tpe",
     tune_fraction: Annotated[float, typer.Option(help="tuning budget as a fraction of the full budget")] = 0.5,
     budget_scale: Annotated[float, typer.Option(help="multiply every workload's default budget")] = 1.0,
@@ -267,8 +289,8 @@ def run(
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
 
-    from .bench.protocol import Plan
-    from .bench.storage import Storage, StorageError
+    from ..bench.protocol import Plan
+    from ..bench.storage import Storage, StorageError
 
     try:
         if not (math.isfinite(budget_scale) and budget_scale > 0):
@@ -278,31 +300,33 @@ def run(
         if executor not in ("local", "ray"):
             raise UserError(f"--executor must be local or ray, got {executor!r}")
         _check_out("--report", report)
+        optimizers, workloads = split_list(optimizers), split_list(workloads)
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
-        plan_name = name or f"{suite or 'custom'}-t{trials}-s{seeds}-{sampler}"
         cells, imports = _parse_cells(suite, workloads)
         try:
             factors = tuple(float(f) for f in ladder.split(",") if f.strip())
         except ValueError as exc:
             raise UserError(f"--ladder must be comma-separated numbers, got {ladder!r}") from exc
-        plan = Plan(name=plan_name, cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
+        plan = Plan(name=name or "unnamed", cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
                     trial_scaling=trial_scaling, mode=mode, widen=widen)
+        if name is None:
+            plan = dataclasses.replace(plan, name=default_plan_name(plan, suite if not workloads else None))
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:  # UserError, bad options, a bad database: exit 2
-        raise _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from None
+        raise fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from None
     run_executor = None
     if executor == "ray":
-        from .bench.executors import ray_executor
+        from ..bench.executors import ray_executor
 
         run_executor = ray_executor(ray_address, num_cpus=parallel)
     start = time.time()
     try:
         n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
     except StorageError as exc:  # the database became unusable (server gone, file corrupted) mid-run
-        raise _fail(exc) from None
+        raise fail(exc) from None
     wall = time.time() - start
     typer.echo(f"\n{n} trials run in {wall:.0f} s; results in {db.display_url} (plan {plan.name!r})")
     if n and executor == "local" and wall > 0:
@@ -314,47 +338,61 @@ def run(
         _write_report(db, plan.name, report)
 
 
+def default_plan_name(plan: Any, suite: str | None) -> str:
+    """``{suite|custom}-t{trials}-s{seeds}-{sampler}-{digest}``: the digest covers the whole configuration."""
+    import hashlib
+    import json
+
+    cfg = {k: v for k, v in plan.to_dict().items() if k != "name"}
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{suite or 'custom'}-t{plan.trials}-s{plan.seeds}-{plan.sampler}-{digest}"
+
+
 def _available() -> list[str]:
-    from . import optim
+    from .. import optim
 
     return optim.available()
 
 
 def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> None:
-    from .bench.report import summarize, write_html
-    from .bench.storage import StorageError
+    from ..bench.report import summarize, write_html
+    from ..bench.storage import StorageError
 
     try:
         if summary is None:
             summary = summarize(db, plan_name)
     except StorageError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise _fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
+        raise fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
                     f"({type(exc).__name__}: {exc})") from None
     try:
         path = write_html(summary, out)
     except OSError as exc:
-        raise _fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     typer.echo(f"report: {path}")
 
 
-@bench.command("report")
+@app.command("report")
 def report_cmd(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bench-report.html"),
     workloads: Annotated[list[str] | None, typer.Option(
-        help="plug-in workload code the plan uses, package.module:Class (repeatable; never imported from the "
-             "database)")] = None,
+        help="plug-in workload code the plan uses, package.module:Class (comma list or repeated; never imported "
+             "from the database)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="leaderboard as table | csv | json | markdown (for pipes "
+                                                         "and files)")] = "table",
 ) -> None:
     """Print the leaderboard and write the HTML report from a benchmark database."""
-    from .bench.report import summarize
-    from .bench.storage import Storage, StorageError
+    from ..bench.report import summarize
+    from ..bench.storage import Storage, StorageError
 
     try:
+        if fmt not in ("table", "csv", "json", "markdown"):
+            raise UserError(f"--format must be table, csv, json or markdown, got {fmt!r}")
         _check_out("--out", out)
-        given = _plugins(workloads)
+        given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)  # a missing file is an error, not a new empty database
         plans = db.plans()
         if not plans:
@@ -369,17 +407,20 @@ def report_cmd(
             raise UserError(f"{db.display_url}: plan {name!r} has corrupt or tampered results "
                             f"({type(exc).__name__}: {exc})") from None
     except (ValueError, StorageError) as exc:
-        raise _fail(exc) from None
-    _console().print(_leaderboard_table(db, name, summary))
+        raise fail(exc) from None
+    if fmt == "table":
+        console().print(_leaderboard_table(db, name, summary))
+    else:
+        typer.echo(leaderboard_text(summary, fmt))
     _write_report(db, name, out, summary)
 
 
-@bench.command("list")
+@app.command("list")
 def list_cmd() -> None:
     """List workloads (with scales and budgets), suites and optimizers."""
-    from . import optim
-    from .bench.protocol import SUITES
-    from .bench.workloads import available_workloads, get_workload
+    from .. import optim
+    from ..bench.protocol import SUITES
+    from ..bench.workloads import available_workloads, get_workload
 
     typer.echo("workloads:")
     for w in available_workloads():
@@ -394,27 +435,27 @@ def list_cmd() -> None:
         typer.echo(f"  {o:<20} {optim.get(o).summary}")
 
 
-@bench.command("worker")
+@app.command("worker")
 def worker(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file shared with `bench run`")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="only this plan (default: every plan, oldest first)")] = None,
     workloads: Annotated[list[str] | None, typer.Option(
-        help="plug-in workload code the plans use, package.module:Class (repeatable; never imported from the "
-             "database)")] = None,
+        help="plug-in workload code the plans use, package.module:Class (comma list or repeated; never imported "
+             "from the database)")] = None,
 ) -> None:
     """Run pending trials of the plans in a shared database until none is left."""
-    from .bench.executors import drain
-    from .bench.storage import Storage, StorageError
+    from ..bench.executors import drain
+    from ..bench.storage import Storage, StorageError
 
     try:
-        given = _plugins(workloads)
+        given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)
         stored = db.plans()
         if plan is not None and plan not in stored:
             raise UserError(f"no plan {plan!r} in {db.display_url}; plans: {', '.join(stored) or 'none'}")
         plans = [_stored_plan(db, name, cfg, given) for name, cfg in stored.items() if plan is None or name == plan]
     except (ValueError, StorageError) as exc:  # a corrupt, foreign or missing database, code it would import
-        raise _fail(exc) from None
+        raise fail(exc) from None
     total, told = 0, set()
 
     def waiting(name: str) -> None:
@@ -427,88 +468,7 @@ def worker(
         for p in plans:
             total += drain(db, p, on_wait=partial(waiting, p.name))
     except StorageError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"worker done: {total} trials")
 
 
-def main() -> None:
-    """Entry point of the ``descend`` script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
-    sys.exit(0)
-
-
-# -------------------------------------------------------------------------------------------- bilevel
-bilevel_app = typer.Typer(help="The fair bilevel-solver benchmark (benchmark_bilevel's protocol).",
-                          no_args_is_help=True)
-app.add_typer(bilevel_app, name="bilevel")
-
-
-@bilevel_app.command("run")
-def bilevel_run(
-    problem: Annotated[str, typer.Option(help="problem name (see `descend bilevel list`)")] = "hyper_cleaning_digits",
-    solvers: Annotated[list[str] | None, typer.Option(
-        help="solver names (repeatable or comma-separated; default: aid_cg,soba,stocbio,lancbio,bome,f2sa)")] = None,
-    grid: Annotated[str, typer.Option(help="tiny | small | medium | large (step × outer/inner ratio)")] = "small",
-    seeds: Annotated[int, typer.Option(help="final seeds of the selected configuration")] = 3,
-    tune_seeds: Annotated[int, typer.Option(help="seeds of every grid point (selection by their median)")] = 2,
-    budget: Annotated[str, typer.Option(help="per run: seconds of solver time ('1s') or iterations ('300it')")] = "1s",
-    batch_size: Annotated[int, typer.Option(help="mini-batch size of the stochastic solvers")] = 64,
-    select: Annotated[str, typer.Option(help="final | auc (of the median validation curve)")] = "final",
-    threads: Annotated[int, typer.Option(help="torch threads during the runs")] = 1,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
-    report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
-    quiet: Annotated[bool, typer.Option(help="no per-run lines")] = False,
-) -> None:
-    """Grid on the tuning seeds, select by median validation curve, rerun on fresh seeds (resumable)."""
-    from .bilevel import bench as bb
-
-    names = [s for item in (solvers or ["aid_cg,soba,stocbio,lancbio,bome,f2sa"])
-             for s in item.replace(",", " ").split()]
-    try:
-        plan = bb.Plan(problem=problem, solvers=names, grid=grid, seeds=seeds, tune_seeds=tune_seeds,
-                       budget=bb.parse_budget(budget), batch_size=batch_size, select=select, threads=threads,
-                       name=name)
-        db = bb.BilevelStorage(storage)
-        t0 = time.perf_counter()
-        n = bb.run_plan(plan, db, progress=None if quiet else typer.echo)
-    except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"{n} runs done in {time.perf_counter() - t0:.0f} s; results in {db.url} (plan {plan.name!r})")
-    summary = bb.summarize(db, plan.name)
-    typer.echo(bb.markdown_table(summary))
-    if report is not None:
-        typer.echo(f"report: {bb.write_html(summary, report)}")
-
-
-@bilevel_app.command("report")
-def bilevel_report(
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
-    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bilevel-report.html"),
-    target: Annotated[float | None, typer.Option(help="target of the report metric (default: from the best "
-                                                       "solver)")] = None,
-) -> None:
-    """Print the results table and write the HTML report of a bilevel plan."""
-    from .bilevel import bench as bb
-
-    try:
-        summary = bb.summarize(bb.BilevelStorage(storage), plan, target)
-    except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(bb.markdown_table(summary))
-    typer.echo(f"report: {bb.write_html(summary, out)}")
-
-
-@bilevel_app.command("list")
-def bilevel_list() -> None:
-    """List bilevel benchmark problems, solvers and grids."""
-    from .bilevel import bench as bb
-
-    typer.echo(bb.describe())
