@@ -40,14 +40,18 @@ minimised by accelerated proximal gradient (FISTA; the prox is the group soft-th
 sampled patterns (the paper's "SCP" trained by gradient methods; the penalty form is our choice, [mem]; Adam on an
 exact hinge penalty was tried first and stalled 3–7× above the optimum, the group norms being nonsmooth).
 
-Defaults: β = 1e-3; ADMM ρ = 0.01, γ/ρ = 1 (the admmNN defaults); exact enumeration of arrangements when
-d ≤ 4, else ``n_samples`` Gaussian directions, deduplicated.
+Defaults: β = 1e-3; ADMM ρ = 0.01, γ/ρ = 1 (the admmNN defaults; the checks use β = 0.1, a sparse optimum, and
+ρ = 0.3, the best of {0.01, 0.1, 0.3, 1, 3, 10} measured); exact enumeration of arrangements when d ≤ 4, else
+``n_samples`` Gaussian directions, deduplicated.
 
 Checked (``tests/classic/test_convex_relu.py``, cvxpy/Clarabel as the reference): exact enumeration gives the
 general-position count :math:`2\sum_{k<d}\binom{n-1}{k}` of patterns; the network recovered from the cvxpy
-solution attains the convex optimum to 1e-6 relative; ADMM reaches the cvxpy objective within 1e-3 relative in
-≤ 500 iterations with geometrically decaying residuals; Adam on the nonconvex network from random inits never
-goes below the convex optimum, and the best of the runs is within 1e-2 of it.
+solution attains the convex optimum to 1e-6 relative (measured 2.4e-9); ADMM converges to the cvxpy objective
+(within 1e-2 after 500 iterations, residuals down by > 100×) but the paper's "within 1e-3 in ≤ 500 iterations
+with geometrically decaying residuals" does **not** reproduce here: at n = 20, β = 0.1 and ρ ∈ {0.3, 1, 3, 10} the
+gap after 500 iterations is 1.7e-3 … 2e-2 and the residuals fall roughly like 1/k (a strict xfail records it);
+Adam on the nonconvex network from random inits never goes below the convex optimum, and the best of the runs is
+within 1e-2 of it.
 
 Deviations: none in the iteration; the stopping rule (relative primal and dual residuals ≤ ``tol``) replaces the
 reimplementation's absolute 1e-3 test.
