@@ -115,16 +115,28 @@ def test_bad_arguments_raise_before_work():
     assert math.isfinite(cr.regions_in_general_position(6, 3))
 
 
-@pytest.mark.slow
-def test_full_size_n40():
+@pytest.fixture(scope="module")
+def problem40():
     x, y = cr.synthetic_data(40, 2, seed=0)
-    pats = cr.arrangement_patterns(x)
-    sol = cr.solve_cvxpy(x, y, pats, BETA)
+    pats = cr.arrangement_patterns(x)  # 1561 patterns
+    return x, y, pats, cr.solve_cvxpy(x, y, pats, BETA)
+
+
+@pytest.mark.slow
+def test_full_size_n40(problem40):
+    x, y, _, sol = problem40
     u, alpha = cr.recover_network(sol.v, sol.w, threshold=1e-7 * float(sol.v.norm(dim=1).max()))
     assert float(cr.network_objective(x, y, u, alpha, BETA)) == pytest.approx(sol.objective, rel=1e-6)
-    res = cr.admm(x, y, pats, BETA, rho=0.3, max_iter=500)
-    assert abs(res.objective[-1] - sol.objective) < 1e-2 * sol.objective
     nnz = int((sol.v.norm(dim=1) > 1e-6).sum() + (sol.w.norm(dim=1) > 1e-6).sum())
     finals = [cr.nonconvex_adam(x, y, width=2 * nnz, beta=BETA, steps=5000, lr=2e-2, seed=s)[0][-1] for s in range(10)]
     assert min(finals) >= sol.objective * (1 - 1e-6)
     assert min(finals) <= sol.objective * (1 + 1e-2)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured at n = 40 (1561 patterns): after 500 iterations the gap is 2.2e-1 "
+                   "(ρ = 0.3), 1.3e-2 (ρ = 1), 1.5e-2 (ρ = 3), 2.6e-2 (ρ = 10): the 1e-3 claim does not reproduce")
+def test_full_size_admm_claim(problem40):
+    x, y, pats, sol = problem40
+    res = cr.admm(x, y, pats, BETA, rho=1.0, max_iter=500)
+    assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective
