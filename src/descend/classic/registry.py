@@ -49,6 +49,9 @@ MODULES: tuple[str, ...] = (
     "descend.classic.gns",  # 2. gradient-normalized smoothness, Algorithm 1 (Semenov, Jaggi, Doikov 2025)
     "descend.classic.adasketch",  # 3. AdaSketch-Newton (Hong, Na, Mahoney, Kolar, ICML 2023)
     # -- solvers 4-6: learned SOR relaxation, deep conjugate directions, convex two-layer ReLU
+    "descend.classic.sor",
+    "descend.classic.dcdm",
+    "descend.classic.convex_relu",
     # -- end
 )
 
