@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# descend's one test command (README "Tests"): installs into ./.venv if needed, then runs the whole suite.
+# descend's one test command (README "Tests"): installs into ./.venv if needed, checks lint, types and docs,
+# then runs the default suite; extra arguments go to pytest (`-m slow`: the full-size checks, CI's second step).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -9,8 +10,10 @@ python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
 pip install -q -e ".[dev]"
 # PSGD Kron's reference declares triton (a GPU compiler) that its CPU path never imports: install it alone
 python -c "import kron_torch" 2>/dev/null || pip install -q --no-deps kron-torch==0.3.3
-ruff check src tests benchmarks
+ruff check src tests benchmarks examples scripts/mkdocs_hooks.py
 mypy  # config and files: [tool.mypy] in pyproject.toml
+# the documentation site, warnings as errors (pages generated from the registry and the CLI cannot go stale)
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet -d "$(mktemp -d)"
 # headless Chromium renders the benchmark report in tests/bench/test_report.py (CI runs as root)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
     || echo "warning: chromium not installed; tests/bench/test_report.py will fail in CI"

@@ -115,3 +115,44 @@ def test_gnb_training_decreases_loss() -> None:
             gnb_hessian_update(opt, model(x))
     assert F.cross_entropy(model(x), y).item() < 0.8 * first
     assert 0.0 <= opt.unclipped_fraction() <= 1.0
+
+
+def test_warns_when_the_hessian_loop_is_missing() -> None:
+    """Without update_hessian() Sophia-G is sign-momentum: it says so once, after HESSIAN_OVERDUE steps."""
+    import warnings
+
+    from descend.optim.sophia import HESSIAN_OVERDUE, SophiaG
+
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = SophiaG([w], lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in range(2 * HESSIAN_OVERDUE):
+            w.grad = torch.ones(4)
+            opt.step()
+            if t == HESSIAN_OVERDUE - 2:
+                assert not caught
+    assert len([c for c in caught if "without update_hessian" in str(c.message)]) == 1
+    opt2 = SophiaG([w], lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(2 * HESSIAN_OVERDUE):
+            w.grad = torch.ones(4)
+            opt2.step()
+            if t % 10 == 9:
+                opt2.update_hessian()  # the loop the paper runs: never overdue
+
+
+def test_integrations_find_sophia_inside_framework_wrappers() -> None:
+    from descend.integrations import sophia_optimizers
+    from descend.optim.sophia import SophiaG
+
+    opt = SophiaG([torch.nn.Parameter(torch.ones(2))])
+
+    class Wrapper:  # Lightning's LightningOptimizer keeps it in ._optimizer, Accelerate's in .optimizer
+        def __init__(self, inner: object, attr: str) -> None:
+            setattr(self, attr, inner)
+
+    assert sophia_optimizers([Wrapper(opt, "_optimizer"), torch.optim.SGD([torch.nn.Parameter(torch.ones(1))])]) \
+        == [opt]
+    assert sophia_optimizers(Wrapper(Wrapper(opt, "optimizer"), "_optimizer")) == [opt]

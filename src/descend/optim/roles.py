@@ -27,11 +27,12 @@ Rules, in order (the first that applies wins):
 they are *called* when ``example_input`` is given (one forward pass under ``torch.no_grad``, through forward
 hooks), for models that register their layers in another order than they use them.
 
->>> import torch
->>> mlp = torch.nn.Sequential(torch.nn.Linear(40, 128), torch.nn.GELU(), torch.nn.Linear(128, 128),
-...                           torch.nn.GELU(), torch.nn.Linear(128, 10))
->>> [r.value for r in param_roles(mlp).values()]
-['input', 'vector', 'hidden', 'vector', 'head', 'vector']
+Examples:
+    >>> import torch
+    >>> mlp = torch.nn.Sequential(torch.nn.Linear(40, 128), torch.nn.GELU(), torch.nn.Linear(128, 128),
+    ...                           torch.nn.GELU(), torch.nn.Linear(128, 10))
+    >>> [r.value for r in param_roles(mlp).values()]
+    ['input', 'vector', 'hidden', 'vector', 'head', 'vector']
 """
 
 from __future__ import annotations

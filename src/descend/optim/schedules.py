@@ -89,8 +89,9 @@ __all__ = [
 def cycle_position(step: int, T_0: int, T_mult: int = 1) -> tuple[int, int]:
     """``(t, T_i)`` for 0-based global ``step``: 1-based position in its cycle and that cycle's length.
 
-    >>> [cycle_position(k, 3, 2) for k in range(5)]
-    [(1, 3), (2, 3), (3, 3), (1, 6), (2, 6)]
+    Examples:
+        >>> [cycle_position(k, 3, 2) for k in range(5)]
+        [(1, 3), (2, 3), (3, 3), (1, 6), (2, 6)]
     """
     check_int("step", step, 0)
     check_int("T_0", T_0, 1)

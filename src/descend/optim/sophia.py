@@ -48,6 +48,7 @@ Deviations from the reference:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -63,6 +64,8 @@ from .registry import Categorical, FloatRange, OptimizerSpec, register
 __all__ = ["SophiaG", "gnb_hessian_update", "sophia_hessian_ema", "sophia_update"]
 
 _DENOM_EPS = 1e-15  # the reference's constant in the clipping denominator
+#: steps without a Hessian update after which SophiaG warns (10x the paper's k = 10): it is sign-momentum then
+HESSIAN_OVERDUE = 100
 
 
 def sophia_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, h: torch.Tensor, *, lr: float,
@@ -112,6 +115,7 @@ class SophiaG(DescendOptimizer):
                     "maximize": maximize}
         _check_group(defaults)
         super().__init__(params, defaults)
+        self._since_hessian = 0  # steps since the last update_hessian() in this process (see step())
 
     _STATE_KEYS = ("step", "exp_avg", "hessian")
     _CONFIG_ATTRS = ("_fused",)
@@ -151,6 +155,12 @@ class SophiaG(DescendOptimizer):
                 run_elementwise(sophia_update, self._fused, (w, g, state["exp_avg"], state["hessian"]), **scalars)
                 if w is not p:
                     p.copy_(w)
+        self._since_hessian = getattr(self, "_since_hessian", 0) + 1
+        if self._since_hessian == HESSIAN_OVERDUE:
+            warnings.warn(f"SophiaG: {HESSIAN_OVERDUE} steps without update_hessian(); until it is called, every "
+                          "coordinate takes the clipped step lr*sign(m) (sign-momentum, not Sophia). Call "
+                          "gnb_hessian_update(opt, logits) every k=10 steps (Lightning / HF Trainer: "
+                          "descend.integrations).", RuntimeWarning, stacklevel=2)
         return loss
 
     @torch.no_grad()
@@ -170,6 +180,7 @@ class SophiaG(DescendOptimizer):
                 h = self._state(p)["hessian"]
                 g = p.grad if p.grad.dtype == h.dtype else p.grad.to(h.dtype)
                 run_elementwise(sophia_hessian_ema, self._fused, (h, g), beta2=beta2)
+        self._since_hessian = 0
 
     @torch.no_grad()
     def unclipped_fraction(self) -> float:
