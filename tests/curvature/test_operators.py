@@ -114,3 +114,28 @@ def test_dense_operator_and_errors(problem: Problem) -> None:
         HVPOperator(problem.model, problem.loss_fn, 3)
     with pytest.raises(ValueError, match="square"):
         DenseOperator(torch.zeros(2, 3))
+
+
+def test_closure_operator_matches_dense(problem: Problem) -> None:
+    from descend.curvature import ClosureHVPOperator
+
+    x, y = problem.batch
+    params = list(problem.model.parameters())
+    op = ClosureHVPOperator(lambda: problem.loss_fn(problem.model(x), y), params)
+    H = problem.hessian
+    _close(op.to_dense(), H, H.norm().item(), op.dim)
+    assert op.loss_value == pytest.approx(float(problem.loss_fn(problem.model(x), y)), rel=1e-14)
+    # a snapshot: the graph computes the products at construction time, or autograd refuses (version counter)
+    # when a tensor it saved was changed in place -- never a mix of two points
+    v = torch.ones(op.dim, dtype=torch.float64)
+    before = op.matvec(v)
+    with torch.no_grad():
+        params[0].add_(1.0)  # the first weight is not saved by the graph (only x and tanh's output are)
+    _close(op.matvec(v), before, H.norm().item() * op.dim ** 0.5, op.dim)
+    with torch.no_grad():
+        params[0].sub_(1.0)
+        params[2].add_(1.0)  # the second weight is saved (backward to the hidden layer)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        op.matvec(v)
+    with torch.no_grad():
+        params[2].sub_(1.0)

@@ -46,7 +46,7 @@ from ..optim.registry import Categorical, Dimension, FloatRange, IntRange
 from ..results.provenance import provenance
 from . import metrics
 from .storage import RunRow, Storage, owner_id
-from .trial import TrialResult, run_trial
+from .trial import TrialResult, check_monitors, run_trial
 from .workloads import get_workload
 
 __all__ = ["LADDER", "SUITES", "Arm", "Plan", "Widening", "WorkItem", "best_config", "cd_next", "pending_work",
@@ -113,8 +113,11 @@ class Plan:
     widen: int = 1
     widen_trials: int = 0  # 0: half the cell's trials (at least 2)
     mode: str = "standard"
+    monitors: tuple[str, ...] = ()  # curvature monitors on the final runs (descend.bench.trial.MONITORS)
+    monitor_every: int = 0
 
     def __post_init__(self) -> None:
+        check_monitors(self.monitors, self.monitor_every)
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
         if self.seeds < 1:
@@ -223,7 +226,10 @@ class Plan:
         return TUNE_SEED if r == 1 else REPLICA_TUNE_SEED + r
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.monitors:  # plans without monitors keep the dict (and default name digest) they always had
+            del d["monitors"], d["monitor_every"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
@@ -233,6 +239,7 @@ class Plan:
         d["workload_imports"] = tuple(d.get("workload_imports", ()))
         d["ladder"] = tuple(float(f) for f in d.get("ladder", LADDER))
         d.setdefault("threads", 1)
+        d["monitors"] = tuple(d.get("monitors", ()))
         # never imports workload_imports: a stored plan is data (the CLI loads plug-ins named on its command line)
         return cls(**d)
 
@@ -650,8 +657,12 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
             hp = best_config(storage, plan, item)
             factor = arm.factor * (plan.ladder[item.rung] if item.phase == "ladder" else 1.0)
             steps = plan.steps(w, s, factor)
-            res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
-                      progress=progress)
+            if plan.monitors and item.phase == "final":  # curvature monitors: on the final runs only
+                res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
+                          progress=progress, monitors=plan.monitors, monitor_every=plan.monitor_every)
+            else:
+                res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
+                          progress=progress)
             row = _row(plan, item, number, steps, hp, res)
             return row if storage.add_run(row) else None
 

@@ -370,6 +370,63 @@ def _curve_figure(cell: str, res: dict[str, CellResult], metric: str, x_key: str
     return png_base64(fig)
 
 
+# -- curvature monitors (``descend bench run --monitor ...``; values in the final runs' curve rows) ----------------
+#: (curve key, axis label, reference line) of each monitor panel, in display order
+MONITOR_PANELS = (
+    ("sharpness_ratio", "eta lambda_max / 2  (edge of stability: 1)", 1.0),
+    ("sgd_stability", "eta tr(H) / 2  (SGD stability bound: 1)", 1.0),
+    ("sharpness", "lambda_max(H)", None),
+    ("trace", "tr(H)", None),
+    ("param_change", "||theta_t - theta_0|| / ||theta_0||", None),
+)
+
+
+def _monitor_series(curves: list[list[dict[str, float]]], key: str) -> tuple[list[float], list[float]]:
+    """Median over seeds of ``key`` at each step where every seed's curve has it."""
+    by_step: dict[float, list[float]] = defaultdict(list)
+    for c in curves:
+        for row in c:
+            if key in row:
+                by_step[row["step"]].append(row[key])
+    xs = [s for s in sorted(by_step) if len(by_step[s]) == len(curves)]
+    return xs, [statistics.median(by_step[s]) for s in xs]
+
+
+def monitor_figure(cell: str, res: dict[str, CellResult], colors: dict[str, Any]) -> tuple[str, str] | None:
+    """One figure of the monitored quantities of a cell (caption with the mean cost per reading), or ``None``."""
+    keys = [p for p in MONITOR_PANELS if any(p[0] in row for r in res.values() for c in r.curves for row in c)]
+    if not keys:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False)
+    for ax, (key, label, ref) in zip(axes[0], keys, strict=True):
+        for o, r in res.items():
+            xs, ys = _monitor_series(r.curves, key)
+            if xs:
+                ax.plot(xs, ys, marker=".", label=o, color=colors[o])
+        if ref is not None:
+            ax.axhline(ref, color="k", ls="--", lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(cell, fontsize=10)
+    fig.tight_layout()
+    costs = []
+    for name in ("sharpness", "trace", "param_change"):
+        hv = [row[f"{name}_hvp"] for r in res.values() for c in r.curves for row in c if f"{name}_hvp" in row]
+        sec = [row[f"{name}_seconds"] for r in res.values() for c in r.curves for row in c if f"{name}_seconds" in row]
+        if hv:
+            costs.append(f"{name}: {statistics.fmean(hv):.1f} HVPs, {statistics.fmean(sec):.3f} s per reading")
+    caption = (f"{cell}: curvature monitors on the final runs (median over seeds; curvature of the training loss "
+               f"on the step-0 mini-batch; eta = the scheduled learning rate). Cost: {'; '.join(costs)}")
+    return caption, png_base64(fig)
+
+
 def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
     import matplotlib
 
@@ -543,6 +600,9 @@ def write_html(summary: Summary, path: str | Path) -> Path:
         return "".join(f'<figure><img alt="{esc(t)}" src="data:image/png;base64,{b}"><figcaption>{esc(t)}'
                        f"</figcaption></figure>" for t, b in figs)
 
+    monitor_figs = [mf for cell, res in summary.cells.items() if (mf := monitor_figure(cell, res, palette)) is not None]
+    monitor_html = f"<h2>Curvature monitors</h2>{images(monitor_figs)}" if monitor_figs else ""
+
     rows = leaderboard_rows(summary)
     table = "".join(
         f"<tr><td>{esc(r['cell'])}</td><td>{esc(r['optimizer'])}</td><td>{esc(r['final'])}</td><td>{esc(r['test'])}</td>"
@@ -632,7 +692,7 @@ overlaps the band that a second, independent tuning of AdamW itself lands in.</p
 <th>steps to target (median, reached)</th><th>time to target (s)</th><th>tuning trials</th><th>tuned
 hyperparameters</th></tr>{table}</table>
 <h2>Curves</h2>{images(curve_figs)}
-<h2>AdamW's budget ladder</h2>
+{monitor_html}<h2>AdamW's budget ladder</h2>
 <p>Rungs at {esc(ladder_txt)} × the budget T, each a full run with its own warm-up and cosine schedule, on the
 final seeds{", each rung tuned on its own" if st.get("ladder_retune") else ", with AdamW's configuration tuned at T"};
 the seed means are made monotone (isotonic regression) and interpolated linearly in log budget.</p>

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -20,7 +20,7 @@ import torch
 from .. import optim as do
 from .workloads import get_workload
 
-__all__ = ["TrialResult", "run_trial", "schedule"]
+__all__ = ["MONITORS", "TrialResult", "check_monitors", "run_trial", "schedule"]
 
 
 @dataclass
@@ -55,15 +55,18 @@ def _checkpoints(steps: int, evaluations: int) -> set[int]:
 
 def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
               steps: int, *, evaluations: int = 20, threads: int | None = None,
-              progress: Callable[[int], None] | None = None) -> TrialResult:
+              progress: Callable[[int], None] | None = None, monitors: Sequence[str] = (),
+              monitor_every: int = 0) -> TrialResult:
     """Train ``workload`` at ``scale`` with ``optimizer`` for ``steps`` steps and return its curve.
 
     ``hyperparameters`` may come from JSON: lists are turned back into tuples (``betas``).  ``progress(k)``
-    is called after every step with the number of steps done.
+    is called after every step with the number of steps done.  ``monitors`` (names in :data:`MONITORS`) are
+    evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).
     """
     hyperparameters = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    check_monitors(monitors, monitor_every)
     start = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -77,8 +80,11 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule(t, steps))
              if spec.lr_key is not None else None)
     at = _checkpoints(steps, evaluations)
+    mons = _bench_monitors(monitors, monitor_every, task, params, opt, spec.lr_key)
+    if mons is not None:  # monitor steps become checkpoints too, so every curve row carries the metrics
+        at |= {t for t in range(monitor_every, steps + 1, monitor_every)}
     curve: list[dict[str, float]] = []
-    train_time = eval_time = 0.0
+    train_time = eval_time = monitor_time = 0.0
     diverged = False
     loss_ema = math.nan
     for t in range(steps):
@@ -108,12 +114,63 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
             evaluate_last = task.final_evaluate if t + 1 == steps else None
             metrics = dict(evaluate_last() if evaluate_last is not None else task.evaluate())
             eval_time += time.perf_counter() - t1
-            curve.append({"step": t + 1, "train_time": train_time, "train_loss": loss_ema, **metrics})
+            row = {"step": t + 1, "train_time": train_time, "train_loss": loss_ema, **metrics}
+            if mons is not None:
+                t2 = time.perf_counter()
+                row.update(mons(t + 1, force=t + 1 == steps) or {})
+                monitor_time += time.perf_counter() - t2
+            curve.append(row)
     final = dict(curve[-1]) if curve else {"val_loss": math.inf}
     if diverged:
         final = {"step": curve[-1]["step"], "val_loss": math.inf, "train_loss": math.inf}
+    info = dict(task.info)
+    if mons is not None:
+        info.update(monitors=list(monitors), monitor_every=monitor_every, monitor_time=monitor_time)
     return TrialResult(curve=curve, final=final, diverged=diverged, train_time=train_time, eval_time=eval_time,
-                       total_time=time.perf_counter() - start, info=dict(task.info))
+                       total_time=time.perf_counter() - start, info=info)
+
+
+#: curvature monitors ``descend bench run --monitor NAME`` offers (:mod:`descend.curvature.monitors`)
+MONITORS = ("sharpness", "trace", "param_change")
+
+
+def check_monitors(monitors: Sequence[str], every: int) -> None:
+    """Refuse unknown monitor names, or monitors without a positive ``every``."""
+    for m in monitors:
+        if m not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {m!r}")
+    if monitors and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ValueError(f"monitor_every must be an int >= 1 when monitors are on, got {every!r}")
+
+
+def _bench_monitors(names: Sequence[str], every: int, task: Any, params: Any, opt: torch.optim.Optimizer,
+                    lr_key: str | None) -> Any:
+    """The monitors of a trial, or ``None``.  Curvature is that of the training loss on a fixed probe
+    mini-batch -- the task's step-0 batch, ``task.train_loss(0)`` -- at the current parameters (a fresh
+    :class:`~descend.curvature.ClosureHVPOperator` per reading); ``eta`` is the optimizer's current scheduled
+    learning rate (``nan`` for optimizers without one).  2/eta is the edge of stability of (S)GD; for adaptive
+    optimizers it is only a reference line (their threshold is on the preconditioned sharpness)."""
+    if not names:
+        return None
+    from ..curvature import ClosureHVPOperator, Monitors, ParameterChangeMonitor, SharpnessMonitor, TraceMonitor
+
+    flat = [p for p in _flat(params) if p.requires_grad]
+
+    def lr() -> float:
+        return float(opt.param_groups[0].get(lr_key, math.nan)) if lr_key is not None else math.nan
+
+    def operator() -> ClosureHVPOperator:
+        return ClosureHVPOperator(partial(task.train_loss, 0), flat)
+
+    built: list[Any] = []
+    for n in names:
+        if n == "sharpness":
+            built.append(SharpnessMonitor(operator, lr, every))
+        elif n == "trace":
+            built.append(TraceMonitor(operator, lr, every))
+        else:
+            built.append(ParameterChangeMonitor(flat, every))
+    return Monitors(built)
 
 
 def _flat(params: Any) -> list[torch.Tensor]:

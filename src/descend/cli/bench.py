@@ -285,6 +285,10 @@ def run(
     mode: Annotated[str, typer.Option(help="standard | data-constrained")] = "standard",
     widen: Annotated[int, typer.Option(min=0, help="rounds of range widening when a best value sits on an edge")
                      ] = 1,
+    monitor: Annotated[list[str] | None, typer.Option(
+        help="curvature monitors on the final runs: sharpness | trace | param_change (comma list or repeated); "
+             "stored in the curves, plotted in the report")] = None,
+    monitor_every: Annotated[int, typer.Option(help="evaluate the monitors every this many steps")] = 50,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
@@ -301,6 +305,14 @@ def run(
             raise UserError(f"--executor must be local or ray, got {executor!r}")
         _check_out("--report", report)
         optimizers, workloads = split_list(optimizers), split_list(workloads)
+        from ..bench.trial import MONITORS
+
+        monitors = tuple(split_list(monitor) or ())
+        for m in monitors:
+            if m not in MONITORS:
+                raise UserError(f"--monitor must be one of {', '.join(MONITORS)}, got {m!r}")
+        if monitors and monitor_every < 1:
+            raise UserError(f"--monitor-every must be >= 1, got {monitor_every}")
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
         cells, imports = _parse_cells(suite, workloads)
         try:
@@ -310,7 +322,8 @@ def run(
         plan = Plan(name=name or "unnamed", cells=tuple(cells), optimizers=opts, trials=trials, seeds=seeds,
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
-                    trial_scaling=trial_scaling, mode=mode, widen=widen)
+                    trial_scaling=trial_scaling, mode=mode, widen=widen, monitors=monitors,
+                    monitor_every=monitor_every if monitors else 0)
         if name is None:
             plan = dataclasses.replace(plan, name=default_plan_name(plan, suite if not workloads else None))
         db = Storage(storage)

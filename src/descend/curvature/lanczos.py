@@ -77,11 +77,12 @@ class LanczosResult:
         return T
 
 
-def _orthogonalise(w: Tensor, Q: Tensor) -> Tensor:
-    if Q.shape[1] == 0:
+def _orthogonalise(w: Tensor, R: Tensor) -> Tensor:
+    """``w`` minus its projection on the rows of ``R`` (orthonormal), Gram-Schmidt applied twice."""
+    if R.shape[0] == 0:
         return w
-    w = w - Q @ (Q.T @ w)
-    return w - Q @ (Q.T @ w)
+    w = w - R.T @ (R @ w)
+    return w - R.T @ (R @ w)
 
 
 def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Seed = 0,
@@ -105,7 +106,7 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
     if not bool(nq > 0):
         raise ValueError("v0 must be nonzero")
     q = q / nq
-    Q = torch.empty((op.dim, m), dtype=op.dtype, device=op.device)
+    Q = torch.empty((m, op.dim), dtype=op.dtype, device=op.device)  # rows: contiguous basis vectors
     alphas: list[Tensor] = []
     betas: list[Tensor] = []
     scale = torch.zeros((), dtype=op.dtype, device=op.device)
@@ -113,13 +114,13 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
     eps = torch.finfo(op.dtype).eps
     j = 0
     while True:
-        Q[:, j] = q
+        Q[j] = q
         w = op.matvec(q)
         a = torch.dot(q, w)
         if not bool(torch.isfinite(w).all()):
             raise FloatingPointError(f"non-finite matrix-vector product at Lanczos step {j + 1}")
         alphas.append(a)
-        w = _orthogonalise(w, Q[:, : j + 1])
+        w = _orthogonalise(w, Q[: j + 1])
         b = torch.linalg.vector_norm(w)
         scale = torch.maximum(scale, a.abs() + b)
         broke = bool(b <= 10 * eps * max(float(scale), 1e-300) * op.dim ** 0.5)
@@ -127,12 +128,12 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
         if j + 1 == m:
             break
         if stop is not None and stop(LanczosResult(torch.stack(alphas), torch.stack(betas) if betas else
-                                                   a.new_zeros(0), Q[:, : j + 1], beta_last, op.n_calls - start)):
+                                                   a.new_zeros(0), Q[: j + 1].T, beta_last, op.n_calls - start)):
             break
         if broke:
             if not restart_on_breakdown:
                 break
-            r = _orthogonalise(probes(op, 1, gen)[:, 0], Q[:, : j + 1])
+            r = _orthogonalise(probes(op, 1, gen)[:, 0], Q[: j + 1])
             q = r / torch.linalg.vector_norm(r)
             betas.append(torch.zeros((), dtype=op.dtype, device=op.device))
         else:
@@ -140,7 +141,7 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
             betas.append(b)
         j += 1
     n = len(alphas)
-    return LanczosResult(torch.stack(alphas), torch.stack(betas) if betas else Q.new_zeros(0), Q[:, :n],
+    return LanczosResult(torch.stack(alphas), torch.stack(betas) if betas else Q.new_zeros(0), Q[:n].T,
                          beta_last, op.n_calls - start)
 
 

@@ -426,8 +426,8 @@ class ClosureHVPOperator(CurvatureOperator):
     optimizer closure (no ``backward`` inside) -- by double backward on a gradient graph built once here.
 
     For code that cannot be made functional (``descend bench`` tasks, losses over module state).  It is a
-    snapshot too: the graph is built at construction, and an in-place change of ``params`` afterwards makes
-    the next product fail with autograd's version-counter error rather than silently mixing two points.
+    snapshot too: the graph is built at construction and computes the products there; where a tensor the graph
+    saved is changed in place afterwards, autograd's version counter makes the next product fail instead.
     """
 
     def __init__(self, closure: Callable[[], Tensor], params: Iterable[Tensor]) -> None:
