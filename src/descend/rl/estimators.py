@@ -79,8 +79,17 @@ def step_log_probs(flat: FlatPolicy, traj: Trajectories) -> Tensor:
     return flat.log_prob(_obs(traj), _acts(traj)) * traj.mask
 
 
-def gpomdp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, baseline: bool = False) -> Tensor:
-    """Mean GPOMDP estimate over the batch, ``(1/B) Σ_i g(τ_i, θ)``.
+def _weights(traj: Trajectories, weights: Tensor | None) -> Tensor:
+    if weights is None:
+        return torch.full((traj.n,), 1.0 / traj.n, dtype=torch.float64)
+    if weights.shape != (traj.n,):
+        raise ValueError(f"weights must have shape ({traj.n},), got {tuple(weights.shape)}")
+    return weights.to(torch.float64)
+
+
+def gpomdp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, baseline: bool = False,
+           weights: Tensor | None = None) -> Tensor:
+    """Mean GPOMDP estimate over the batch, ``(1/B) Σ_i g(τ_i, θ)`` (``Σ_i w_i g(τ_i, θ)`` with ``weights``).
 
     ``baseline=True`` subtracts, at each time step, the mean of ``Σ_{h≥t} γ^h r_h`` over the *other* trajectories
     of the batch (leave-one-out, so the estimate stays unbiased; needs ``B ≥ 2``).  Off by default: the papers'
@@ -94,7 +103,8 @@ def gpomdp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, baseline: bool =
         valid = traj.mask.to(torch.float64)
         tot, cnt = (rtg * valid).sum(0), valid.sum(0)
         rtg = rtg - (tot - rtg * valid) / (cnt - valid).clamp_min(1.0)
-    return flat.grad((step_log_probs(flat, traj) * rtg).sum() / traj.n)
+    w = _weights(traj, weights)
+    return flat.grad(((step_log_probs(flat, traj) * rtg).sum(-1) * w).sum())
 
 
 def reinforce(flat: FlatPolicy, theta: Tensor, traj: Trajectories) -> Tensor:
@@ -104,9 +114,9 @@ def reinforce(flat: FlatPolicy, theta: Tensor, traj: Trajectories) -> Tensor:
     return flat.grad((step_log_probs(flat, traj).sum(-1) * total).sum() / traj.n)
 
 
-def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor,
-              with_gradient: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    """Mean of ``B(τ_i, θ) v`` over the batch (see the module docstring); no Hessian is formed.
+def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor, with_gradient: bool = False,
+              weights: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    """Mean of ``B(τ_i, θ) v`` over the batch (``Σ_i w_i B(τ_i, θ) v`` with ``weights``); no Hessian is formed.
 
     ``c_i = ∇ log p(τ_i|θ)·v`` by the double-backward trick (the gradient of ``u ↦ (∇_θ Σ_i u_i log p_i)·v``),
     then one Hessian-vector product: the gradient of ``Σ_i c_i Φ_i + (∇_θ Σ_i Φ_i)·v``.
@@ -118,11 +128,12 @@ def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor,
     u = torch.zeros(traj.n, dtype=torch.float64, requires_grad=True)
     gl = flat.grad((u * lp.sum(-1)).sum(), create_graph=True)
     (c,) = torch.autograd.grad(gl @ v, u, retain_graph=True)
-    phi_i = (lp * traj.reward_to_go()).sum(-1)
+    w = _weights(traj, weights)
+    phi_i = (lp * traj.reward_to_go()).sum(-1) * w
     g = flat.grad(phi_i.sum(), create_graph=True)
-    bv = flat.grad((c.detach() * phi_i).sum() + g @ v) / traj.n
+    bv = flat.grad((c.detach() * phi_i).sum() + g @ v)
     if with_gradient:
-        return bv, g.detach() / traj.n
+        return bv, g.detach()
     return bv
 
 
