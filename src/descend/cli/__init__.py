@@ -25,6 +25,7 @@ __all__ = ["GROUPS", "UserError", "app", "fail", "main"]
 GROUPS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "The fair optimizer benchmark."),
     "bilevel": ("bilevel", "The fair bilevel-solver benchmark (benchmark_bilevel's protocol)."),
+    "rl": ("rl", "Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds."),
 }
 
 app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,
