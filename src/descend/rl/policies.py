@@ -95,8 +95,9 @@ class TabularSoftmaxPolicy(SoftmaxPolicy):
     def __init__(self, n_states: int, n_actions: int) -> None:
         check_int("n_states", n_states, 1)
         check_int("n_actions", n_actions, 2)
-        super().__init__(nn.Embedding(n_states, n_actions))
-        nn.init.zeros_(self.logits.weight)  # type: ignore[attr-defined]
+        table = nn.Embedding(n_states, n_actions)
+        nn.init.zeros_(table.weight)
+        super().__init__(table)
         self.n_states, self.n_actions = n_states, n_actions
 
     def log_probs_all(self, obs: Tensor) -> Tensor:

@@ -123,7 +123,7 @@ def run_curve(env: str, method: str, seed: int, budget: int, eval_every: int | N
         nonlocal next_point
         window.extend(info.returns)
         while a.trajectories >= next_point:
-            if isinstance(sampler, TabularMDP):
+            if isinstance(sampler, TabularMDP) and isinstance(policy, TabularSoftmaxPolicy):
                 with torch.no_grad():
                     value = float(sampler.J(policy))
             else:
