@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "bilevel": ("bilevel", "The fair bilevel-solver benchmark (benchmark_bilevel's protocol)."),
     "claims": ("claims", "Theory claims from the seed papers as experiments with a verdict."),
     "classic": ("classic", "Classic structured solvers from the seed papers (BCD, GNS, AdaSketch-Newton, ...)."),
+    "rl": ("rl", "Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds."),
 }
 
 app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,

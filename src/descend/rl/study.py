@@ -1,0 +1,308 @@
+"""Learning-curve studies: methods × environments × seeds into ``descend.results`` (family ``"rl"``), and a report.
+
+A run is (environment, method, seed, trajectory budget).  Its curve has one point per window of ``eval_every``
+trajectories: ``trajectories`` (sampled so far), ``env_steps`` (so far) and ``return`` (mean undiscounted return
+of the episodes sampled in that window — the on-policy training return, as stable-baselines3's ``ep_rew_mean``;
+for N-PG-IGT these episodes run at the extrapolated point ``θ̃``, for (N-)HARPG half of them at ``θ̂``).
+
+Counting is the same for every method: a trajectory is one complete episode (reset → termination or the
+environment's time limit); environment steps are those episodes' steps.  PPO (stable-baselines3, the external
+reference) runs on one environment copy and stops once it has *completed* ``budget`` episodes; its steps count
+the same way (its last, unfinished rollout steps are counted too, since PPO trained on them).
+
+Environments: ``tabular`` (the random 5-state, 3-action MDP of the tests, H=50, γ=0.9; ``return`` is then the
+exact discounted J of the current policy, not a sample) or any Gymnasium id.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from descend.bilevel._validate import check_int
+
+from .algorithms import GPOMDP, HARPG, NHARPG, NPGIGT, REINFORCE, NormalizedPG, PolicyGradient, StepInfo
+from .policies import Policy, TabularSoftmaxPolicy
+from .schedules import Constant, Power, Schedule
+from .tabular import TabularMDP
+
+__all__ = ["ENVS", "METHODS", "EnvSetting", "run_curve", "run_ppo", "summarize"]
+
+FAMILY = "rl"
+METHODS = ("reinforce", "gpomdp", "normalized_pg", "n_pg_igt", "harpg", "n_harpg", "ppo")
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """Per-environment defaults: discount, policy body, step sizes (normalized methods / plain SGA), batch."""
+
+    gamma: float
+    hidden: tuple[int, ...] = ()
+    lr_normalized: Schedule = field(default_factory=lambda: Power(1.0, 1.0))
+    lr_sga: Schedule = field(default_factory=lambda: Constant(0.01))
+    momentum_igt: Schedule = field(default_factory=lambda: Power(1.0, 0.8))
+    momentum_harpg: Schedule = field(default_factory=lambda: Power(1.0, 1.0))
+    batch_size: int = 1
+    solved: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "hidden": list(self.hidden), "lr_normalized": repr(self.lr_normalized),
+                "lr_sga": repr(self.lr_sga), "momentum_igt": repr(self.momentum_igt),
+                "momentum_harpg": repr(self.momentum_harpg), "batch_size": self.batch_size}
+
+
+#: Defaults per environment (others: CartPole's).  Gymnasium step sizes are constants (the papers' decaying
+#: schedules stop learning long before these budgets end); chosen by short runs on CartPole, not the papers'.
+ENVS: dict[str, EnvSetting] = {
+    "tabular": EnvSetting(gamma=0.9, lr_normalized=Power(0.3, 0.5)),
+    "CartPole-v1": EnvSetting(gamma=0.99, lr_normalized=Constant(0.05), lr_sga=Constant(0.002),
+                              momentum_igt=Constant(0.1), momentum_harpg=Constant(0.1), solved=475.0),
+    "Acrobot-v1": EnvSetting(gamma=0.99, lr_normalized=Constant(0.05), lr_sga=Constant(0.002),
+                             momentum_igt=Constant(0.1), momentum_harpg=Constant(0.1), solved=-100.0),
+    "Pendulum-v1": EnvSetting(gamma=0.99, lr_normalized=Constant(0.02), lr_sga=Constant(1e-4),
+                              momentum_igt=Constant(0.1), momentum_harpg=Constant(0.1)),
+}
+
+
+def env_setting(env: str) -> EnvSetting:
+    return ENVS.get(env, ENVS["CartPole-v1"])
+
+
+def make_env(env: str, seed: int = 0) -> tuple[Any, Policy]:
+    """The sampler and a fresh policy for ``env`` (``tabular`` or a Gymnasium id)."""
+    if env == "tabular":
+        mdp = TabularMDP.random(5, 3, gamma=0.9, horizon=50, seed=0)
+        return mdp, TabularSoftmaxPolicy(5, 3)
+    from .gym import GymSampler, make_policy
+
+    s = env_setting(env)
+    sampler = GymSampler(env, gamma=s.gamma, num_envs=max(1, s.batch_size))
+    torch.manual_seed(seed)   # hidden layers' initialization (the output layer starts at zero)
+    return sampler, make_policy(sampler, s.hidden)
+
+
+def make_method(method: str, policy: Policy, sampler: Any, s: EnvSetting, seed: int) -> PolicyGradient:
+    kw: dict[str, Any] = {"batch_size": s.batch_size, "seed": seed}
+    if method == "reinforce":
+        return REINFORCE(policy, sampler, lr=s.lr_sga, **kw)
+    if method == "gpomdp":
+        return GPOMDP(policy, sampler, lr=s.lr_sga, **kw)
+    if method == "normalized_pg":
+        return NormalizedPG(policy, sampler, lr=s.lr_normalized, **kw)
+    if method == "n_pg_igt":
+        return NPGIGT(policy, sampler, lr=s.lr_normalized, momentum=s.momentum_igt, **kw)
+    if method == "harpg":
+        return HARPG(policy, sampler, lr=s.lr_sga, momentum=s.momentum_harpg, **kw)
+    if method == "n_harpg":
+        return NHARPG(policy, sampler, lr=s.lr_normalized, momentum=s.momentum_harpg, **kw)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def run_curve(env: str, method: str, seed: int, budget: int, eval_every: int | None = None,
+              progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """One learning curve (see the module docstring); ``progress(trajectories)`` after each window."""
+    check_int("budget", budget, 1)
+    check_int("seed", seed, 0)
+    every = eval_every or max(1, budget // 50)
+    check_int("eval_every", every, 1, budget)
+    if method == "ppo":
+        return run_ppo(env, seed, budget, every, progress)
+    s = env_setting(env)
+    sampler, policy = make_env(env, seed)
+    alg = make_method(method, policy, sampler, s, seed)
+    curve: dict[str, list[float]] = {"trajectories": [], "env_steps": [], "return": []}
+    window: list[float] = []
+    next_point = every
+
+    def record(a: PolicyGradient, info: StepInfo) -> None:
+        nonlocal next_point
+        window.extend(info.returns)
+        while a.trajectories >= next_point:
+            if isinstance(sampler, TabularMDP) and isinstance(policy, TabularSoftmaxPolicy):
+                with torch.no_grad():
+                    value = float(sampler.J(policy))
+            else:
+                value = sum(window) / max(1, len(window))
+            curve["trajectories"].append(float(next_point))
+            curve["env_steps"].append(float(a.env_steps))
+            curve["return"].append(value)
+            window.clear()
+            next_point += every
+            if progress is not None:
+                progress(a.trajectories)
+
+    alg.run(budget, record)
+    return curve
+
+
+def run_ppo(env: str, seed: int, budget: int, eval_every: int,
+            progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """stable-baselines3 PPO (its defaults, one environment copy) until ``budget`` episodes have completed."""
+    if env == "tabular":
+        raise ValueError("ppo runs on Gymnasium environments, not on env='tabular'")
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+
+    curve: dict[str, list[float]] = {"trajectories": [], "env_steps": [], "return": []}
+
+    class Count(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.episodes, self.window = 0, []  # type: ignore[var-annotated]
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    self.episodes += 1
+                    self.window.append(float(info["episode"]["r"]))
+                    if self.episodes % eval_every == 0:
+                        curve["trajectories"].append(float(self.episodes))
+                        curve["env_steps"].append(float(self.num_timesteps))
+                        curve["return"].append(sum(self.window) / len(self.window))
+                        self.window = []
+                        if progress is not None:
+                            progress(self.episodes)
+            return self.episodes < budget
+
+    e = Monitor(gym.make(env))
+    model = PPO("MlpPolicy", e, seed=seed, device="cpu", verbose=0)
+    max_steps = budget * int(getattr(e.spec, "max_episode_steps", None) or 1000) + model.n_steps
+    model.learn(total_timesteps=max_steps, callback=Count())
+    e.close()
+    return curve
+
+
+def summarize(curve: dict[str, list[float]], solved: float | None, last: int = 10) -> dict[str, Any]:
+    """Final return (mean of the last ``last`` points) and, if ``solved`` is given, the first trajectory count
+    at which the mean of ``last`` consecutive points reaches it (``None``: never)."""
+    r = curve["return"]
+    out: dict[str, Any] = {"final_return": sum(r[-last:]) / max(1, len(r[-last:])) if r else math.nan,
+                           "trajectories": curve["trajectories"][-1] if r else 0.0,
+                           "env_steps": curve["env_steps"][-1] if r else 0.0}
+    if solved is not None:
+        out["solved_at"] = None
+        for i in range(last - 1, len(r)):
+            if sum(r[i - last + 1:i + 1]) / last >= solved:
+                out["solved_at"] = curve["trajectories"][i]
+                break
+        out["solved"] = out["final_return"] >= solved
+    return out
+
+
+def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int], budget: int,
+              eval_every: int | None = None, log: Callable[[str], None] = print) -> int:
+    """Run every missing (method, seed) and add it to ``store``; returns how many runs were added."""
+    from descend.results import Record
+
+    s = env_setting(env)
+    every = eval_every or max(1, budget // 50)
+    added = 0
+    for method in methods:
+        setting = {"budget": budget, "eval_every": every,
+                   "defaults": s.describe() if method != "ppo" else {"ppo": "stable-baselines3 defaults"}}
+        for seed in seeds:
+            if store.has(FAMILY, env, method, seed, setting):
+                log(f"{env} {method} seed {seed}: stored, skipped")
+                continue
+            t0 = time.time()
+            curve = run_curve(env, method, seed, budget, every)
+            summary = summarize(curve, s.solved if env != "tabular" else None)
+            summary["seconds"] = round(time.time() - t0, 2)
+            store.add(Record(FAMILY, env, method, seed, setting, curve, summary))
+            added += 1
+            log(f"{env} {method} seed {seed}: final return {summary['final_return']:.2f} "
+                f"({summary['seconds']:.0f}s)")
+    return added
+
+
+def report_rows(store: Any, env: str | None = None) -> list[dict[str, Any]]:
+    """One row per (environment, method): seeds, median final return, solved seeds, median trajectories to solve."""
+    rows = []
+    recs = store.records(FAMILY)
+    for study in sorted({r.study for r in recs} if env is None else {env}):
+        by_method: dict[str, list[Any]] = {}
+        for r in recs:
+            if r.study == study:
+                by_method.setdefault(r.method, []).append(r)
+        for method, rs in sorted(by_method.items()):
+            finals = sorted(float(r.summary.get("final_return", math.nan)) for r in rs)
+            row: dict[str, Any] = {"env": study, "method": method, "seeds": len(rs),
+                                   "final return (median)": _quantile(finals, 0.5),
+                                   "20%": _quantile(finals, 0.2), "80%": _quantile(finals, 0.8)}
+            if any("solved_at" in r.summary for r in rs):
+                solved = [float(r.summary["solved_at"]) for r in rs if r.summary.get("solved_at") is not None]
+                row["solved seeds"] = f"{sum(bool(r.summary.get('solved')) for r in rs)}/{len(rs)}"
+                row["trajectories to solve (median)"] = _quantile(sorted(solved), 0.5) if solved else None
+            rows.append(row)
+    return rows
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted ``xs`` (nan when empty)."""
+    if not xs:
+        return math.nan
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def band(curves: Sequence[dict[str, list[float]]], x: str = "trajectories") -> tuple[list[float], list[float],
+                                                                                     list[float], list[float]]:
+    """Median and 20–80 % band over seeds, on the points every curve has (the shortest curve's x)."""
+    n = min(len(c[x]) for c in curves)
+    xs = list(curves[0][x][:n]) if x == "trajectories" else \
+        [_quantile(sorted(c[x][i] for c in curves), 0.5) for i in range(n)]
+    med, lo, hi = [], [], []
+    for i in range(n):
+        v = sorted(c["return"][i] for c in curves)
+        med.append(_quantile(v, 0.5))
+        lo.append(_quantile(v, 0.2))
+        hi.append(_quantile(v, 0.8))
+    return xs, med, lo, hi
+
+
+def write_report(store: Any, path: Any) -> Any:
+    """HTML page: per environment, median return vs trajectories with 20–80 % bands, and the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from descend.results.html import colors, figure_html, table_html, write_page
+
+    recs = store.records(FAMILY)
+    if not recs:
+        raise ValueError(f"no {FAMILY!r} results in {store.url}; run `descend rl run` first")
+    body = []
+    for study in sorted({r.study for r in recs}):
+        methods = sorted({r.method for r in recs if r.study == study})
+        col = colors(methods)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for m in methods:
+            curves = [dict(r.curve) for r in recs if r.study == study and r.method == m and r.curve.get("return")]
+            if not curves:
+                continue
+            for ax, x in zip(axes, ("trajectories", "env_steps"), strict=True):
+                xs, med, lo, hi = band(curves, x)
+                ax.plot(xs, med, color=col[m], label=f"{m} ({len(curves)} seeds)")
+                ax.fill_between(xs, lo, hi, color=col[m], alpha=0.2)
+        axes[0].set_xlabel("trajectories sampled")
+        axes[1].set_xlabel("environment steps (median over seeds)")
+        axes[0].set_ylabel("exact J(θ)" if study == "tabular" else "return (mean over each window)")
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{study}: median and 20–80 % band over seeds")
+        fig.tight_layout()
+        body.append(f"<h2>{study}</h2>" + figure_html(fig))
+        plt.close(fig)
+        rows = [{k: ("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in row.items()}
+                for row in report_rows(store, study)]
+        body.append(table_html(rows))
+    return write_page("descend rl: learning curves", "\n".join(body), path)

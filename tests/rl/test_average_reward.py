@@ -1,0 +1,84 @@
+"""Average reward (Ganesh, Mondal, Aggarwal 2024) on a random ergodic MDP with exact ρ(θ) = d_πᵀ r_π.
+
+* The epoch-based gradient estimate (Bai et al. 2024) is consistent with the exact ∇ρ: the mean over epochs lies
+  within 4 standard errors (measured from the epochs) of autograd through the stationary-distribution solve.
+  The estimator is biased by O(mixing^N) (window N): the MDP mixes in a few steps, so at N = 10 that bias is far
+  below the standard error here.
+* The claim: cumulative regret's log–log slope over T ∈ [10³, 10⁵] ≤ 0.75.  Measured (3 seeds, defaults, this
+  MDP): it does **not** reproduce for the IGT method (slopes 0.74–0.88) and only on some seeds for the
+  Hessian-based one (0.45–0.77): see the strict xfail below and /work/notes/rl.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from descend.rl import AverageRewardHessianPG, AverageRewardIGT, Power, TabularMDP, TabularSoftmaxPolicy
+
+
+def _mdp() -> TabularMDP:
+    return TabularMDP.random(5, 2, gamma=1.0, horizon=1, seed=0)
+
+
+def test_epoch_gradient_estimate_is_consistent_with_exact_gradient() -> None:
+    mdp = _mdp()
+    policy = TabularSoftmaxPolicy(5, 2)
+    alg = AverageRewardIGT(policy, mdp, epoch_length=400, window=10, seed=0)
+    theta = 0.5 * torch.randn(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    alg.flat.set(theta)
+    exact = alg.flat.grad(mdp.average_reward(policy))
+    omegas = torch.stack([alg._omega(theta) for _ in range(150)])
+    err = (omegas.mean(0) - exact).norm()
+    se = (omegas.std(0) / omegas.shape[0] ** 0.5).norm()
+    assert err <= 4 * se, (float(err), float(se))
+    assert alg.steps == 150 * 400
+
+
+def test_regret_is_exact_bookkeeping_and_methods_learn() -> None:
+    """Regret = Σ_epochs H (ρ* − ρ(θ_k)); after 2·10⁴ steps both methods play better than the uniform policy."""
+    mdp = _mdp()
+    with torch.no_grad():
+        uniform_gap = mdp.optimal_average_reward() - float(mdp.average_reward(TabularSoftmaxPolicy(5, 2)))
+    for cls in (AverageRewardIGT, AverageRewardHessianPG):
+        alg = cls(TabularSoftmaxPolicy(5, 2), mdp, seed=0)
+        curve = alg.run(20_000)
+        assert curve[-1][0] == alg.steps >= 20_000
+        with torch.no_grad():
+            last_gap = alg.optimum - float(mdp.average_reward(alg.policy))
+        assert 0.0 <= last_gap < uniform_gap, (cls.name, last_gap, uniform_gap)
+        assert all(b[1] >= a[1] for a, b in itertools.pairwise(curve))   # regret is non-decreasing
+
+
+def regret_slope(cls: type, seed: int, T: int = 100_000) -> float:
+    alg = cls(TabularSoftmaxPolicy(5, 2), _mdp(), seed=seed)
+    curve = alg.run(T)
+    x = np.array([c[0] for c in curve], dtype=float)
+    y = np.array([c[1] for c in curve], dtype=float)
+    sel = x >= 1e3
+    return float(np.polyfit(np.log(x[sel]), np.log(y[sel]), 1)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="does not reproduce: IGT's regret slope over [1e3, 1e5] is 0.74-0.88 "
+                                       "(3 seeds, mean > 0.75) on this MDP with the default schedules")
+def test_igt_regret_slope_full() -> None:
+    slopes = [regret_slope(AverageRewardIGT, s) for s in (0, 1, 2)]
+    assert np.mean(slopes) <= 0.75, slopes
+
+
+@pytest.mark.slow
+def test_hessian_regret_slope_full() -> None:
+    """Hessian-based VR-PG (our Hessian term, see descend.rl.average_reward) at γ_0 = 2: mean slope of 3 seeds."""
+    slopes = []
+    for s in (0, 1, 2):
+        alg = AverageRewardHessianPG(TabularSoftmaxPolicy(5, 2), _mdp(), lr=Power(2.0, 1.0), seed=s)
+        curve = alg.run(100_000)
+        x = np.array([c[0] for c in curve], dtype=float)
+        y = np.array([c[1] for c in curve], dtype=float)
+        sel = x >= 1e3
+        slopes.append(float(np.polyfit(np.log(x[sel]), np.log(y[sel]), 1)[0]))
+    assert np.mean(slopes) <= 0.75, slopes

@@ -1,0 +1,62 @@
+"""``descend rl run | report``: stored curves, idempotent reruns, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from descend.cli import app
+from descend.results import ResultStore
+
+runner = CliRunner()
+
+
+def test_run_stores_curves_and_report(tmp_path: Path) -> None:
+    db = tmp_path / "rl.db"
+    args = ["rl", "run", "--env", "tabular", "--algos", "n_pg_igt,gpomdp", "--seeds", "2", "--budget", "40",
+            "--eval-every", "10", "--storage", str(db)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    recs = ResultStore(db).records("rl", study="tabular")
+    assert sorted((r.method, r.seed) for r in recs) == [("gpomdp", 0), ("gpomdp", 1), ("n_pg_igt", 0),
+                                                        ("n_pg_igt", 1)]
+    for r in recs:
+        assert r.curve["trajectories"] == [10.0, 20.0, 30.0, 40.0]
+        assert r.curve["env_steps"] == [500.0, 1000.0, 1500.0, 2000.0]   # H = 50 steps per trajectory
+        assert all(0.0 < j < 10.0 for j in r.curve["return"])          # exact J ∈ (0, 1/(1−γ))
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 runs added" in again.output
+    out = tmp_path / "r.html"
+    rep = runner.invoke(app, ["rl", "report", "--storage", str(db), "--out", str(out)])
+    assert rep.exit_code == 0, rep.output
+    assert out.read_text().count("<img") >= 1
+
+
+def test_same_seed_same_curve(tmp_path: Path) -> None:
+    from descend.rl.study import run_curve
+
+    a = run_curve("tabular", "n_harpg", seed=3, budget=30, eval_every=10)
+    b = run_curve("tabular", "n_harpg", seed=3, budget=30, eval_every=10)
+    c = run_curve("tabular", "n_harpg", seed=4, budget=30, eval_every=10)
+    assert a == b and a != c
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--algos", "sgd"], "--algos must be among"),
+    (["--seeds", "0"], "--seeds must be ≥ 1"),
+    (["--budget", "0"], "--budget must be ≥ 1"),
+    (["--env", "NoSuchEnv-v9"], "--env must be 'tabular' or a registered Gymnasium id"),
+    (["--env", "tabular", "--algos", "ppo"], "--algos ppo needs a Gymnasium --env"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, extra: list[str], message: str) -> None:
+    res = runner.invoke(app, ["rl", "run", "--storage", str(tmp_path / "x.db"), *extra])
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.db").exists() or not ResultStore(tmp_path / "x.db").records("rl")
+
+
+def test_report_without_results_is_exit_2(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["rl", "report", "--storage", str(tmp_path / "none.db")])
+    assert res.exit_code == 2 and "error:" in res.output
