@@ -66,3 +66,88 @@ def local_chunk(full: torch.Tensor, like: Any) -> torch.Tensor:
 
     d = distribute_tensor(full.detach(), like.device_mesh, like.placements, src_data_rank=None)
     return d.to_local()
+
+
+class Communicator:
+    """How workers of one algorithm exchange messages: the same node code runs over torch.distributed (one or
+    more workers per process) or in one process (:class:`InProcess`, for tests and simulations).
+
+    * ``sum(contributions)``: ``contributions`` maps this process's worker ids to tensors of one shape; returns
+      the sum over *all* workers (every process gets it).
+    * ``neighbors(values, graph)``: ``values`` maps this process's node ids to tensors; returns, for each of
+      them, ``{neighbor: value of neighbor}`` — messages only along the edges of ``graph`` (adjacency lists).
+    * ``rounds``: number of communication rounds so far (one per call).
+    """
+
+    rounds: int = 0
+
+    def sum(self, contributions: dict[int, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def neighbors(self, values: dict[int, torch.Tensor], graph: list[list[int]]
+                  ) -> dict[int, dict[int, torch.Tensor]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class InProcess(Communicator):
+    """All workers in this process: sums in worker-id order, neighbour values looked up directly."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def sum(self, contributions: dict[int, torch.Tensor]) -> torch.Tensor:
+        self.rounds += 1
+        keys = sorted(contributions)
+        out = contributions[keys[0]].clone()
+        for k in keys[1:]:
+            out += contributions[k]
+        return out
+
+    def neighbors(self, values: dict[int, torch.Tensor], graph: list[list[int]]
+                  ) -> dict[int, dict[int, torch.Tensor]]:
+        self.rounds += 1
+        return {i: {j: values[j] for j in graph[i]} for i in values}
+
+
+class TorchDistributed(Communicator):
+    """Workers spread over the ranks of a process group: worker ``w`` lives on rank ``owner(w)``
+    (``w % world_size`` by default).  ``sum`` is an all-reduce; ``neighbors`` sends each node's value to its
+    graph neighbours with point-to-point ``isend``/``irecv`` (one message per directed edge between ranks)."""
+
+    def __init__(self, group: Any = None, owner: Any = None) -> None:
+        self.group, self.rounds = group, 0
+        self.rank, self.world = rank_and_world(group)
+        self.owner = owner if owner is not None else (lambda w: w % self.world)
+
+    def sum(self, contributions: dict[int, torch.Tensor]) -> torch.Tensor:
+        self.rounds += 1
+        keys = sorted(contributions)
+        out = contributions[keys[0]].clone()
+        for k in keys[1:]:
+            out += contributions[k]
+        dist.all_reduce(out, group=self.group)
+        return out
+
+    def neighbors(self, values: dict[int, torch.Tensor], graph: list[list[int]]
+                  ) -> dict[int, dict[int, torch.Tensor]]:
+        self.rounds += 1
+        like = next(iter(values.values()))
+        out: dict[int, dict[int, torch.Tensor]] = {i: {} for i in values}
+        ops = []
+        for i in sorted(values):
+            for j in graph[i]:
+                if j in values:
+                    out[i][j] = values[j]
+                    continue
+                peer = self._global(self.owner(j))
+                buf = torch.empty_like(like)
+                out[i][j] = buf
+                ops.append(dist.P2POp(dist.irecv, buf, peer, self.group, tag=j * len(graph) + i))
+                ops.append(dist.P2POp(dist.isend, values[i].contiguous(), peer, self.group, tag=i * len(graph) + j))
+        if ops:
+            for w in dist.batch_isend_irecv(ops):
+                w.wait()
+        return out
+
+    def _global(self, r: int) -> int:
+        return r if self.group is None else dist.get_global_rank(self.group, r)
