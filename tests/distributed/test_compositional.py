@@ -51,7 +51,7 @@ def readme_instance() -> tuple[Composite, list[torch.Tensor], list[torch.Tensor]
     p3 vars 1, 3, 4 as (u, w, z); junctions u, w, x, y, z = 0..4."""
     mats, vecs = [P, Q, R], [a, b, c]
     ports = [(1, 3), (0, 1, 2), (0, 2, 3)]
-    problems = [OpenProblem(_quadratic(M, v).objective, len(v), pt) for M, v, pt in zip(mats, vecs, ports)]
+    problems = [OpenProblem(_quadratic(M, v).objective, len(v), pt) for M, v, pt in zip(mats, vecs, ports, strict=True)]
     comp = compose(problems, [(0, 2), (0, 1, 3), (0, 1, 4)], 5)
     return comp, [torch.tensor(M, dtype=DT) for M in mats], [torch.tensor(v, dtype=DT) for v in vecs]
 
@@ -155,7 +155,7 @@ def test_dual_decomposition_equality_constrained() -> None:
     A, bvec = consistency_constraints(comp)
     Ptot, qtot = assembled(comp, mats, vecs)
     # user constraint: the composite variables 0 and 1 (two junctions) sum to 1, on the first copies
-    first = {}
+    first: dict[int, tuple[int, int]] = {}
     for i, leg in enumerate(comp.legs):
         for s, n in enumerate(leg):
             first.setdefault(n, (i, s))
@@ -173,7 +173,7 @@ def test_dual_decomposition_equality_constrained() -> None:
     assert float(ev.min()) > 0  # constraints independent: the dual is strongly concave
     alpha = 1.0 / float(ev.max())
     steps = math.ceil(math.log(1e-12) / math.log(1 - float(ev.min()) / float(ev.max())))
-    y, lam = dual_decomposition(problems, A, bvec, alpha, steps, InProcess(), list(range(len(problems))))
+    y, _ = dual_decomposition(problems, A, bvec, alpha, steps, InProcess(), list(range(len(problems))))
     K = torch.zeros(comp.n_vars + 1, comp.n_vars + 1, dtype=DT)
     K[:-1, :-1], K[:-1, -1], K[-1, :-1] = 2 * Ptot, crow, crow
     sol = torch.linalg.solve(K, torch.cat([-qtot, torch.ones(1, dtype=DT)]))[:-1]

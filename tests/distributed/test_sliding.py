@@ -10,6 +10,8 @@ consensus 2.25e-2 after 500 and 5.3e-3 after 2000; neither met both thresholds i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from descend.distributed._comm import InProcess
@@ -59,9 +61,16 @@ def test_topologies() -> None:
 
 
 def _metrics(nodes: dict[int, LogisticNode], fstar: float, xs: dict[int, torch.Tensor]) -> tuple[float, float]:
-    avg = sum(xs.values()) / len(xs)
-    gap = float(sum(n.value(avg) for n in nodes.values())) - fstar
+    avg = torch.stack(list(xs.values())).mean(0)
+    gap = sum(float(n.value(avg)) for n in nodes.values()) - fstar
     return gap, max(float((v - avg).norm()) for v in xs.values())
+
+
+def _recorder(nodes: dict[int, LogisticNode], fstar: float, trace: dict[int, tuple[float, float]]
+              ) -> Callable[[int, dict[int, torch.Tensor]], None]:
+    def record(k: int, xs: dict[int, torch.Tensor]) -> None:
+        trace[k] = _metrics(nodes, fstar, xs)
+    return record
 
 
 def test_counters_and_progress() -> None:
@@ -74,7 +83,7 @@ def test_counters_and_progress() -> None:
         trace: dict[int, tuple[float, float]] = {}
         comm = InProcess()
         _, cnt = gradient_sliding(nd, graph, l1_lo(R), 10, 60, comm, beta=lf, eta=lf * (2 * R) ** 2, sigma=0.2,
-                                  callback=lambda k, xs: trace.__setitem__(k, _metrics(nd, fs, xs)))
+                                  callback=_recorder(nd, fs, trace))
         assert all(c.gradient_samples == 60 and c.rounds == 120 for c in cnt.values())
         assert all(c.lo_calls >= 60 for c in cnt.values())
         assert comm.rounds == 120
@@ -82,6 +91,6 @@ def test_counters_and_progress() -> None:
         assert trace[60][0] >= -1e-9  # the network average is feasible: no value below F*
         dtrace: dict[int, tuple[float, float]] = {}
         _, dcnt = defw(nd, graph, l1_lo(R), 10, 60, InProcess(),
-                       callback=lambda t, xs: dtrace.__setitem__(t, _metrics(nd, fs, xs)))
+                       callback=_recorder(nd, fs, dtrace))
         assert all(c.gradient_samples == 61 and c.lo_calls == 60 and c.rounds == 120 for c in dcnt.values())
         assert dtrace[60][0] < 0.5 * dtrace[5][0]

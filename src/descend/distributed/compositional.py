@@ -50,7 +50,7 @@ import torch
 
 from ._comm import Communicator
 
-__all__ = ["Composite", "OpenProblem", "compose", "dual_decomposition", "distributed_gd", "gd_step"]
+__all__ = ["Composite", "OpenProblem", "compose", "distributed_gd", "dual_decomposition", "gd_step"]
 
 
 @dataclass(frozen=True)

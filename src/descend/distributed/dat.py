@@ -38,7 +38,7 @@ from torch import nn
 
 from ._comm import rank_and_world
 
-__all__ = ["LAMB", "fgsm_fast", "pgd", "qsgd", "qsgd_variance_bound", "dat_step"]
+__all__ = ["LAMB", "dat_step", "fgsm_fast", "pgd", "qsgd", "qsgd_variance_bound"]
 
 
 def qsgd(g: torch.Tensor, bits: int, generator: torch.Generator | None = None, dim: int | None = None
@@ -85,7 +85,7 @@ class LAMB(torch.optim.Optimizer):
                                   "clamp": clamp})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -139,7 +139,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         defaults = {k: v for k, v in spec.defaults.items()}
         defaults.update(hyperparameters)
         super().__init__(groups, defaults)
-        self._flat: list[torch.Tensor] = [p for g in self.param_groups for p in g["params"]]
+        self._flat: list[Any] = [p for g in self.param_groups for p in g["params"]]  # DTensors or tensors
         shapes = [tuple(p.shape) for p in self._flat]
         self.owners = (assign_owners(shapes, self.world_size) if mode == "owner"
                        else [self.rank] * len(self._flat))
@@ -185,7 +185,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                     seen[key] = value
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of the wrapped optimizer on whole tensors (owner/replicate) or on the shards (local)."""
         loss = None
         if closure is not None:
@@ -196,7 +196,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         self._sync_hyperparameters()
         if self.mode == "local":
             for i, p in enumerate(self._flat):
-                g = p.grad
+                g: Any = p.grad
                 self._shadow[i].grad = None if g is None else (g.to_local() if is_dtensor(g) else g)
             if self.inner is not None:
                 self.inner.step()
@@ -314,7 +314,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         for k, i in enumerate(self._inner_order):
             entries = {}
             for key in by_name.get(self.names[i], {}):
-                t = wrapped[prefix][f"{self.names[i]}{_SEP}{key}"]
+                t: Any = wrapped[prefix][f"{self.names[i]}{_SEP}{key}"]
                 entries[key] = t.to_local() if is_dtensor(t) else t
             if entries:
                 state[k] = entries
