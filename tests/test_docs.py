@@ -15,6 +15,7 @@ SRC = ROOT / "src" / "descend"
 
 
 def _python_blocks(text: str) -> list[str]:
+    """The ```python blocks (```py marks a fragment that needs a context a test cannot give, e.g. torchrun)."""
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
