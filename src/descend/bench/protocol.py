@@ -37,17 +37,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
-import platform
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from .. import optim as do
 from ..optim.registry import Categorical, Dimension, FloatRange, IntRange
+from ..results.provenance import provenance
 from . import metrics
 from .storage import RunRow, Storage, owner_id
 from .trial import TrialResult, run_trial
@@ -339,22 +335,6 @@ def cd_next(space: Mapping[str, Dimension], defaults: Mapping[str, Any],
 
 
 # -------------------------------------------------------------------------------------------- provenance
-
-
-@functools.lru_cache(maxsize=1)
-def provenance() -> dict[str, Any]:
-    """Machine, versions and code revision, stored with every result."""
-    import torch
-
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=False).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        rev = None
-    return {"machine": platform.node(), "platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "descend": __version__,
-            "git": rev}
 
 
 # -------------------------------------------------------------------------------------------- work

@@ -21,9 +21,7 @@ with matplotlib and embedded as base64 PNG, so the file stands alone.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 import statistics
 import time
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..results.html import colors, png_base64, write_document
 from . import metrics
 from .storage import RunRow, Storage
 
@@ -342,22 +341,6 @@ def verdicts(summary: Summary) -> list[str]:
 # -------------------------------------------------------------------------------------------- figures
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _colors(names: list[str]) -> dict[str, Any]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10"]
-    return {n: cmap(i % 10) for i, n in enumerate(sorted(names))}
-
-
 def _curve_figure(cell: str, res: dict[str, CellResult], metric: str, x_key: str, colors: dict[str, Any]) -> str:
     import matplotlib
 
@@ -384,7 +367,7 @@ def _curve_figure(cell: str, res: dict[str, CellResult], metric: str, x_key: str
     ax.set_title(cell, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
@@ -431,7 +414,7 @@ def _speedup_figure(summary: Summary, colors: dict[str, Any]) -> str:
     uniq = dict(zip(labels, handles, strict=True))
     ax.legend(uniq.values(), uniq.keys(), fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
+    return png_base64(fig)
 
 
 def _ladder_figure(summary: Summary, cell: str, colors: dict[str, Any]) -> str:
@@ -471,7 +454,7 @@ def _ladder_figure(summary: Summary, cell: str, colors: dict[str, Any]) -> str:
     ax.set_title(f"{cell}: AdamW budget ladder", fontsize=10)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def _profile_figure(summary: Summary, colors: dict[str, Any], axis: str) -> str:
@@ -490,7 +473,7 @@ def _profile_figure(summary: Summary, colors: dict[str, Any], axis: str) -> str:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_base64(fig)
 
 
 # -------------------------------------------------------------------------------------------- html
@@ -533,48 +516,28 @@ def leaderboard_rows(summary: Summary) -> list[dict[str, str]]:
     return out
 
 
-#: After load, the page records how many of its figures rendered (``data-figures`` / ``data-rendered`` on
-#: ``<body>``), so a headless browser can check the report.
-RENDER_CHECK = """<script>
-window.addEventListener("load", function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
-  document.body.setAttribute("data-figures", imgs.length);
-  document.body.setAttribute("data-rendered", ok);
-});
-</script>"""
-
-
-def write_page(doc: str, path: str | Path) -> Path:
-    """Write a self-contained HTML page, with the figure render check before ``</body>``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc.replace("</body>", RENDER_CHECK + "</body>", 1), encoding="utf-8")
-    return path
-
-
 def write_html(summary: Summary, path: str | Path) -> Path:
     """Write the self-contained HTML report and return its path: the verdict first, then the evidence."""
     names = sorted({o for c in summary.cells.values() for o in c} | {a for c in summary.ladders.values() for a in c})
-    colors = _colors(names)
+    palette = colors(names)
     esc = html.escape
     curve_figs: list[tuple[str, str]] = []
     for cell, res in summary.cells.items():
         curve_figs.append((f"{cell}: {summary.metric[cell]} vs step",
-                           _curve_figure(cell, res, summary.metric[cell], "step", colors)))
+                           _curve_figure(cell, res, summary.metric[cell], "step", palette)))
         curve_figs.append((f"{cell}: {summary.metric[cell]} vs training time",
-                           _curve_figure(cell, res, summary.metric[cell], "train_time", colors)))
+                           _curve_figure(cell, res, summary.metric[cell], "train_time", palette)))
     ladder_figs = [(f"{cell}: AdamW's budget ladder, each optimizer's final value and the budget AdamW needs for it",
-                    _ladder_figure(summary, cell, colors)) for cell in summary.cells if summary.ladders.get(cell)]
+                    _ladder_figure(summary, cell, palette)) for cell in summary.cells if summary.ladders.get(cell)]
     agg_figs: list[tuple[str, str]] = []
     if any(r.speedup is not None for c in summary.cells.values() for r in c.values()):
         agg_figs.append(("Speedup over tuned AdamW from its ladder (95 % bootstrap CI over seeds; hatched = bound)",
-                         _speedup_figure(summary, colors)))
+                         _speedup_figure(summary, palette)))
     if summary.cells:
         agg_figs.append(("Performance profiles on steps to target (hardware-independent; score = normalised area)",
-                         _profile_figure(summary, colors, "steps")))
+                         _profile_figure(summary, palette, "steps")))
         agg_figs.append(("Performance profiles on training wall time to target (this machine only)",
-                         _profile_figure(summary, colors, "time")))
+                         _profile_figure(summary, palette, "time")))
 
     def images(figs: list[tuple[str, str]]) -> str:
         return "".join(f'<figure><img alt="{esc(t)}" src="data:image/png;base64,{b}"><figcaption>{esc(t)}'
@@ -694,4 +657,4 @@ machine below. Harness overhead (outside training steps and evaluation): median 
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by descend.</p>
 </body></html>
 """
-    return write_page(doc, path)
+    return write_document(doc, path)

@@ -18,10 +18,7 @@ refused: a benchmark must survive its process.  descend's tables (created next t
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +30,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from ..results.db import (
+    StorageError,
+    check_sqlite_file,
+    dumps,
+    info_table,
+    loads,
+    make_engine,
+    normalize_url,
+    owner_alive,
+    owner_id,
+)
+
 __all__ = ["LEASE", "STALE_AFTER", "RunRow", "Storage", "StorageError", "normalize_url", "owner_id"]
 
 #: Seconds a claim lives without a heartbeat (the heartbeat renews it every ``LEASE / 4`` seconds).
@@ -41,8 +50,7 @@ STALE_AFTER = LEASE  # the former name
 SCHEMA_VERSION = 2  # 2: leases (descend_claims.expires)
 
 _meta = sa.MetaData()
-_info = sa.Table("descend_info", _meta, sa.Column("key", sa.String(64), primary_key=True),
-                 sa.Column("value", sa.Text, nullable=False))
+_info = info_table(_meta)
 _plan = sa.Table("descend_plan", _meta, sa.Column("name", sa.String(200), primary_key=True),
                  sa.Column("config", sa.Text, nullable=False), sa.Column("created", sa.Float, nullable=False))
 _runs = sa.Table(
@@ -75,61 +83,6 @@ _claims = sa.Table(
     sa.Column("heartbeat", sa.Float, nullable=False),  # last renewal (time.time() of the holder)
     sa.Column("expires", sa.Float, nullable=False),  # the lease: free for anyone after this time
 )
-
-
-class StorageError(RuntimeError, ValueError):
-    """The database cannot be used as a descend benchmark database (or a request conflicts with it)."""
-
-
-def owner_id() -> str:
-    """``host:pid:thread`` of the calling thread."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def owner_alive(owner: str) -> bool | None:
-    """Whether the process of ``host:pid[:thread]`` is alive; ``None`` if on another host (cannot tell).
-
-    ``True`` is only a hint (the pid may have been reused by another process): leases decide.
-    """
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if not owner or host != socket.gethostname():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)  # "inf" / "nan": JSON has no infinities
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-def _unjson(x: Any) -> Any:
-    if isinstance(x, str) and x in ("inf", "-inf", "nan"):
-        return float(x)
-    if isinstance(x, dict):
-        return {k: _unjson(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_unjson(v) for v in x]
-    return x
-
-
-def dumps(x: Any) -> str:
-    return json.dumps(_jsonable(x), sort_keys=True)
-
-
-def loads(s: str) -> Any:
-    return _unjson(json.loads(s))
 
 
 @dataclass
@@ -174,8 +127,8 @@ class Storage:
         self.display_url = sa.engine.make_url(self.url).render_as_string(hide_password=True)
         self.lease = float(lease)
         if self.url.startswith("sqlite:///"):
-            _check_sqlite_file(Path(self.url.removeprefix("sqlite:///")), create)
-        self.engine = _engine(self.url, self.display_url)
+            check_sqlite_file(Path(self.url.removeprefix("sqlite:///")), create)
+        self.engine = make_engine(self.url, self.display_url)
         with self._errors("open"):
             self._init_schema(create)
         self._optuna: Any = None
@@ -438,57 +391,6 @@ def load_plans(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
     return {name: loads(cfg) for name, cfg in rows}
 
 
-def normalize_url(url: str) -> str:
-    """The SQLAlchemy URL of ``--storage``: a bare path means an SQLite file, ``postgresql://`` means psycopg 3.
-
-    Raises :class:`StorageError` for what cannot hold a benchmark: an empty string, an in-memory database
-    (``sqlite://``, ``:memory:``), a directory, a malformed URL.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise StorageError("--storage is empty; give an SQLite file path or a database URL")
-    memory = "an in-memory database would lose every result when the process ends; give a file path " \
-             "(e.g. bench.db) or a server URL (postgresql://...)"
-    if "://" not in url:
-        if url.strip() == ":memory:":
-            raise StorageError(f"--storage {url}: {memory}")
-        path = Path(url).expanduser().resolve()
-        if path.is_dir():
-            raise StorageError(f"--storage {url} is a directory; give a database file path inside it, "
-                               f"e.g. {path / 'bench.db'}")
-        return f"sqlite:///{path}"
-    try:
-        u = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise StorageError(f"--storage {url!r} is not a database URL ({exc})") from None
-    if u.get_backend_name() == "sqlite":
-        db = u.database or ""
-        if db in ("", ":memory:") or db.startswith("file::memory:") or u.query.get("mode") == "memory":
-            raise StorageError(f"--storage {u.render_as_string()}: {memory}")
-        if Path(db).expanduser().is_dir():
-            raise StorageError(f"--storage {u.render_as_string()} is a directory; give a database file path")
-    if u.drivername in ("postgresql", "postgres"):  # the `postgres` extra installs psycopg 3
-        u = u.set(drivername="postgresql+psycopg")
-    return u.render_as_string(hide_password=False)
-
-
-def _engine(url: str, shown: str) -> sa.Engine:
-    """``create_engine`` with one-line errors for an unknown dialect or a missing driver."""
-    try:
-        return sa.create_engine(url, future=True)
-    except sa.exc.NoSuchModuleError:
-        name = sa.engine.make_url(url).drivername
-        raise StorageError(f"--storage {shown}: unknown database dialect {name!r}; use a file path, "
-                           "sqlite:///path/bench.db or postgresql://user@host/db") from None
-    except ImportError as exc:
-        u = sa.engine.make_url(url)
-        hint = "pip install 'descend[postgres]'" if u.get_backend_name() == "postgresql" else \
-            f"install the Python package that provides {exc.name or 'it'}"
-        raise StorageError(f"--storage {shown}: the {u.drivername} driver is not installed "
-                           f"(no module {exc.name!r}); {hint}") from None
-    except sa.exc.ArgumentError as exc:
-        raise StorageError(f"--storage {shown}: {exc}") from None
-
-
 def _mapping(text: str) -> dict[str, Any]:
     value = loads(text)
     if not isinstance(value, dict):
@@ -501,22 +403,3 @@ def _records(text: str) -> list[dict[str, Any]]:
     if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
         raise ValueError("expected a JSON list of objects")
     return value
-
-
-def _check_sqlite_file(path: Path, create: bool = True) -> None:
-    if path.is_dir():
-        raise StorageError(f"--storage {path} is a directory; give a database file path, e.g. {path / 'bench.db'}")
-    if not path.exists():
-        if not create:
-            raise StorageError(f"no benchmark database at {path} (run `descend bench run --storage {path}` first)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return
-    if path.stat().st_size == 0:
-        if not create:
-            raise StorageError(f"{path} is empty: no benchmark database there")
-        return
-    with open(path, "rb") as fh:
-        header = fh.read(16)
-    if header != b"SQLite format 3\x00":
-        raise StorageError(f"{path} exists but is not an SQLite database (corrupt or foreign file); "
-                           "choose another --storage path")

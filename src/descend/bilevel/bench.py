@@ -654,7 +654,7 @@ def _curve_figure(summary: BilevelSummary, x_key: str, colors: dict[str, Any]) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..bench.report import _png
+    from ..results.html import png_base64
 
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     positive = True
@@ -680,17 +680,17 @@ def _curve_figure(summary: BilevelSummary, x_key: str, colors: dict[str, Any]) -
     ax.set_title(f"{summary.problem}: median, 20–80 % band over seeds", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def write_html(summary: BilevelSummary, path: str | Path) -> Path:
     """One self-contained HTML file (figures as base64 PNG, like ``descend bench report``)."""
-    from ..bench.report import _colors, write_page
+    from ..results.html import colors, write_document
 
     esc = html.escape
-    colors = _colors(list(summary.results))
-    figs = [(f"{summary.metric} vs solver wall time", _curve_figure(summary, "time", colors)),
-            (f"{summary.metric} vs oracle calls", _curve_figure(summary, "oracle_calls", colors))]
+    palette = colors(list(summary.results))
+    figs = [(f"{summary.metric} vs solver wall time", _curve_figure(summary, "time", palette)),
+            (f"{summary.metric} vs oracle calls", _curve_figure(summary, "oracle_calls", palette))]
     rows = table_rows(summary)
     table = "".join(f"<tr><td>{esc(r['solver'])}</td><td>{esc(r['final'])}</td><td>{esc(r['time_to_target'])}</td>"
                     f"<td>{esc(r['oracles_to_target'])}</td><td>{esc(r['config'])}</td><td>{esc(r['seeds'])}</td>"
@@ -722,7 +722,7 @@ calls to target are medians over seeds, misses counted as not reached. Evaluatio
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by descend.</p>
 </body></html>
 """
-    return write_page(doc, path)
+    return write_document(doc, path)
 
 
 def describe() -> str:

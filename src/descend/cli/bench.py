@@ -1,4 +1,4 @@
-"""``descend`` command line: ``descend bench run | report | list | worker`` and ``descend bilevel run | report | list``.
+"""``descend bench run | report | list | worker``: the fair optimizer benchmark's commands.
 
     descend bench run --suite quick                      # the README's quick start
     descend bench run --workloads mlp_mnist1d:s cnn_mnist1d:s --optimizers adamw lion soap --trials 8 --seeds 3
@@ -16,41 +16,19 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,
-                  add_completion=False)
-bench = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
-app.add_typer(bench, name="bench")
+from ._common import UserError, console, fail
 
-
-def _print_version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        typer.echo(f"descend {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="print descend's version and exit")] = False) -> None:
-    """descend: research optimizers and a fair benchmark."""
+app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
 DEFAULT_OPTIMIZERS = ("adamw", "nadamw", "lion", "adabelief", "soap", "muon")
 STATS = {"train": 0.0, "eval": 0.0}  # seconds of training steps / evaluation run by this process
 
 
-class UserError(ValueError):
-    """Bad input on the command line or in a database: printed as one ``error:`` line, exit code 2."""
-
-
-def _fail(message: object) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _is_import_path(spec: str) -> bool:
     """``module:Class[:scale]`` (a plug-in) rather than ``workload[:scale]`` (a registered name)."""
-    from .bench.workloads import available_workloads
+    from ..bench.workloads import available_workloads
 
     parts = spec.split(":")
     if parts[0] in available_workloads() or len(parts) < 2:
@@ -67,7 +45,7 @@ def load_workload_plugin(path: str) -> str:
     import importlib
     import os
 
-    from .bench.workloads import Workload, register_workload
+    from ..bench.workloads import Workload, register_workload
 
     module, _, attr = path.partition(":")
     if not (module and all(p.isidentifier() for p in module.split(".")) and attr.isidentifier()):
@@ -97,8 +75,8 @@ def load_workload_plugin(path: str) -> str:
 
 def _parse_cells(suite: str | None, workloads: list[str] | None) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
     """The plan's (workload, scale) cells and the plug-in import paths among ``--workloads``."""
-    from .bench.protocol import SUITES
-    from .bench.workloads import available_workloads, get_workload
+    from ..bench.protocol import SUITES
+    from ..bench.workloads import available_workloads, get_workload
 
     if workloads:
         cells, imports = [], []
@@ -128,7 +106,7 @@ def _stored_plan(db: Any, name: str, cfg: Any, given: tuple[str, ...]) -> Any:
     A plan with plug-in workloads needs the same ``--workloads module:Class`` on this command line (a database
     is data: a tampered one must not run code); anything malformed is reported as a corrupt database.
     """
-    from .bench.protocol import Plan
+    from ..bench.protocol import Plan
 
     imports = cfg.get("workload_imports", ()) if isinstance(cfg, dict) else None
     if not isinstance(imports, (list, tuple)) or not all(isinstance(p, str) for p in imports):
@@ -161,16 +139,10 @@ def _check_out(option: str, path: Path | None) -> None:
         raise UserError(f"{option} {path} is a directory; give an HTML file path, e.g. {path / 'bench-report.html'}")
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=False, highlight=False)
-
-
 def _leaderboard_table(storage: Any, plan_name: str, summary: Any = None) -> Any:
     from rich.table import Table
 
-    from .bench.report import leaderboard_rows, summarize
+    from ..bench.report import leaderboard_rows, summarize
 
     table = Table(title=f"leaderboard — {plan_name}", show_lines=False)
     for col in ("workload", "optimizer", "final val (mean [95% CI])", "speedup vs AdamW", "steps to target",
@@ -190,7 +162,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .bench.executors import drain
+    from ..bench.executors import drain
 
     total = plan.total_work()
     done_before = len(storage.runs(plan=plan.name))
@@ -232,7 +204,7 @@ def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, 
     return n
 
 
-@bench.command("run")
+@app.command("run")
 def run(
     suite: Annotated[str | None, typer.Option(help="quick | full (ignored with --workloads)")] = None,
     workloads: Annotated[list[str] | None, typer.Option(
@@ -267,8 +239,8 @@ def run(
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
 
-    from .bench.protocol import Plan
-    from .bench.storage import Storage, StorageError
+    from ..bench.protocol import Plan
+    from ..bench.storage import Storage, StorageError
 
     try:
         if not (math.isfinite(budget_scale) and budget_scale > 0):
@@ -292,17 +264,17 @@ def run(
         db = Storage(storage)
         db.save_plan(plan.name, plan.to_dict())
     except (ValueError, KeyError, StorageError) as exc:  # UserError, bad options, a bad database: exit 2
-        raise _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from None
+        raise fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from None
     run_executor = None
     if executor == "ray":
-        from .bench.executors import ray_executor
+        from ..bench.executors import ray_executor
 
         run_executor = ray_executor(ray_address, num_cpus=parallel)
     start = time.time()
     try:
         n = _drain_with_progress(db, plan, parallel if executor == "ray" else 1, run_executor, quiet)
     except StorageError as exc:  # the database became unusable (server gone, file corrupted) mid-run
-        raise _fail(exc) from None
+        raise fail(exc) from None
     wall = time.time() - start
     typer.echo(f"\n{n} trials run in {wall:.0f} s; results in {db.display_url} (plan {plan.name!r})")
     if n and executor == "local" and wall > 0:
@@ -315,31 +287,31 @@ def run(
 
 
 def _available() -> list[str]:
-    from . import optim
+    from .. import optim
 
     return optim.available()
 
 
 def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> None:
-    from .bench.report import summarize, write_html
-    from .bench.storage import StorageError
+    from ..bench.report import summarize, write_html
+    from ..bench.storage import StorageError
 
     try:
         if summary is None:
             summary = summarize(db, plan_name)
     except StorageError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise _fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
+        raise fail(f"{db.display_url}: plan {plan_name!r} has corrupt or tampered results "
                     f"({type(exc).__name__}: {exc})") from None
     try:
         path = write_html(summary, out)
     except OSError as exc:
-        raise _fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     typer.echo(f"report: {path}")
 
 
-@bench.command("report")
+@app.command("report")
 def report_cmd(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
@@ -349,8 +321,8 @@ def report_cmd(
              "database)")] = None,
 ) -> None:
     """Print the leaderboard and write the HTML report from a benchmark database."""
-    from .bench.report import summarize
-    from .bench.storage import Storage, StorageError
+    from ..bench.report import summarize
+    from ..bench.storage import Storage, StorageError
 
     try:
         _check_out("--out", out)
@@ -369,17 +341,17 @@ def report_cmd(
             raise UserError(f"{db.display_url}: plan {name!r} has corrupt or tampered results "
                             f"({type(exc).__name__}: {exc})") from None
     except (ValueError, StorageError) as exc:
-        raise _fail(exc) from None
-    _console().print(_leaderboard_table(db, name, summary))
+        raise fail(exc) from None
+    console().print(_leaderboard_table(db, name, summary))
     _write_report(db, name, out, summary)
 
 
-@bench.command("list")
+@app.command("list")
 def list_cmd() -> None:
     """List workloads (with scales and budgets), suites and optimizers."""
-    from . import optim
-    from .bench.protocol import SUITES
-    from .bench.workloads import available_workloads, get_workload
+    from .. import optim
+    from ..bench.protocol import SUITES
+    from ..bench.workloads import available_workloads, get_workload
 
     typer.echo("workloads:")
     for w in available_workloads():
@@ -394,7 +366,7 @@ def list_cmd() -> None:
         typer.echo(f"  {o:<20} {optim.get(o).summary}")
 
 
-@bench.command("worker")
+@app.command("worker")
 def worker(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file shared with `bench run`")] = "bench.db",
     plan: Annotated[str | None, typer.Option(help="only this plan (default: every plan, oldest first)")] = None,
@@ -403,8 +375,8 @@ def worker(
              "database)")] = None,
 ) -> None:
     """Run pending trials of the plans in a shared database until none is left."""
-    from .bench.executors import drain
-    from .bench.storage import Storage, StorageError
+    from ..bench.executors import drain
+    from ..bench.storage import Storage, StorageError
 
     try:
         given = _plugins(workloads)
@@ -414,7 +386,7 @@ def worker(
             raise UserError(f"no plan {plan!r} in {db.display_url}; plans: {', '.join(stored) or 'none'}")
         plans = [_stored_plan(db, name, cfg, given) for name, cfg in stored.items() if plan is None or name == plan]
     except (ValueError, StorageError) as exc:  # a corrupt, foreign or missing database, code it would import
-        raise _fail(exc) from None
+        raise fail(exc) from None
     total, told = 0, set()
 
     def waiting(name: str) -> None:
@@ -427,88 +399,7 @@ def worker(
         for p in plans:
             total += drain(db, p, on_wait=partial(waiting, p.name))
     except StorageError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"worker done: {total} trials")
 
 
-def main() -> None:
-    """Entry point of the ``descend`` script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
-    sys.exit(0)
-
-
-# -------------------------------------------------------------------------------------------- bilevel
-bilevel_app = typer.Typer(help="The fair bilevel-solver benchmark (benchmark_bilevel's protocol).",
-                          no_args_is_help=True)
-app.add_typer(bilevel_app, name="bilevel")
-
-
-@bilevel_app.command("run")
-def bilevel_run(
-    problem: Annotated[str, typer.Option(help="problem name (see `descend bilevel list`)")] = "hyper_cleaning_digits",
-    solvers: Annotated[list[str] | None, typer.Option(
-        help="solver names (repeatable or comma-separated; default: aid_cg,soba,stocbio,lancbio,bome,f2sa)")] = None,
-    grid: Annotated[str, typer.Option(help="tiny | small | medium | large (step × outer/inner ratio)")] = "small",
-    seeds: Annotated[int, typer.Option(help="final seeds of the selected configuration")] = 3,
-    tune_seeds: Annotated[int, typer.Option(help="seeds of every grid point (selection by their median)")] = 2,
-    budget: Annotated[str, typer.Option(help="per run: seconds of solver time ('1s') or iterations ('300it')")] = "1s",
-    batch_size: Annotated[int, typer.Option(help="mini-batch size of the stochastic solvers")] = 64,
-    select: Annotated[str, typer.Option(help="final | auc (of the median validation curve)")] = "final",
-    threads: Annotated[int, typer.Option(help="torch threads during the runs")] = 1,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
-    report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
-    quiet: Annotated[bool, typer.Option(help="no per-run lines")] = False,
-) -> None:
-    """Grid on the tuning seeds, select by median validation curve, rerun on fresh seeds (resumable)."""
-    from .bilevel import bench as bb
-
-    names = [s for item in (solvers or ["aid_cg,soba,stocbio,lancbio,bome,f2sa"])
-             for s in item.replace(",", " ").split()]
-    try:
-        plan = bb.Plan(problem=problem, solvers=names, grid=grid, seeds=seeds, tune_seeds=tune_seeds,
-                       budget=bb.parse_budget(budget), batch_size=batch_size, select=select, threads=threads,
-                       name=name)
-        db = bb.BilevelStorage(storage)
-        t0 = time.perf_counter()
-        n = bb.run_plan(plan, db, progress=None if quiet else typer.echo)
-    except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"{n} runs done in {time.perf_counter() - t0:.0f} s; results in {db.url} (plan {plan.name!r})")
-    summary = bb.summarize(db, plan.name)
-    typer.echo(bb.markdown_table(summary))
-    if report is not None:
-        typer.echo(f"report: {bb.write_html(summary, report)}")
-
-
-@bilevel_app.command("report")
-def bilevel_report(
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    plan: Annotated[str | None, typer.Option(help="plan name (default: the latest)")] = None,
-    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bilevel-report.html"),
-    target: Annotated[float | None, typer.Option(help="target of the report metric (default: from the best "
-                                                       "solver)")] = None,
-) -> None:
-    """Print the results table and write the HTML report of a bilevel plan."""
-    from .bilevel import bench as bb
-
-    try:
-        summary = bb.summarize(bb.BilevelStorage(storage), plan, target)
-    except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(bb.markdown_table(summary))
-    typer.echo(f"report: {bb.write_html(summary, out)}")
-
-
-@bilevel_app.command("list")
-def bilevel_list() -> None:
-    """List bilevel benchmark problems, solvers and grids."""
-    from .bilevel import bench as bb
-
-    typer.echo(bb.describe())
