@@ -25,6 +25,7 @@ __all__ = ["GROUPS", "UserError", "app", "fail", "main"]
 GROUPS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "The fair optimizer benchmark."),
     "bilevel": ("bilevel", "The fair bilevel-solver benchmark (benchmark_bilevel's protocol)."),
+    "surrogate": ("surrogate", "Optimising through trained networks: IGNITE, directional attacks, LPN."),
 }
 
 app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,
