@@ -88,11 +88,11 @@ def _lpn_records(seed: int, quick: bool) -> list[Any]:
 
     from .lpn import train_laplace
 
-    scale = 0.3 if quick else 1.0
+    scale = 0.15 if quick else 1.0
     grid = torch.linspace(-4, 4, 81).unsqueeze(1)
     out = []
     for loss in ("prox", "l2"):
-        model = train_laplace(loss, steps_scale=scale, seed=seed, batch_size=500 if quick else 2000)
+        model = train_laplace(loss, steps_scale=scale, seed=seed, batch_size=250 if quick else 1000)
         f = model(grid).detach().squeeze(1)
         pts = model(torch.tensor([-3.0, -2, -1, 0, 1, 2, 3]).unsqueeze(1)).detach().squeeze(1)
         target = torch.tensor([-2.0, -1, 0, 0, 0, 1, 2])

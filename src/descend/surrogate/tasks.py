@@ -150,8 +150,8 @@ def make_task(name: str, *, n_pool: int = 5000, keep: float = 0.5, seed: int = 0
                        float(y_pool.max()), optimum)
 
 
-def trained_mlp_problem(seed: int = 0, *, dim: int = 6, out: int = 3, hidden: int = 32, n_train: int = 2000,
-                        train_steps: int = 300, white_box: bool = True, threshold: float = 0.0) -> Any:
+def trained_mlp_problem(seed: int = 0, *, dim: int = 6, out: int = 3, hidden: int = 32, n_train: int = 1000,
+                        train_steps: int = 200, white_box: bool = True, threshold: float = 0.0) -> Any:
     """A small MLP ``Φ: R^dim → R^out`` trained (Adam, MSE) on a random smooth teacher, wrapped as an
     :class:`~descend.surrogate.attack.NNProblem`: maximise ``f(y) = y_0 − 0.05 Σ_j y_j²`` (smooth; the quadratic
     keeps maximisers interior in output space) subject to ``c(y) = y_1 − threshold ≤ 0`` on ``[−2, 2]^dim``."""
