@@ -27,7 +27,7 @@ def test_finite_difference_matches_double_backprop() -> None:
     a, b = _flat(fd), _flat(hu)
     assert float((a - b).norm() / b.norm()) < 1e-2
     assert float(norm) == pytest.approx(float(norm_ref), rel=1e-12)
-    assert all(torch.equal(p0, p) for p0, p in zip(before, model.parameters()))  # β restored exactly
+    assert all(torch.equal(p0, p) for p0, p in zip(before, model.parameters(), strict=True))  # β restored exactly
 
 
 def test_constraint_is_driven_toward_eps_and_lambda_rises_only_when_violated() -> None:
@@ -46,7 +46,7 @@ def test_constraint_is_driven_toward_eps_and_lambda_rises_only_when_violated() -
         g = torch.Generator().manual_seed(0)
         for _ in range(300):
             idx = torch.randint(0, 256, (64,), generator=g)
-            reg.step(lambda: ((m(x[idx]) - y[idx]) ** 2).mean(), x[idx])
+            reg.step(lambda idx=idx: ((m(x[idx]) - y[idx]) ** 2).mean(), x[idx])
         return reg
 
     free, con = train(0.0), train(50.0)

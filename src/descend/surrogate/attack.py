@@ -24,7 +24,7 @@ cDSM iteration k (maximisation, extreme barrier: infeasible or out-of-box points
 sufficient increase F(t) > F(x_k) + c_f Δ_k² so that no integer mesh is needed)::
 
     covering:  among ``n_cover`` uniform samples of the ball B_∞(x_k, r_c) keep the one farthest from every evaluated
-               point (the cache H_k) and evaluate it                                  (makes H_k dense near refined points)
+               point (the cache H_k) and evaluate it      (makes H_k dense near refined points)
     search:    optional (the hybrid's attack step)
     poll:      P_k = {x_k ± Δ_k q_i}, q_i the columns of a random orthogonal matrix; opportunistic
     update:    success → x_{k+1} = t, Δ_{k+1} = min(2Δ_k, Δ_max);  failure → Δ_{k+1} = Δ_k / 2

@@ -90,7 +90,7 @@ class IGNITE:
     def _grad_G(self, x: torch.Tensor) -> list[torch.Tensor]:
         G = self.model(x).mean()
         grads = torch.autograd.grad(G, self.params, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
 
     def sharpness_terms(self, x: torch.Tensor, r: float | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Return ``((g_G' − g_G)/r per parameter, ‖g_G‖)``: the finite-difference estimate of ``∇‖∇_β G‖ = H_G u``."""
@@ -101,25 +101,25 @@ class IGNITE:
             return [torch.zeros_like(p) for p in self.params], norm
         u = [gi / norm for gi in g]
         with torch.no_grad():
-            for p, ui in zip(self.params, u):
+            for p, ui in zip(self.params, u, strict=True):
                 p.add_(ui, alpha=r)
         try:
             g_pert = self._grad_G(x)
         finally:
             with torch.no_grad():
-                for p, ui in zip(self.params, u):
+                for p, ui in zip(self.params, u, strict=True):
                     p.sub_(ui, alpha=r)
-        return [(gp - gi) / r for gp, gi in zip(g_pert, g)], norm
+        return [(gp - gi) / r for gp, gi in zip(g_pert, g, strict=True)], norm
 
     def step(self, closure: Callable[[], torch.Tensor], x: torch.Tensor) -> dict[str, float]:
-        """One IGNITE step: ``closure()`` returns the training loss L (not yet backpropagated); ``x`` the inputs of G."""
+        """One IGNITE step: ``closure()`` returns the loss L (not yet backpropagated); ``x``: the inputs of G."""
         self.optimizer.zero_grad()
         loss = closure()
         loss.backward()
         fd, norm = self.sharpness_terms(x)
         lam = self.lam
         with torch.no_grad():
-            for p, d in zip(self.params, fd):
+            for p, d in zip(self.params, fd, strict=True):
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 p.grad.add_(d, alpha=lam * self.rho)
@@ -139,7 +139,7 @@ def hvp_double_backprop(model: nn.Module, x: torch.Tensor, params: Sequence[torc
     g = torch.autograd.grad(G, ps, create_graph=True)
     norm = torch.sqrt(sum((gi**2).sum() for gi in g))  # type: ignore[arg-type]
     hu = torch.autograd.grad(norm, ps, allow_unused=True)
-    return [torch.zeros_like(p) if h is None else h.detach() for p, h in zip(ps, hu)], norm.detach()
+    return [torch.zeros_like(p) if h is None else h.detach() for p, h in zip(ps, hu, strict=True)], norm.detach()
 
 
 class MLP(nn.Module):

@@ -46,8 +46,17 @@ from torch import nn
 
 from descend.bilevel._validate import check_choice, check_float, check_int
 
-__all__ = ["GAMMA_SCHEDULE", "LPN", "pnp_admm", "pnp_pgd", "prior", "prox_matching_loss", "soft_threshold",
-           "train_lpn", "train_laplace"]
+__all__ = [
+    "GAMMA_SCHEDULE",
+    "LPN",
+    "pnp_admm",
+    "pnp_pgd",
+    "prior",
+    "prox_matching_loss",
+    "soft_threshold",
+    "train_laplace",
+    "train_lpn",
+]
 
 GAMMA_SCHEDULE = (0.5, 0.4, 0.3, 0.2, 0.1)
 
@@ -84,7 +93,7 @@ class LPN(nn.Module):
     def scalar(self, y: torch.Tensor) -> torch.Tensor:
         """ψ_θ(y) for rows y of shape (n, dim); returns (n,)."""
         z = self.act(self.inp(y))
-        for core, skip in zip(self.core, self.skip[:-1]):
+        for core, skip in zip(self.core, self.skip[:-1], strict=True):
             z = self.act(core(z) + skip(y))
         return (self.out(z) + self.skip[-1](y)).squeeze(-1)
 
@@ -156,7 +165,7 @@ def laplace_stages(loss: str, steps_scale: float = 1.0, schedule: str = "short")
     check_choice("schedule", schedule, ("short", "reference"))
 
     def n(k: int) -> int:
-        return max(1, int(round(k * steps_scale)))
+        return max(1, round(k * steps_scale))
 
     if schedule == "reference":
         warm_kind = "l2" if loss == "l2" else "l1"

@@ -181,7 +181,8 @@ def build_report(store: Any, out: Any) -> Any:
                 curves = torch.tensor([r.curve["best"] for r in rs])
                 ax.plot(rs[0].curve["evals"], curves.nanmedian(0).values, label=m)
                 finals = sorted(r.summary["best"] for r in rs)
-                rows.append({"method": m, "starts": str(len(rs)), "median best feasible": f"{finals[len(finals) // 2]:.4f}",
+                rows.append({"method": m, "starts": str(len(rs)),
+                             "median best feasible": f"{finals[len(finals) // 2]:.4f}",
                              "all accepted feasible": str(all(r.summary["all_accepted_feasible"] for r in rs))})
                 ax.set_xlabel("Φ evaluations")
                 ax.set_ylabel("best feasible f(Φ(x)) (median)")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -144,7 +144,7 @@ def make_task(name: str, *, n_pool: int = 5000, keep: float = 0.5, seed: int = 0
     pool = lower + (upper - lower) * torch.rand(n_pool, lower.numel(), generator=g, dtype=torch.float64)
     y_pool = oracle(pool)
     order = torch.argsort(y_pool)
-    n_keep = max(2, int(round(keep * n_pool)))
+    n_keep = max(2, round(keep * n_pool))
     idx = order[:n_keep]
     return OfflineTask(name, pool[idx], y_pool[idx], oracle, lower, upper, float(y_pool.min()),
                        float(y_pool.max()), optimum)
