@@ -69,7 +69,7 @@ def test_laplace_prox_matching_gives_soft_thresholding() -> None:
     """The MAP denoiser for x ~ Laplace(0, 1), y = x + N(0, 1) is soft-thresholding at 1; proximal matching must
     recover it within ±0.1 at y = −3..3 while the ℓ2-trained LPN (MMSE) shrinks smoothly (|f(±1)| > 0.1).
     Reference schedule (44k steps at batch 2000; hours on a loaded CPU, minutes on a GPU).  Not run to completion
-    here; the short schedule misses the target at ±1 (|f(±1)| ≈ 0.19), see the module docstring."""
+    here; the short schedule misses the target at ±1 (|f(1)| ≈ 0.19), see the module docstring."""
     pts = torch.tensor([-3.0, -2, -1, 0, 1, 2, 3]).unsqueeze(1)
     target = torch.tensor([-2.0, -1, 0, 0, 0, 1, 2])
     f_prox = train_laplace("prox", batch_size=2000, schedule="reference")(pts).detach().squeeze(1)
