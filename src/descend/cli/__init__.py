@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "claims": ("claims", "Theory claims from the seed papers as experiments with a verdict."),
     "classic": ("classic", "Classic structured solvers from the seed papers (BCD, GNS, AdaSketch-Newton, ...)."),
     "rl": ("rl", "Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds."),
+    "surrogate": ("surrogate", "Optimising through trained networks: IGNITE, directional attacks, LPN."),
 }
 
 app = typer.Typer(help="descend: research optimizers and a fair benchmark.", no_args_is_help=True,

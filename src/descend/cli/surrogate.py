@@ -1,0 +1,55 @@
+"""``descend surrogate run | report``: optimising through trained networks (IGNITE, directional attacks, LPN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import fail
+
+app = typer.Typer(help="Optimising through trained networks: IGNITE, directional-attack hybrid, LPN.",
+                  no_args_is_help=True)
+
+
+@app.command("run")
+def surrogate_run(
+    method: Annotated[str, typer.Argument(help="ignite | attack | lpn")],
+    task: Annotated[str | None, typer.Option(help="ignite: branin | hartmann6 | teacher; attack: mlp-whitebox | "
+                                                  "mlp-blackbox; lpn: laplace1d")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds (attack: starts) 0..N-1")] = 3,
+    budget: Annotated[int, typer.Option(help="attack: Φ evaluations per start")] = 150,
+    quick: Annotated[bool, typer.Option(help="reduced sizes (seconds instead of minutes)")] = False,
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
+    report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
+) -> None:
+    """Run METHOD on a task for each seed and store the curves (family "surrogate"); reruns are cached."""
+    from ..results import ResultStore, StorageError
+    from ..surrogate import study
+
+    if method not in study.METHODS:
+        raise fail(f"METHOD must be one of {', '.join(study.METHODS)}, got {method!r}")
+    try:
+        store = ResultStore(storage)
+        n = study.run_study(method, task, seeds, store, quick=quick, budget=budget, progress=typer.echo)
+        typer.echo(f"{n} new records in {storage}")
+        if report is not None:
+            typer.echo(f"report: {study.build_report(store, report)}")
+    except (ValueError, StorageError) as exc:
+        raise fail(exc) from None
+
+
+@app.command("report")
+def surrogate_report(
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("surrogate.html"),
+) -> None:
+    """Write the HTML report: one figure and table per stored method family."""
+    from ..results import ResultStore, StorageError
+    from ..surrogate import study
+
+    try:
+        typer.echo(f"report: {study.build_report(ResultStore(storage, create=False), out)}")
+    except (ValueError, StorageError) as exc:
+        raise fail(exc) from None
