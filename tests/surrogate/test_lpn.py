@@ -65,17 +65,29 @@ def test_prior_makes_f_the_prox() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured with the short schedule (8k steps): f(±1) = ±0.16–0.19, outside "
+                   "±0.1; the reference schedule (44k steps, batch 2000) takes 30–100 min on a CPU and is a "
+                   "benchmark command: python benchmarks/surrogate_lpn.py --schedule reference")
 def test_laplace_prox_matching_gives_soft_thresholding() -> None:
     """The MAP denoiser for x ~ Laplace(0, 1), y = x + N(0, 1) is soft-thresholding at 1; proximal matching must
     recover it within ±0.1 at y = −3..3 while the ℓ2-trained LPN (MMSE) shrinks smoothly (|f(±1)| > 0.1).
-    Reference schedule (44k steps at batch 2000; hours on a loaded CPU, minutes on a GPU).  Not run to completion
-    here; the short schedule misses the target at ±1 (|f(1)| ≈ 0.19), see the module docstring."""
+
+    Strict xfail: the short schedule misses at ±1 (see the module docstring); if it starts passing, this fails and
+    the README's LPN line must be updated."""
     pts = torch.tensor([-3.0, -2, -1, 0, 1, 2, 3]).unsqueeze(1)
     target = torch.tensor([-2.0, -1, 0, 0, 0, 1, 2])
-    f_prox = train_laplace("prox", batch_size=2000, schedule="reference")(pts).detach().squeeze(1)
-    f_l2 = train_laplace("l2", batch_size=2000, schedule="reference")(pts).detach().squeeze(1)
+    f_prox = train_laplace("prox", batch_size=1000, schedule="short")(pts).detach().squeeze(1)
     assert float((f_prox - target).abs().max()) <= 0.1, f_prox
+
+
+@pytest.mark.slow
+def test_laplace_l2_training_shrinks_smoothly() -> None:
+    """The ℓ2-trained LPN is the MMSE denoiser: smooth shrinkage, clearly non-zero at y = ±1 (soft-thresholding,
+    the MAP denoiser, would give 0 there)."""
+    pts = torch.tensor([-3.0, -2, -1, 0, 1, 2, 3]).unsqueeze(1)
+    f_l2 = train_laplace("l2", batch_size=1000, schedule="short")(pts).detach().squeeze(1)
     assert float(f_l2[2].abs()) > 0.1 and float(f_l2[4].abs()) > 0.1, f_l2
+    assert bool((f_l2[1:] > f_l2[:-1]).all()), f_l2  # monotone, as a prox of a convex function must be
 
 
 def test_laplace_schedules_anneal_gamma() -> None:
