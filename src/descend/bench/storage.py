@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from sqlalchemy.exc import IntegrityError
 from ..results.db import (
     StorageError,
     check_sqlite_file,
+    create_tables,
+    database_errors,
     dumps,
     info_table,
     loads,
@@ -137,50 +139,25 @@ class Storage:
         self._beat: threading.Thread | None = None
 
     def _init_schema(self, create: bool) -> None:
-        for attempt in range(3):  # two processes creating the tables at once: one loses the race, retries
-            try:
-                with self.engine.begin() as conn:
-                    tables = set(sa.inspect(conn).get_table_names())
-                    if tables and "descend_info" not in tables:
-                        raise StorageError(f"{self.display_url} is a database of something else (tables: "
-                                           f"{sorted(tables)[:5]}...); descend will not write into it — choose "
-                                           "another --storage")
-                    if not create and "descend_info" not in tables:
-                        raise StorageError(f"{self.display_url} holds no descend benchmark (run `descend bench "
-                                           "run --storage ...` first)")
-                    _meta.create_all(conn)
-                    row = conn.execute(sa.select(_info.c.value).where(_info.c.key == "schema")).first()
-                    if row is None:
-                        conn.execute(_info.insert().values(key="schema", value=str(SCHEMA_VERSION)))
-                    elif row[0] == "1":  # claims are transient: the lease table replaces them
-                        _claims.drop(conn)
-                        _claims.create(conn)
-                        conn.execute(_info.update().where(_info.c.key == "schema").values(value=str(SCHEMA_VERSION)))
-                    elif row[0] != str(SCHEMA_VERSION):
-                        raise StorageError(f"{self.display_url}: descend schema {row[0]}, this version reads "
-                                           f"{SCHEMA_VERSION}")
-                return
-            except (IntegrityError, sa.exc.ProgrammingError):
-                if attempt == 2:
-                    raise
+        def check_version(conn: sa.Connection) -> None:
+            row = conn.execute(sa.select(_info.c.value).where(_info.c.key == "schema")).first()
+            if row is None:
+                conn.execute(_info.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+            elif row[0] == "1":  # claims are transient: the lease table replaces them
+                _claims.drop(conn)
+                _claims.create(conn)
+                conn.execute(_info.update().where(_info.c.key == "schema").values(value=str(SCHEMA_VERSION)))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise StorageError(f"{self.display_url}: descend schema {row[0]}, this version reads "
+                                   f"{SCHEMA_VERSION}")
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+        create_tables(self.engine, self.display_url, _meta, create=create, marker="descend_info",
+                      missing="holds no descend benchmark (run `descend bench run --storage ...` first)",
+                      check_version=check_version)
+
+    def _errors(self, what: str) -> AbstractContextManager[None]:
         """Database failures → one-line :class:`StorageError` (no traceback for a bad database)."""
-        try:
-            yield
-        except StorageError:
-            raise
-        except sa.exc.SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            if isinstance(exc, sa.exc.OperationalError) and what == "open":  # server down, bad credentials, ...
-                raise StorageError(f"cannot open {self.display_url}: "
-                                   f"{detail[0] if detail else type(exc).__name__}") from exc
-            raise StorageError(f"{self.display_url} is not a usable descend database ({what}: "
-                               f"{detail[0] if detail else type(exc).__name__})") from exc
-        except (ValueError, TypeError, KeyError) as exc:  # malformed JSON or values: corrupt or tampered
-            raise StorageError(f"{self.display_url} is corrupt or was tampered with ({what}: "
-                               f"{type(exc).__name__}: {exc})") from exc
+        return database_errors(self.display_url, what)
 
     # -------------------------------------------------------------------------------------------- optuna
     def optuna(self) -> Any:

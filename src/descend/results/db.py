@@ -12,14 +12,16 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
-__all__ = ["StorageError", "check_sqlite_file", "dumps", "info_table", "loads", "make_engine", "normalize_url",
-           "owner_alive", "owner_id"]
+__all__ = ["StorageError", "check_sqlite_file", "create_tables", "database_errors", "dumps", "info_table", "loads",
+           "make_engine", "normalize_url", "owner_alive", "owner_id"]
 
 
 class StorageError(RuntimeError, ValueError):
@@ -153,3 +155,53 @@ def info_table(meta: sa.MetaData) -> sa.Table:
     """``descend_info`` (key → value; schema versions) on ``meta``: its presence marks a database as descend's."""
     return sa.Table("descend_info", meta, sa.Column("key", sa.String(64), primary_key=True),
                     sa.Column("value", sa.Text, nullable=False))
+
+
+@contextmanager
+def database_errors(display_url: str, what: str) -> Iterator[None]:
+    """Database failures inside the block → one-line :class:`StorageError` (no traceback for a bad database).
+
+    ``what`` names the operation (``"open"`` reports an unreachable server or bad credentials as such);
+    malformed stored JSON or values (``ValueError``, ``TypeError``, ``KeyError``) mean a corrupt or tampered
+    database.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except sa.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        first = detail[0] if detail else type(exc).__name__
+        if isinstance(exc, sa.exc.OperationalError) and what == "open":  # server down, bad credentials, ...
+            raise StorageError(f"cannot open {display_url}: {first}") from exc
+        raise StorageError(f"{display_url} is not a usable descend database ({what}: {first})") from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StorageError(f"{display_url} is corrupt or was tampered with ({what}: "
+                           f"{type(exc).__name__}: {exc})") from exc
+
+
+def create_tables(engine: sa.Engine, display_url: str, meta: sa.MetaData, *, create: bool, marker: str,
+                  missing: str, check_version: Callable[[sa.Connection], None]) -> None:
+    """Create ``meta``'s tables in one transaction, refusing foreign databases.
+
+    A database with tables but no ``descend_info`` belongs to something else; with ``create=False`` a database
+    without the ``marker`` table is refused with ``f"{display_url} {missing}"``; ``check_version(conn)`` records
+    or checks the family's schema version in ``descend_info``.  Two processes creating the tables at once: the
+    loser retries.
+    """
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                tables = set(sa.inspect(conn).get_table_names())
+                if tables and "descend_info" not in tables:
+                    raise StorageError(f"{display_url} is a database of something else (tables: "
+                                       f"{sorted(tables)[:5]}...); descend will not write into it — choose "
+                                       "another --storage")
+                if not create and marker not in tables:
+                    raise StorageError(f"{display_url} {missing}")
+                meta.create_all(conn)
+                check_version(conn)
+            return
+        except (IntegrityError, sa.exc.ProgrammingError):
+            if attempt == 2:
+                raise

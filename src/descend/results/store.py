@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .db import StorageError, check_sqlite_file, dumps, info_table, loads, make_engine, normalize_url
+from .db import (
+    StorageError,
+    check_sqlite_file,
+    create_tables,
+    database_errors,
+    dumps,
+    info_table,
+    loads,
+    make_engine,
+    normalize_url,
+)
 from .provenance import provenance as current_provenance
 
 __all__ = ["Record", "ResultStore"]
@@ -143,42 +153,20 @@ class ResultStore:
             self._init_schema(create)
 
     def _init_schema(self, create: bool) -> None:
-        for attempt in range(3):  # two processes creating the tables at once: one loses the race and retries
-            try:
-                with self.engine.begin() as conn:
-                    tables = set(sa.inspect(conn).get_table_names())
-                    if tables and "descend_info" not in tables:
-                        raise StorageError(f"{self.display_url} is a database of something else (tables: "
-                                           f"{sorted(tables)[:5]}...); descend will not write into it — choose "
-                                           "another --storage")
-                    if not create and "descend_results" not in tables:
-                        raise StorageError(f"{self.display_url} holds no descend results yet")
-                    _meta.create_all(conn)
-                    row = conn.execute(sa.select(_info.c.value).where(_info.c.key == SCHEMA_KEY)).first()
-                    if row is None:
-                        conn.execute(_info.insert().values(key=SCHEMA_KEY, value=SCHEMA_VERSION))
-                    elif row[0] != SCHEMA_VERSION:
-                        raise StorageError(f"{self.display_url}: descend results schema {row[0]}, this version "
-                                           f"reads {SCHEMA_VERSION}")
-                return
-            except (IntegrityError, sa.exc.ProgrammingError):
-                if attempt == 2:
-                    raise
+        def check_version(conn: sa.Connection) -> None:
+            row = conn.execute(sa.select(_info.c.value).where(_info.c.key == SCHEMA_KEY)).first()
+            if row is None:
+                conn.execute(_info.insert().values(key=SCHEMA_KEY, value=SCHEMA_VERSION))
+            elif row[0] != SCHEMA_VERSION:
+                raise StorageError(f"{self.display_url}: descend results schema {row[0]}, this version reads "
+                                   f"{SCHEMA_VERSION}")
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+        create_tables(self.engine, self.display_url, _meta, create=create, marker="descend_results",
+                      missing="holds no descend results yet", check_version=check_version)
+
+    def _errors(self, what: str) -> AbstractContextManager[None]:
         """Database failures → one-line :class:`StorageError`."""
-        try:
-            yield
-        except StorageError:
-            raise
-        except sa.exc.SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            raise StorageError(f"{self.display_url}: cannot {what} "
-                               f"({detail[0] if detail else type(exc).__name__})") from exc
-        except (ValueError, TypeError, KeyError) as exc:  # malformed JSON: corrupt or tampered
-            raise StorageError(f"{self.display_url} is corrupt or was tampered with ({what}: "
-                               f"{type(exc).__name__}: {exc})") from exc
+        return database_errors(self.display_url, what)
 
     def add(self, record: Record) -> bool:
         """Store ``record``; ``False`` (nothing written) when its key is already stored."""
