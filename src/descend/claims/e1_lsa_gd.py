@@ -37,7 +37,6 @@ so risk tolerance = that bound with ``‖E‖_F² = d²·entry_tol²`` plus 4 Mo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 
 from ._base import Check, Claim, Paper, Setting, param
+from ._training import held_out_risk, train_fresh_tasks
 
 __all__ = ["CLAIM", "LSAGDSetting", "lsa_predict", "optimal_gamma"]
 
@@ -112,34 +112,15 @@ def _train(s: LSAGDSetting, spectrum: np.ndarray, seed: int) -> tuple[np.ndarray
     d = s.d
     w_kq = (s.init * torch.randn(d + 1, d + 1, generator=gen, dtype=torch.float32)).requires_grad_()
     w_pv = (s.init * torch.randn(d + 1, d + 1, generator=gen, dtype=torch.float32)).requires_grad_()
-    opt = torch.optim.Adam([w_kq, w_pv], lr=s.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.steps, eta_min=s.lr * 1e-2)
     scale = torch.as_tensor(np.sqrt(spectrum), dtype=torch.float32)
-    curve: list[float] = []
-    window: list[float] = []
-    every = max(1, s.steps // 100)
-    for step in range(s.steps):
-        z, yq = _tasks(s.batch, d, s.n, scale, s.sigma, gen)
-        loss = (lsa_predict(z, w_kq, w_pv) - yq).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        window.append(float(loss.detach()))
-        if (step + 1) % every == 0:
-            curve.append(float(np.mean(window)))
-            window = []
+
+    def sq_errors(b: int) -> torch.Tensor:
+        z, yq = _tasks(b, d, s.n, scale, s.sigma, gen)
+        return (lsa_predict(z, w_kq, w_pv) - yq).pow(2)
+
+    curve = train_fresh_tasks([w_kq, w_pv], sq_errors, steps=s.steps, batch=s.batch, lr=s.lr)
+    risk, se = held_out_risk(sq_errors, s.test_tasks, 20000)
     with torch.no_grad():
-        errs = []
-        remaining = s.test_tasks
-        while remaining > 0:
-            b = min(remaining, 20000)
-            z, yq = _tasks(b, d, s.n, scale, s.sigma, gen)
-            errs.append((lsa_predict(z, w_kq, w_pv) - yq).pow(2))
-            remaining -= b
-        sq = torch.cat(errs)
-        risk = float(sq.mean())
-        se = float(sq.std() / math.sqrt(sq.numel()))
         # ŷ = (v/n) Σ y_i x_iᵀ Γ x_q = x_qᵀ (vΓ)ᵀ (1/n) Σ y_i x_i: the learned preconditioner is (vΓ)ᵀ.
         # The u·q branch (u = W^{PV}[d, :d], q = W^{KQ}[d, :d]) adds x_qᵀ q uᵀ (1/n)Σ y_i x_i, so the implemented
         # preconditioner is (vΓ)ᵀ + q uᵀ; at the global optimum q uᵀ = 0 (its companion terms only add variance).

@@ -30,7 +30,6 @@ Monte-Carlo error (reported) is far below the 15% band.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from ._base import Check, Claim, Paper, Setting, param
+from ._training import held_out_risk, train_fresh_tasks
 
 __all__ = ["CLAIM", "SoftmaxHeadsSetting", "softmax_attention"]
 
@@ -78,33 +78,14 @@ def _train(s: SoftmaxHeadsSetting, heads: int, seed: int) -> tuple[np.ndarray, n
     gen = torch.Generator().manual_seed(seed)
     kq = (s.init * torch.randn(heads, s.d, s.d + 1, generator=gen)).requires_grad_()
     ov = (s.init * torch.randn(heads, s.d + 1, generator=gen)).requires_grad_()
-    opt = torch.optim.Adam([kq, ov], lr=s.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.steps, eta_min=s.lr * 1e-2)
-    every = max(1, s.steps // 100)
-    curve: list[float] = []
-    window: list[float] = []
-    for step in range(s.steps):
-        x, y, xq, yq = _tasks(s.batch, s.d, s.n, gen)
-        loss = (softmax_attention(x, y, xq, kq, ov) - yq).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        window.append(float(loss.detach()))
-        if (step + 1) % every == 0:
-            curve.append(float(np.mean(window)))
-            window = []
-    with torch.no_grad():
-        sq = []
-        left = s.test_tasks
-        while left > 0:
-            b = min(left, 10000)
-            x, y, xq, yq = _tasks(b, s.d, s.n, gen)
-            sq.append((softmax_attention(x, y, xq, kq, ov) - yq).pow(2))
-            left -= b
-        e = torch.cat(sq)
-    return (kq.detach().double().numpy(), ov.detach().double().numpy(), float(e.mean()),
-            float(e.std() / math.sqrt(e.numel())), curve)
+
+    def sq_errors(b: int) -> torch.Tensor:
+        x, y, xq, yq = _tasks(b, s.d, s.n, gen)
+        return (softmax_attention(x, y, xq, kq, ov) - yq).pow(2)
+
+    curve = train_fresh_tasks([kq, ov], sq_errors, steps=s.steps, batch=s.batch, lr=s.lr)
+    risk, se = held_out_risk(sq_errors, s.test_tasks, 10000)
+    return (kq.detach().double().numpy(), ov.detach().double().numpy(), risk, se, curve)
 
 
 class SoftmaxHeadsClaim(Claim):
