@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -67,8 +68,82 @@ def test_band_and_budget():
     assert xs == [0.0, 1.0, 2.0] and mid == [6.0, 3.0, 1.5]
     assert all(a <= m <= c for a, m, c in zip(lo, mid, hi, strict=True))
     assert bb.parse_budget("2s") == bb.Budget(2.0, "s") and bb.parse_budget("300it") == bb.Budget(300.0, "it")
-    with pytest.raises(ValueError, match="budget"):
-        bb.parse_budget("fast")
+    assert bb.parse_budget("500oracles") == bb.parse_budget("500oc") == bb.Budget(500.0, "oracles")
+    for bad in ("fast", "10parsecs", "2.5it", "1.5oracles", "0oracles"):
+        with pytest.raises(ValueError, match="budget"):
+            bb.parse_budget(bad)
+
+
+def _strip_clock(runs):
+    """A stored run without what the clock measures (solver time, wall time) and the creation provenance."""
+    return [(r.solver, r.phase, r.config, r.seed, r.diverged,
+             [{k: v for k, v in row.items() if k != "time"} for row in r.history]) for r in runs]
+
+
+def test_default_budget_counts_oracles_and_is_reproducible(tmp_path):
+    # the default is an oracle-call budget, the same in the library and the CLI
+    assert bb.Plan(problem="quadratic", solvers=["aid_cg"]).budget == bb.parse_budget(bb.DEFAULT_BUDGET)
+    assert bb.parse_budget(bb.DEFAULT_BUDGET).unit == "oracles"
+    import inspect
+
+    from descend.cli.bilevel import bilevel_run
+    assert inspect.signature(bilevel_run).parameters["budget"].default == bb.DEFAULT_BUDGET
+    # two identical runs (a stochastic solver, whose mini-batches come from the seed) store identical results
+    stored = []
+    for i in range(2):
+        db = bb.BilevelStorage(str(tmp_path / f"r{i}.db"))
+        plan = bb.Plan(problem="quadratic", solvers=["soba", "aid_cg"], grid="tiny", seeds=1, tune_seeds=1,
+                       budget=bb.parse_budget("60oracles"), n_eval=3)
+        bb.run_plan(plan, db)
+        stored.append(_strip_clock(db.runs(plan.name)))
+        for r in db.runs(plan.name):  # stops at the first iteration that reaches the budget
+            calls = [row["oracle_calls"] for row in r.history]
+            assert calls[-1] >= 60 and calls[-2] < 60 and calls == sorted(calls)
+    # bit-identical (json text, so that NaN fields, e.g. the first row's hypergrad_norm, compare equal)
+    assert json.dumps(stored[0], sort_keys=True) == json.dumps(stored[1], sort_keys=True)
+    assert len(stored[0]) == 2 * (2 + 1)
+
+
+def _final(db, solver, config, seed, value):
+    hist = [{"time": 0.0, "oracle_calls": 0.0, "iteration": 0.0, "hypergrad_sq": 1.0, "outer_value": 1.0},
+            {"time": 1.0, "oracle_calls": 100.0, "iteration": 10.0, "hypergrad_sq": value, "outer_value": value}]
+    db.add(bb.BilevelRun("edge", "quadratic", solver, "final", config, seed, hist))
+
+
+def test_grid_edge_is_reported(tmp_path):
+    steps, ratios = bb.GRIDS["medium"]
+    assert bb.grid_edges("medium", {"step": steps[1], "ratio": ratios[1]}) == []
+    assert bb.grid_edges("medium", {"step": steps[-1], "ratio": ratios[0]}) == [
+        f"step at the largest grid value {steps[-1]:g}", f"ratio at the smallest grid value {ratios[0]:g}"]
+    assert bb.grid_edges("tiny", {"step": 1.0, "ratio": 3.0}) == ["ratio at the largest grid value 3"]  # 1 step
+    # a stored plan where one solver's selection sits in the corner of the grid, the other's inside it
+    path = str(tmp_path / "e.db")
+    db = bb.BilevelStorage(path)
+    plan = bb.Plan(problem="quadratic", solvers=["aid_cg", "soba"], grid="medium", name="edge")
+    db.save_plan("edge", plan.config())
+    for seed in (1000, 1001):
+        _final(db, "aid_cg", {"step": steps[0], "ratio": ratios[-1]}, seed, 0.01)
+        _final(db, "soba", {"step": steps[1], "ratio": ratios[1]}, seed, 0.02)
+    s = bb.summarize(db, "edge")
+    assert s.results["aid_cg"].edges and not s.results["soba"].edges
+    rows = {r["solver"]: r for r in bb.table_rows(s)}
+    assert "grid edge: step at the smallest grid value 0.1; ratio at the largest grid value 10" in \
+        rows["aid_cg"]["config"] and "edge" not in rows["soba"]["config"]
+    out = tmp_path / "e.html"
+    r = CliRunner().invoke(app, ["bilevel", "report", "--storage", path, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    warns = [line for line in r.output.splitlines() if line.startswith("warning:")]
+    assert len(warns) == 1 and "aid_cg" in warns[0] and "edge of grid 'medium'" in warns[0]
+    assert "Grid edge:" in out.read_text() and "aid_cg: selected configuration on the edge" in out.read_text()
+
+
+def test_to_target_wording():
+    inf = math.inf
+    assert bb._to_target([0.2, 0.4]) == "0.3 (reached on all 2 seeds)"
+    assert bb._to_target([0.2, 0.4, inf]) == "0.4 (reached on 2 of 3 seeds)"
+    assert bb._to_target([0.2, inf]) == "median not reached; reached on 1 of 2 seeds"
+    assert bb._to_target([inf, inf]) == "not reached on any of 2 seeds"
+    assert bb._to_target([inf]) == "not reached on any of 1 seed"
 
 
 def test_report_html(tiny, tmp_path):

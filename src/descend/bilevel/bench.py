@@ -4,10 +4,12 @@ Protocol (spec ``bilevel.md``, "Benchmark protocol"):
 
 * every solver gets the same grid over its **step size** (the inner step θ = ``lr_inner``, as a multiple of 1/L,
   L = the problem's inner smoothness constant at x0) × its **outer/inner ratio** r (``lr_outer = r · lr_inner``;
-  r is relative to a per-problem base ratio), the same budget (seconds of solver time, or iterations) and the
-  same tuning seeds;
+  r is relative to a per-problem base ratio), the same budget and the same tuning seeds. The budget is counted
+  in **oracle calls** by default (gradients + HVPs + JVPs, whatever their batch size: ``"1000oracles"``), so a
+  plan's stored results do not depend on the machine's load; iterations (``"300it"``) and seconds of solver time
+  (``"1s"``, benchmark_bilevel's choice, load-dependent) are options;
 * the configuration whose **median validation curve** (the outer objective f(x, y) on the full validation data,
-  against solver time) is best at the end (``select="final"``, default) or on average (``"auc"``) is rerun on
+  against the budget's unit) is best at the end (``select="final"``, default) or on average (``"auc"``) is rerun on
   K fresh seeds;
 * every run's history rows (oracle counts, solver time, outer value, the problem's metrics — evaluation is off
   the clock, see :meth:`BilevelSolver.evaluate`) are stored in the table ``descend_bilevel_runs`` of the same
@@ -15,7 +17,9 @@ Protocol (spec ``bilevel.md``, "Benchmark protocol"):
   a unique key (plan, solver, phase, config, seed), so an interrupted ``run`` resumes where it stopped;
 * the report draws the report metric (test error, or ‖∇h‖² / the upper-level value on synthetic problems)
   against solver time and against oracle calls (gradients + HVPs + JVPs), median and 20–80 % band over seeds,
-  and a table of final values and time / oracle calls to a target (misses counted as not reached).
+  and a table of final values and time / oracle calls to a target (misses counted as not reached); a selected
+  configuration on the edge of the grid (first or last step size or ratio) is flagged, since the best one may
+  lie beyond the grid.
 
 Hyper-cleaning also stores its two reference points per final seed (a model trained on the clean validation set
 alone, and one trained on the true labels).
@@ -154,25 +158,39 @@ GRIDS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 @dataclass(frozen=True)
 class Budget:
-    """Per-run budget: ``seconds`` of solver time (evaluation excluded) or ``iterations``."""
+    """Per-run budget: ``oracles`` (gradient + HVP + JVP calls), ``it`` (iterations) or ``s`` (seconds of solver
+    time, evaluation excluded; the only load-dependent one)."""
 
     value: float
-    unit: str  # "s" | "it"
+    unit: str  # "oracles" | "it" | "s"
 
     def __str__(self) -> str:
         return f"{self.value:g}{self.unit}"
 
+    @property
+    def x_key(self) -> str:
+        """The history field the budget is counted in."""
+        return {"s": "time", "it": "iteration", "oracles": "oracle_calls"}[self.unit]
+
+
+DEFAULT_BUDGET = "1000oracles"
+
+_UNITS = {"s": "s", "sec": "s", "it": "it", "i": "it", "iter": "it", "oracles": "oracles", "oracle": "oracles",
+          "oc": "oracles"}
+
 
 def parse_budget(text: str | float) -> Budget:
-    """``"2s"`` / ``"2.5"`` (seconds), ``"300it"`` / ``"300i"`` (iterations)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(s|sec|it|i|iter)?\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise ValueError(f"budget must look like '2s' (seconds) or '300it' (iterations), got {text!r}")
-    value, unit = float(m.group(1)), (m.group(2) or "s").lower()
-    unit = "s" if unit.startswith("s") else "it"
-    if value <= 0 or (unit == "it" and value != int(value)):
-        raise ValueError(f"budget must be a positive number of seconds or a positive integer of iterations, "
-                         f"got {text!r}")
+    """``"1000oracles"`` / ``"1000oc"`` (oracle calls), ``"300it"`` / ``"300i"`` (iterations), ``"2s"`` / ``"2.5"``
+    (seconds of solver time)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*([a-z]+)?\s*", str(text), re.IGNORECASE)
+    unit = _UNITS.get((m.group(2) or "s").lower()) if m else None
+    if not m or unit is None:
+        raise ValueError(f"budget must look like '1000oracles' (oracle calls), '300it' (iterations) or '2s' "
+                         f"(seconds), got {text!r}")
+    value = float(m.group(1))
+    if value <= 0 or (unit != "s" and value != int(value)):
+        raise ValueError(f"budget must be a positive integer of oracle calls or iterations or a positive number "
+                         f"of seconds, got {text!r}")
     return Budget(value, unit)
 
 
@@ -280,7 +298,7 @@ class Plan:
     grid: str = "small"
     seeds: int = 3
     tune_seeds: int = 2
-    budget: Budget = field(default_factory=lambda: Budget(1.0, "s"))
+    budget: Budget = field(default_factory=lambda: parse_budget(DEFAULT_BUDGET))
     batch_size: int = 64
     n_eval: int = 20
     select: str = "final"
@@ -386,6 +404,7 @@ def run_one(solver: str, problem_name: str, config: dict[str, float], seed: int,
     history = [_row(s, 0.0, {}, key)]
     elapsed, nxt, j = 0.0, budget.value / n_eval, 1
     max_iter = int(budget.value) if budget.unit == "it" else 10**7
+    calls = s.oracles.counts
     for _ in range(max_iter):
         t0 = time.perf_counter()
         try:
@@ -396,7 +415,8 @@ def run_one(solver: str, problem_name: str, config: dict[str, float], seed: int,
             history.append({**history[-1], **bad, "iteration": float(s.k), "time": elapsed})
             return history, True
         elapsed += time.perf_counter() - t0
-        progress = elapsed if budget.unit == "s" else s.k
+        progress = (elapsed if budget.unit == "s" else s.k if budget.unit == "it"
+                    else sum(calls[k] for k in ORACLE_KEYS))
         if progress >= nxt - 1e-12:
             history.append(_row(s, elapsed, info, key))
             while nxt <= progress + 1e-12:
@@ -414,12 +434,13 @@ def _provenance(threads: int) -> dict[str, Any]:
     return {**provenance(), "torch_threads": threads}
 
 
-def select_config(runs: Sequence[BilevelRun], how: str = "final") -> dict[str, Any] | None:
+def select_config(runs: Sequence[BilevelRun], how: str = "final", x_key: str = "time") -> dict[str, Any] | None:
     """The config with the best median validation curve (lowest; diverged = +inf) over its seeds; ``None`` if
     every config's median diverged.
 
-    ``how="final"``: median over seeds of the last validation value; ``"auc"``: mean over a common time grid of
-    the median curve.  Ties go to the first config in the order of ``runs``.
+    ``how="final"``: median over seeds of the last validation value; ``"auc"``: mean over a common grid of
+    ``x_key`` (the budget's unit, so that the choice is as reproducible as the budget) of the median curve.
+    Ties go to the first config in the order of ``runs``.
     """
     by: dict[str, list[BilevelRun]] = {}
     for r in runs:
@@ -432,7 +453,7 @@ def select_config(runs: Sequence[BilevelRun], how: str = "final") -> dict[str, A
         else:
             hists = [r.history if not r.diverged else [*r.history[:-1], {**r.history[-1], VALIDATION_KEY: math.inf}]
                      for r in group]
-            curve = band(hists, "time", VALIDATION_KEY, points=50)
+            curve = band(hists, x_key, VALIDATION_KEY, points=50)
             score = sum(curve[2]) / len(curve[2]) if curve[2] else math.inf
         if math.isfinite(score) and score < best_score:
             best, best_score = group[0].config, score
@@ -457,7 +478,7 @@ def run_plan(plan: Plan, storage: BilevelStorage, progress: Callable[[str], None
                     done += _do(plan, storage, solver, "tune", config, seed, prov, say)
             tuned = [r for r in storage.runs(plan.name, "tune", solver)
                      if config_key(r.config) in {config_key(c) for c in plan.grid_configs()}]
-            best = select_config(tuned, plan.select)
+            best = select_config(tuned, plan.select, plan.budget.x_key)
             if best is None:
                 say(f"{solver}: every configuration diverged; no final runs")
                 continue
@@ -553,6 +574,7 @@ class SolverResult:
     finals: list[float]
     times_to_target: list[float] = field(default_factory=list)
     oracles_to_target: list[float] = field(default_factory=list)
+    edges: list[str] = field(default_factory=list)  # see :func:`grid_edges`
 
 
 @dataclass
@@ -566,6 +588,29 @@ class BilevelSummary:
     config: dict[str, Any]
     provenance: dict[str, Any]
     tuned_runs: int
+
+
+def grid_edges(grid: str, config: dict[str, Any]) -> list[str]:
+    """Where ``config`` sits on the edge of ``grid``: e.g. ``["step at the largest grid value 3"]`` (empty when
+    every searched axis is interior).  An axis with one value was not searched and is not reported; on an axis
+    with two values every choice is an edge."""
+    notes = []
+    for axis, values in zip(("step", "ratio"), GRIDS[grid], strict=True):
+        v = config.get(axis)
+        if len(values) < 2 or v is None:
+            continue
+        if v == min(values):
+            notes.append(f"{axis} at the smallest grid value {v:g}")
+        elif v == max(values):
+            notes.append(f"{axis} at the largest grid value {v:g}")
+    return notes
+
+
+def edge_warnings(summary: BilevelSummary) -> list[str]:
+    """One line per solver whose selected configuration is on the grid's edge."""
+    return [f"warning: {s}: selected configuration on the edge of grid {summary.config.get('grid')!r} "
+            f"({'; '.join(r.edges)}); the best one may lie outside the grid (try a larger --grid)"
+            for s, r in summary.results.items() if r.edges]
 
 
 def _target(spec: ProblemSpec, results: dict[str, SolverResult]) -> float:
@@ -587,7 +632,8 @@ def summarize(storage: BilevelStorage, plan: str | None = None, target: float | 
     key = spec.report_key
     results: dict[str, SolverResult] = {}
     for r in storage.runs(name, "final"):
-        res = results.setdefault(r.solver, SolverResult(r.solver, r.config, [], []))
+        res = results.setdefault(r.solver, SolverResult(r.solver, r.config, [], [],
+                                                        edges=grid_edges(cfg["grid"], r.config)))
         res.histories.append(r.history)
         res.finals.append(math.inf if r.diverged else r.history[-1].get(key, math.nan))
     tgt = _target(spec, results) if target is None else target
@@ -616,8 +662,15 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _to_target(vals: list[float], digits: int = 3) -> str:
-    reached = sum(math.isfinite(v) for v in vals)
-    return f"{_fmt(_median(vals), digits) if _median(vals) < math.inf else 'not reached'} ({reached}/{len(vals)})"
+    """Median over seeds (misses count as +inf) and on how many seeds the target was reached, in words."""
+    n, reached, med = len(vals), sum(math.isfinite(v) for v in vals), _median(vals)
+    if reached == 0:
+        return f"not reached on any of {n} seed{'s' if n != 1 else ''}"
+    if not med < math.inf:
+        return f"median not reached; reached on {reached} of {n} seeds"
+    if reached == n:
+        return f"{_fmt(med, digits)} (reached on all {n} seed{'s' if n != 1 else ''})"
+    return f"{_fmt(med, digits)} (reached on {reached} of {n} seeds)"
 
 
 def table_rows(summary: BilevelSummary) -> list[dict[str, str]]:
@@ -629,7 +682,8 @@ def table_rows(summary: BilevelSummary) -> list[dict[str, str]]:
                                            f"{_fmt(_quantile(r.finals, 0.8))}]",
                      "time_to_target": _to_target(r.times_to_target),
                      "oracles_to_target": _to_target(r.oracles_to_target),
-                     "config": f"step={r.config.get('step')}/L ratio={r.config.get('ratio')}",
+                     "config": f"step={r.config.get('step')}/L ratio={r.config.get('ratio')}"
+                               + (f" (grid edge: {'; '.join(r.edges)})" if r.edges else ""),
                      "seeds": str(len(r.finals))})
     labels = {"val_only_test_error": "reference: clean validation only",
               "true_labels_test_error": "reference: true labels"}
@@ -701,6 +755,10 @@ def write_html(summary: BilevelSummary, path: str | Path) -> Path:
                    for k, v in sorted(summary.provenance.items()))
     plan = "".join(f"<tr><td>{esc(str(k))}</td><td>{esc(str(v))}</td></tr>" for k, v in sorted(summary.config.items()))
     spec = PROBLEMS[summary.problem]
+    warns = edge_warnings(summary)
+    warn = ("<p><strong>Grid edge:</strong> a configuration on the edge of the grid was selected; the best one may "
+            "lie outside it (rerun with a larger grid):</p><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warns)
+            + "</ul>") if warns else ""
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>descend bilevel — {esc(summary.plan)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;
@@ -713,6 +771,7 @@ same budget ({esc(str(summary.config.get("budget")))}) on the same {summary.conf
 {esc(str(summary.config.get("select")))}) was rerun on fresh seeds. Curves: median and 20–80 % band over those
 seeds. Target = {_fmt(summary.target)} ({esc(spec.target)} of the best solver's median final value); time and oracle
 calls to target are medians over seeds, misses counted as not reached. Evaluation is off the clock.</p>
+{warn}
 <h2>Results</h2>
 <table><tr><th>solver</th><th>final {esc(summary.metric)} median [20 %, 80 %]</th><th>solver time to target (s)
 </th><th>oracle calls to target</th><th>selected config</th><th>seeds</th></tr>{table}</table>

@@ -22,7 +22,9 @@ def bilevel_run(
     grid: Annotated[str, typer.Option(help="tiny | small | medium | large (step × outer/inner ratio)")] = "small",
     seeds: Annotated[int, typer.Option(help="final seeds of the selected configuration")] = 3,
     tune_seeds: Annotated[int, typer.Option(help="seeds of every grid point (selection by their median)")] = 2,
-    budget: Annotated[str, typer.Option(help="per run: seconds of solver time ('1s') or iterations ('300it')")] = "1s",
+    budget: Annotated[str, typer.Option(help="per run: oracle calls ('1000oracles', gradients + HVPs + JVPs; "
+                                             "reproducible), iterations ('300it') or seconds of solver time ('1s', "
+                                             "load-dependent)")] = "1000oracles",
     batch_size: Annotated[int, typer.Option(help="mini-batch size of the stochastic solvers")] = 64,
     select: Annotated[str, typer.Option(help="final | auc (of the median validation curve)")] = "final",
     threads: Annotated[int, typer.Option(help="torch threads during the runs")] = 1,
@@ -47,6 +49,8 @@ def bilevel_run(
     typer.echo(f"{n} runs done in {time.perf_counter() - t0:.0f} s; results in {db.url} (plan {plan.name!r})")
     summary = bb.summarize(db, plan.name)
     typer.echo(bb.markdown_table(summary))
+    for line in bb.edge_warnings(summary):
+        typer.echo(line)
     if report is not None:
         typer.echo(f"report: {bb.write_html(summary, report)}")
 
@@ -67,6 +71,8 @@ def bilevel_report(
     except (ValueError, RuntimeError) as exc:
         raise fail(exc) from None
     typer.echo(bb.markdown_table(summary))
+    for line in bb.edge_warnings(summary):
+        typer.echo(line)
     typer.echo(f"report: {bb.write_html(summary, out)}")
 
 
