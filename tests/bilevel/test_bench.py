@@ -166,6 +166,9 @@ def test_cli_list_and_errors(tmp_path):
     r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--solvers", "aid_cg,foo",
                                  "--storage", db])
     assert r.exit_code == 2 and "unknown solver(s) foo" in r.output
+    r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--budget", "1.5oracles",
+                                 "--storage", db])
+    assert r.exit_code == 2 and "budget must be a positive integer of oracle calls" in r.output
     r = CliRunner().invoke(app, ["bilevel", "report", "--storage", db])
     assert r.exit_code == 2 and "no bilevel plan" in r.output
 
@@ -177,6 +180,9 @@ def test_cli_tiny_run_and_report(tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "3 runs done" in r.output
+    # the tiny grid's ratio axis has two values, so the selection is on its edge and `run` says so
+    assert "warning: aid_cg: selected configuration on the edge of grid 'tiny' (ratio at the" in r.output
+    assert "reached on" in r.output
     assert "0 runs done" in CliRunner().invoke(app, args).output
     r = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--out", str(out)])
     assert r.exit_code == 0 and out.exists()
