@@ -536,12 +536,59 @@ def lattice_label_propagation(side: int = 50, n_labeled: int = 100, *, seed: int
             for j in ((i + 1) if col + 1 < side else None, (i + side) if r + 1 < side else None):
                 if j is not None and float(torch.rand(1, generator=gen)) < 0.5:
                     w[i, j] = w[j, i] = 1e5
-    lap = torch.diag(w.sum(1)) - w
     perm = torch.randperm(nodes, generator=gen)
     lab, unl = perm[:n_labeled], perm[n_labeled:]
     y = torch.where(torch.rand(n_labeled, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
+    return _propagation_system(w, lab, unl, y)
+
+
+def _propagation_system(w: torch.Tensor, lab: torch.Tensor, unl: torch.Tensor, y: torch.Tensor) -> Quadratic:
+    """Label propagation over the unlabeled nodes of a weighted graph: Q = L_uu + 1e-3·I, c = −L_ul y_l."""
+    lap = torch.diag(w.sum(1)) - w
     q = lap[unl][:, unl] + 1e-3 * torch.eye(unl.numel(), dtype=torch.float64)
     return Quadratic(q, -(lap[unl][:, lab] @ y))
+
+
+def moons(n: int = 2000, *, noise: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's ``make_moons(n, shuffle=False, noise=noise)`` recipe in torch: ⌊n/2⌋ points on the upper
+    half circle, the rest on the shifted lower one (class 1), plus N(0, noise²) jitter.  Returns (points n×2,
+    classes in {0, 1}).  Identical to scikit-learn for ``noise=0`` (tested); the jitter uses torch's generator."""
+    if n < 2:
+        raise ValueError(f"n must be ≥ 2, got {n}")
+    if noise < 0:
+        raise ValueError(f"noise must be ≥ 0, got {noise}")
+    n_out = n // 2
+    t_out = torch.linspace(0, math.pi, n_out, dtype=torch.float64)
+    t_in = torch.linspace(0, math.pi, n - n_out, dtype=torch.float64)
+    pts = torch.cat([torch.stack([t_out.cos(), t_out.sin()], 1),
+                     torch.stack([1 - t_in.cos(), 1 - t_in.sin() - 0.5], 1)])
+    cls = torch.cat([torch.zeros(n_out, dtype=torch.int64), torch.ones(n - n_out, dtype=torch.int64)])
+    if noise > 0:
+        gen = torch.Generator().manual_seed(seed)
+        pts = pts + noise * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return pts, cls
+
+
+def two_moons_label_propagation(n: int = 2000, k: int = 5, n_labeled: int = 100, *, noise: float = 0.1,
+                                seed: int = 0) -> Quadratic:
+    """Dataset E: :func:`moons` points, the symmetrised k-nearest-neighbour graph (i–j if either is among the
+    other's k nearest, Euclidean), weights 1, ``n_labeled`` random nodes labelled by their moon (±1); the same
+    label-propagation system as the lattice over the n − n_labeled unlabeled nodes."""
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    if not 1 <= n_labeled < n:
+        raise ValueError(f"n_labeled must be in [1, {n - 1}], got {n_labeled}")
+    pts, cls = moons(n, noise=noise, seed=seed)
+    dist = torch.cdist(pts, pts)
+    dist.fill_diagonal_(math.inf)
+    near = torch.topk(dist, k, largest=False).indices
+    w = torch.zeros(n, n, dtype=torch.float64)
+    w.scatter_(1, near, 1.0)
+    w = torch.maximum(w, w.T)
+    gen = torch.Generator().manual_seed(seed + 1)
+    perm = torch.randperm(n, generator=gen)
+    lab, unl = perm[:n_labeled], perm[n_labeled:]
+    return _propagation_system(w, lab, unl, (2.0 * cls[lab] - 1.0).to(torch.float64))
 
 
 # ------------------------------------------------------------------------------- tree blocks and message passing
@@ -550,7 +597,32 @@ def lattice_label_propagation(side: int = 50, n_labeled: int = 100, *, seed: int
 def _neighbours(q: torch.Tensor) -> list[list[int]]:
     off = q.clone()
     off.fill_diagonal_(0.0)
-    return [torch.nonzero(off[i]).flatten().tolist() for i in range(q.shape[0])]
+    out: list[list[int]] = [[] for _ in range(q.shape[0])]
+    for i, j in torch.nonzero(off).tolist():
+        out[i].append(j)
+    return out
+
+
+class _Forest:
+    """Union–find over nodes, for growing blocks that induce forests: a node may join a block iff its neighbours
+    already in the block lie in pairwise different trees of it (otherwise it would close a cycle)."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def can_join(self, inside: Sequence[int]) -> bool:
+        roots = [self.find(j) for j in inside]
+        return len(roots) == len(set(roots))
+
+    def join(self, i: int, inside: Sequence[int]) -> None:
+        for j in inside:
+            self.parent[self.find(j)] = self.find(i)
 
 
 def graph_partition(q: Quadratic, kind: str) -> list[torch.Tensor]:
@@ -563,33 +635,36 @@ def graph_partition(q: Quadratic, kind: str) -> list[torch.Tensor]:
     nbrs = _neighbours(q.mat)
     n = len(nbrs)
     block_of = [-1] * n
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    uf = _Forest(n)
     count = 0
     for i in range(n):
         k = 0
         while True:
             inside = [j for j in nbrs[i] if block_of[j] == k]
-            if kind == "red-black":
-                ok = not inside
-            else:
-                roots = [find(j) for j in inside]
-                ok = len(roots) == len(set(roots))
-            if ok:
+            if (not inside) if kind == "red-black" else uf.can_join(inside):
                 break
             k += 1
         block_of[i] = k
         count = max(count, k + 1)
         if kind == "forest":
-            for j in (j for j in nbrs[i] if block_of[j] == k):
-                parent[find(j)] = find(i)
+            uf.join(i, inside)
     return [torch.tensor([i for i in range(n) if block_of[i] == k]) for k in range(count)]
+
+
+def tree_block(nbrs: Sequence[Sequence[int]], order: Sequence[int]) -> torch.Tensor:
+    """A maximal forest-inducing block grown greedily: visit nodes in ``order`` and add each one that closes no
+    cycle with the nodes already chosen.  ``order`` by decreasing |g_i| is the GS-tree rule, a random permutation
+    the random-tree rule (the paper's variable tree blocks, Sec. 6)."""
+    uf = _Forest(len(nbrs))
+    chosen = [False] * len(nbrs)
+    out = []
+    for i in order:
+        inside = [j for j in nbrs[i] if chosen[j]]
+        if uf.can_join(inside):
+            uf.join(i, inside)
+            chosen[i] = True
+            out.append(i)
+    return torch.tensor(sorted(out))
 
 
 def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -599,9 +674,10 @@ def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     nbrs = [set(v) for v in _neighbours(h)]
     if sum(len(v) for v in nbrs) // 2 > n - 1:
         raise ValueError("forest_solve needs a forest: the graph of h has a cycle")
-    prec = h.diagonal().clone()  # messages: precision and potential absorbed from eliminated children
-    pot = rhs.clone()
-    alive = [set(v) for v in nbrs]
+    hl = h.tolist()
+    prec = [hl[i][i] for i in range(n)]  # messages: precision and potential absorbed from eliminated children
+    pot = rhs.tolist()
+    alive = nbrs
     order: list[tuple[int, int]] = []  # (leaf, parent or -1)
     leaves = [i for i in range(n) if len(alive[i]) <= 1]
     done = [False] * n
@@ -613,35 +689,49 @@ def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         par = next(iter(alive[i])) if alive[i] else -1
         order.append((i, par))
         if par >= 0:
-            w = h[par, i]
+            w = hl[par][i]
             prec[par] -= w * w / prec[i]
             pot[par] -= w * pot[i] / prec[i]
             alive[par].discard(i)
             if len(alive[par]) <= 1:
                 leaves.append(par)
-    y = torch.zeros_like(rhs)
+    y = [0.0] * n
     for i, par in reversed(order):
-        y[i] = (pot[i] - (h[i, par] * y[par] if par >= 0 else 0.0)) / prec[i]
-    return y
+        y[i] = (pot[i] - (hl[i][par] * y[par] if par >= 0 else 0.0)) / prec[i]
+    return torch.tensor(y, dtype=rhs.dtype)
 
 
-def block_exact_descent(q: Quadratic, blocks: Sequence[torch.Tensor], *, iters: int, rule: str = "cyclic"
-                        ) -> list[float]:
-    """Exact block minimization x_b = Q_bb⁻¹(c_b − Q_bc x_c) over the given blocks (forest blocks by
-    :func:`forest_solve`, so each update is linear in the block size); ``rule`` = ``"cyclic"`` or ``"gs"``
-    (the block with the largest ‖g_b‖).  Returns f per iteration."""
-    if rule not in ("cyclic", "gs"):
-        raise ValueError(f"rule must be 'cyclic' or 'gs', got {rule!r}")
+TREE_RULES = ("cyclic", "gs", "gs-tree", "random-tree")
+
+
+def block_exact_descent(q: Quadratic, blocks: Sequence[torch.Tensor], *, iters: int, rule: str = "cyclic",
+                        seed: int = 0) -> list[float]:
+    """Exact block minimization x_b = Q_bb⁻¹(c_b − Q_bc x_c), every block inducing a forest of Q's graph and solved
+    by :func:`forest_solve` (linear in the block size).  ``rule``: ``"cyclic"`` / ``"gs"`` (largest ‖g_b‖) over the
+    fixed ``blocks``; ``"gs-tree"`` / ``"random-tree"`` ignore ``blocks`` and grow a fresh :func:`tree_block` each
+    iteration in decreasing-|g_i| / random order.  Returns f per iteration (f[0] = f(0))."""
+    if rule not in TREE_RULES:
+        raise ValueError(f"rule must be one of {TREE_RULES}, got {rule!r}")
+    if rule in ("cyclic", "gs") and not blocks:
+        raise ValueError(f"rule {rule!r} needs a non-empty list of blocks")
+    gen = torch.Generator().manual_seed(seed)
+    nbrs = _neighbours(q.mat) if rule in ("gs-tree", "random-tree") else []
     x = torch.zeros(q.dim, dtype=q.mat.dtype)
     z = q.zinit(x)
     fs = [q.f(x, z)]
     subs = [q.mat[b][:, b] for b in blocks]
     for it in range(iters):
         g = q.grad(x, z)
-        k = it % len(blocks) if rule == "cyclic" else int(torch.stack([g[b].norm() for b in blocks]).argmax())
-        b = blocks[k]
-        rhs = q.c[b] - (z[b] - subs[k] @ x[b])
-        d = forest_solve(subs[k], rhs) - x[b]
+        if rule in ("cyclic", "gs"):
+            k = it % len(blocks) if rule == "cyclic" else int(torch.stack([g[b].norm() for b in blocks]).argmax())
+            b, sub = blocks[k], subs[k]
+        else:
+            order = torch.argsort(g.abs(), descending=True, stable=True) if rule == "gs-tree" else \
+                torch.randperm(q.dim, generator=gen)
+            b = tree_block(nbrs, order.tolist())
+            sub = q.mat[b][:, b]
+        rhs = q.c[b] - (z[b] - sub @ x[b])
+        d = forest_solve(sub, rhs) - x[b]
         x = x.index_add(0, b, d)
         z = z + q.zdelta(b, d)
         fs.append(q.f(x, z))
