@@ -58,7 +58,7 @@ def test_moons_points_match_scikit_learn_and_blocks_are_forests():
     nbrs = [set(v) for v in bcd._neighbours(q.mat)]
     assert min(len(v) for v in nbrs) >= 1  # every node has a neighbour (k-NN, k = 5, minus labelled nodes)
     g = torch.randn(q.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    blocks = bcd.graph_partition(q, "forest") + [bcd.tree_block(bcd._neighbours(q.mat), g.abs().argsort().tolist())]
+    blocks = [*bcd.graph_partition(q, "forest"), bcd.tree_block(bcd._neighbours(q.mat), g.abs().argsort().tolist())]
     gen = torch.Generator().manual_seed(1)
     for b in blocks:  # each block induces a forest: edges = nodes − components < nodes, and message passing is exact
         sub = q.mat[b][:, b]
