@@ -6,8 +6,9 @@ reading of "≫" fixed in tests/classic/test_bcd.py before any two-moons number 
 the spec's iteration count, and 5 % labelled nodes with a 5-NN graph is the paper's recipe (100 of 2000).
 Measured (reduced, seeds 0/1/2): GS-tree vs GS over red-black blocks 5.1× / 25× / 230×; cyclic forest partition vs
 cyclic red-black partition 4.1× / 22× / 120× — so the fixed-partition ≫ does NOT hold on every reduced seed and is
-asserted only as "<" there (it holds ≥ 5× at full size: seed 0 34×, GS-tree 1100×).  All runs are deterministic float64; the gaps
-compared are ≥ 1e-5·|f*|, far above the ~1e-13·|f*| round-off of evaluating f.
+asserted only as "<" there (it holds ≥ 5× at full size: seed 0 34×, GS-tree 1100×).  Reduced seed 0 passes the
+GS-tree ≫ with a 2 % margin (5.09×): all runs are deterministic float64 (exact k-NN distances, no random ties) and
+the gaps compared are ≥ 1e-5·|f*|, far above the ~1e-13·|f*| round-off of evaluating f, so the margin is not noise.
 """
 
 import pytest
