@@ -41,10 +41,22 @@ Defaults (the reference's experiments): x0 = 0, 500 iterations, τ = 5.  Checked
 scaled dataset-A recipe (300×3000) the ordering Random ≫ Cyclic ≈ FB-GS ≫ VB-GS ≫ GSL ≫ Hb and GSQ ≤ GSL under Hb,
 for 3 seeds; Hb on a quadratic reaches the lstsq optimum; the ℓ1 problem's support stops changing after finitely many
 iterations and matches the reference solution; the softmax bound H_b ⪰ ∇²_bb f holds at random points.
-Tree-structured blocks (Fig. 6): :func:`graph_partition` builds red-black (greedy colouring) or forest blocks of the
-dependency graph, :func:`forest_solve` solves a forest block exactly by Gaussian message passing, and
-:func:`block_exact_descent` compares them; forest blocks beat red-black on the lattice (tested).  Deviations: the
-two-moons graph (dataset E) and the GS-tree / random-tree selection variants are not implemented.
+Tree-structured blocks (Fig. 6, Sec. 6): :func:`graph_partition` builds red-black (greedy colouring) or forest blocks
+of the dependency graph of Q, :func:`tree_block` grows one maximal forest block greedily in a given node order (the
+GS-tree rule visits nodes by decreasing :math:`|g_i|`, the random-tree rule in a random order), :func:`forest_solve`
+solves a forest block exactly by Gaussian message passing (leaf-to-root elimination, root-to-leaf substitution:
+:math:`x_b = Q_{bb}^{-1}(c_b - Q_{b,\bar b} x_{\bar b})` in O(|b|)), and :func:`block_exact_descent` runs cyclic / GS
+over a fixed partition or the two tree rules.  Problems: the lattice (dataset D, :func:`lattice_label_propagation`)
+and the two-moons graph (dataset E, :func:`two_moons_label_propagation`: scikit-learn's ``make_moons`` recipe,
+noise 0.1, symmetrised 5-NN graph with unit weights, 5 % labelled nodes; ``descend classic run bcd --problem
+two-moons``).  Checked (tests/classic/test_bcd_moons.py, 500 block updates, seeds 0–2, reduced 400 nodes and full
+2000): GS-tree ≥ 5× smaller relative gap than GS over red-black blocks (reduced 5.1× / 25× / 230×, full seed 0 1100×),
+forest / tree blocks ≥ 5× ahead of single GS coordinates; the cyclic forest partition is ≥ 5× ahead of cyclic
+red-black at full size (seed 0: 34×) but only 4.1× on reduced seed 0, where it is asserted as "<" only.  Forest
+blocks also beat red-black on the lattice.
+Deviations: the reference's ε-graph / noise level for dataset E is not known to us; noise 0.1 and the 1e-3·I shift
+of the lattice system are our choices.  The GS-tree rule as read from the paper's text (greedy |g_i| order, maximal
+forest), not checked against the reference code.
 """
 
 from __future__ import annotations
@@ -72,6 +84,9 @@ __all__ = [
     "graph_partition",
     "lattice_label_propagation",
     "make_partition",
+    "moons",
+    "tree_block",
+    "two_moons_label_propagation",
 ]
 
 RULES = ("random", "cyclic", "lipschitz", "gs", "gsl", "gsd", "gsdhb", "gsq", "gsq-nn")
@@ -536,12 +551,59 @@ def lattice_label_propagation(side: int = 50, n_labeled: int = 100, *, seed: int
             for j in ((i + 1) if col + 1 < side else None, (i + side) if r + 1 < side else None):
                 if j is not None and float(torch.rand(1, generator=gen)) < 0.5:
                     w[i, j] = w[j, i] = 1e5
-    lap = torch.diag(w.sum(1)) - w
     perm = torch.randperm(nodes, generator=gen)
     lab, unl = perm[:n_labeled], perm[n_labeled:]
     y = torch.where(torch.rand(n_labeled, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
+    return _propagation_system(w, lab, unl, y)
+
+
+def _propagation_system(w: torch.Tensor, lab: torch.Tensor, unl: torch.Tensor, y: torch.Tensor) -> Quadratic:
+    """Label propagation over the unlabeled nodes of a weighted graph: Q = L_uu + 1e-3·I, c = −L_ul y_l."""
+    lap = torch.diag(w.sum(1)) - w
     q = lap[unl][:, unl] + 1e-3 * torch.eye(unl.numel(), dtype=torch.float64)
     return Quadratic(q, -(lap[unl][:, lab] @ y))
+
+
+def moons(n: int = 2000, *, noise: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's ``make_moons(n, shuffle=False, noise=noise)`` recipe in torch: ⌊n/2⌋ points on the upper
+    half circle, the rest on the shifted lower one (class 1), plus N(0, noise²) jitter.  Returns (points n×2,
+    classes in {0, 1}).  Identical to scikit-learn for ``noise=0`` (tested); the jitter uses torch's generator."""
+    if n < 2:
+        raise ValueError(f"n must be ≥ 2, got {n}")
+    if noise < 0:
+        raise ValueError(f"noise must be ≥ 0, got {noise}")
+    n_out = n // 2
+    t_out = torch.linspace(0, math.pi, n_out, dtype=torch.float64)
+    t_in = torch.linspace(0, math.pi, n - n_out, dtype=torch.float64)
+    pts = torch.cat([torch.stack([t_out.cos(), t_out.sin()], 1),
+                     torch.stack([1 - t_in.cos(), 1 - t_in.sin() - 0.5], 1)])
+    cls = torch.cat([torch.zeros(n_out, dtype=torch.int64), torch.ones(n - n_out, dtype=torch.int64)])
+    if noise > 0:
+        gen = torch.Generator().manual_seed(seed)
+        pts = pts + noise * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return pts, cls
+
+
+def two_moons_label_propagation(n: int = 2000, k: int = 5, n_labeled: int = 100, *, noise: float = 0.1,
+                                seed: int = 0) -> Quadratic:
+    """Dataset E: :func:`moons` points, the symmetrised k-nearest-neighbour graph (i–j if either is among the
+    other's k nearest, Euclidean), weights 1, ``n_labeled`` random nodes labelled by their moon (±1); the same
+    label-propagation system as the lattice over the n − n_labeled unlabeled nodes."""
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    if not 1 <= n_labeled < n:
+        raise ValueError(f"n_labeled must be in [1, {n - 1}], got {n_labeled}")
+    pts, cls = moons(n, noise=noise, seed=seed)
+    dist = torch.cdist(pts, pts, compute_mode="donot_use_mm_for_euclid_dist")  # exact differences: no mm round-off
+    dist.fill_diagonal_(math.inf)
+    near = torch.topk(dist, k, largest=False).indices
+    w = torch.zeros(n, n, dtype=torch.float64)
+    w.scatter_(1, near, 1.0)
+    w = torch.maximum(w, w.T)
+    gen = torch.Generator().manual_seed(seed + 1)
+    perm = torch.randperm(n, generator=gen)
+    lab, unl = perm[:n_labeled], perm[n_labeled:]
+    return _propagation_system(w, lab, unl, (2.0 * cls[lab] - 1.0).to(torch.float64))
 
 
 # ------------------------------------------------------------------------------- tree blocks and message passing
@@ -550,7 +612,32 @@ def lattice_label_propagation(side: int = 50, n_labeled: int = 100, *, seed: int
 def _neighbours(q: torch.Tensor) -> list[list[int]]:
     off = q.clone()
     off.fill_diagonal_(0.0)
-    return [torch.nonzero(off[i]).flatten().tolist() for i in range(q.shape[0])]
+    out: list[list[int]] = [[] for _ in range(q.shape[0])]
+    for i, j in torch.nonzero(off).tolist():
+        out[i].append(j)
+    return out
+
+
+class _Forest:
+    """Union–find over nodes, for growing blocks that induce forests: a node may join a block iff its neighbours
+    already in the block lie in pairwise different trees of it (otherwise it would close a cycle)."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def can_join(self, inside: Sequence[int]) -> bool:
+        roots = [self.find(j) for j in inside]
+        return len(roots) == len(set(roots))
+
+    def join(self, i: int, inside: Sequence[int]) -> None:
+        for j in inside:
+            self.parent[self.find(j)] = self.find(i)
 
 
 def graph_partition(q: Quadratic, kind: str) -> list[torch.Tensor]:
@@ -563,33 +650,36 @@ def graph_partition(q: Quadratic, kind: str) -> list[torch.Tensor]:
     nbrs = _neighbours(q.mat)
     n = len(nbrs)
     block_of = [-1] * n
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    uf = _Forest(n)
     count = 0
     for i in range(n):
         k = 0
         while True:
             inside = [j for j in nbrs[i] if block_of[j] == k]
-            if kind == "red-black":
-                ok = not inside
-            else:
-                roots = [find(j) for j in inside]
-                ok = len(roots) == len(set(roots))
-            if ok:
+            if (not inside) if kind == "red-black" else uf.can_join(inside):
                 break
             k += 1
         block_of[i] = k
         count = max(count, k + 1)
         if kind == "forest":
-            for j in (j for j in nbrs[i] if block_of[j] == k):
-                parent[find(j)] = find(i)
+            uf.join(i, inside)
     return [torch.tensor([i for i in range(n) if block_of[i] == k]) for k in range(count)]
+
+
+def tree_block(nbrs: Sequence[Sequence[int]], order: Sequence[int]) -> torch.Tensor:
+    """A maximal forest-inducing block grown greedily: visit nodes in ``order`` and add each one that closes no
+    cycle with the nodes already chosen.  ``order`` by decreasing |g_i| is the GS-tree rule, a random permutation
+    the random-tree rule (the paper's variable tree blocks, Sec. 6)."""
+    uf = _Forest(len(nbrs))
+    chosen = [False] * len(nbrs)
+    out = []
+    for i in order:
+        inside = [j for j in nbrs[i] if chosen[j]]
+        if uf.can_join(inside):
+            uf.join(i, inside)
+            chosen[i] = True
+            out.append(i)
+    return torch.tensor(sorted(out))
 
 
 def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -599,9 +689,10 @@ def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     nbrs = [set(v) for v in _neighbours(h)]
     if sum(len(v) for v in nbrs) // 2 > n - 1:
         raise ValueError("forest_solve needs a forest: the graph of h has a cycle")
-    prec = h.diagonal().clone()  # messages: precision and potential absorbed from eliminated children
-    pot = rhs.clone()
-    alive = [set(v) for v in nbrs]
+    hl = h.tolist()
+    prec = [hl[i][i] for i in range(n)]  # messages: precision and potential absorbed from eliminated children
+    pot = rhs.tolist()
+    alive = nbrs
     order: list[tuple[int, int]] = []  # (leaf, parent or -1)
     leaves = [i for i in range(n) if len(alive[i]) <= 1]
     done = [False] * n
@@ -613,35 +704,49 @@ def forest_solve(h: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         par = next(iter(alive[i])) if alive[i] else -1
         order.append((i, par))
         if par >= 0:
-            w = h[par, i]
+            w = hl[par][i]
             prec[par] -= w * w / prec[i]
             pot[par] -= w * pot[i] / prec[i]
             alive[par].discard(i)
             if len(alive[par]) <= 1:
                 leaves.append(par)
-    y = torch.zeros_like(rhs)
+    y = [0.0] * n
     for i, par in reversed(order):
-        y[i] = (pot[i] - (h[i, par] * y[par] if par >= 0 else 0.0)) / prec[i]
-    return y
+        y[i] = (pot[i] - (hl[i][par] * y[par] if par >= 0 else 0.0)) / prec[i]
+    return torch.tensor(y, dtype=rhs.dtype)
 
 
-def block_exact_descent(q: Quadratic, blocks: Sequence[torch.Tensor], *, iters: int, rule: str = "cyclic"
-                        ) -> list[float]:
-    """Exact block minimization x_b = Q_bb⁻¹(c_b − Q_bc x_c) over the given blocks (forest blocks by
-    :func:`forest_solve`, so each update is linear in the block size); ``rule`` = ``"cyclic"`` or ``"gs"``
-    (the block with the largest ‖g_b‖).  Returns f per iteration."""
-    if rule not in ("cyclic", "gs"):
-        raise ValueError(f"rule must be 'cyclic' or 'gs', got {rule!r}")
+TREE_RULES = ("cyclic", "gs", "gs-tree", "random-tree")
+
+
+def block_exact_descent(q: Quadratic, blocks: Sequence[torch.Tensor], *, iters: int, rule: str = "cyclic",
+                        seed: int = 0) -> list[float]:
+    """Exact block minimization x_b = Q_bb⁻¹(c_b − Q_bc x_c), every block inducing a forest of Q's graph and solved
+    by :func:`forest_solve` (linear in the block size).  ``rule``: ``"cyclic"`` / ``"gs"`` (largest ‖g_b‖) over the
+    fixed ``blocks``; ``"gs-tree"`` / ``"random-tree"`` ignore ``blocks`` and grow a fresh :func:`tree_block` each
+    iteration in decreasing-|g_i| / random order.  Returns f per iteration (f[0] = f(0))."""
+    if rule not in TREE_RULES:
+        raise ValueError(f"rule must be one of {TREE_RULES}, got {rule!r}")
+    if rule in ("cyclic", "gs") and not blocks:
+        raise ValueError(f"rule {rule!r} needs a non-empty list of blocks")
+    gen = torch.Generator().manual_seed(seed)
+    nbrs = _neighbours(q.mat) if rule in ("gs-tree", "random-tree") else []
     x = torch.zeros(q.dim, dtype=q.mat.dtype)
     z = q.zinit(x)
     fs = [q.f(x, z)]
     subs = [q.mat[b][:, b] for b in blocks]
     for it in range(iters):
         g = q.grad(x, z)
-        k = it % len(blocks) if rule == "cyclic" else int(torch.stack([g[b].norm() for b in blocks]).argmax())
-        b = blocks[k]
-        rhs = q.c[b] - (z[b] - subs[k] @ x[b])
-        d = forest_solve(subs[k], rhs) - x[b]
+        if rule in ("cyclic", "gs"):
+            k = it % len(blocks) if rule == "cyclic" else int(torch.stack([g[b].norm() for b in blocks]).argmax())
+            b, sub = blocks[k], subs[k]
+        else:
+            order = torch.argsort(g.abs(), descending=True, stable=True) if rule == "gs-tree" else \
+                torch.randperm(q.dim, generator=gen)
+            b = tree_block(nbrs, order.tolist())
+            sub = q.mat[b][:, b]
+        rhs = q.c[b] - (z[b] - sub @ x[b])
+        d = forest_solve(sub, rhs) - x[b]
         x = x.index_add(0, b, d)
         z = z + q.zdelta(b, d)
         fs.append(q.f(x, z))
@@ -688,7 +793,36 @@ _PROBLEMS = {
     "dataset-b": "logistic, dataset-B recipe: GS / GSL / GSQ with Lb, LA and LS updates",
     "lattice": "label propagation on a 50×50 lattice (quick 20×20): cyclic vs GS vs GSL with Hb",
     "l1": "non-negative ℓ1 least squares on dataset A: PG vs PN updates, active-set identification",
+    "two-moons": "label propagation on a 5-NN two-moons graph, 2000 nodes / 100 labelled (quick 400 / 20): forest and "
+                 "tree blocks with message passing vs red-black and coordinate blocks (Fig. 6)",
 }
+
+
+def _tree_traces(q: Quadratic, request: registry.RunRequest, iters: int, seed: int,
+                 setting: dict[str, registry.Scalar]) -> list[registry.Trace]:
+    """Fig. 6: exact block updates over red-black / forest partitions and variable tree blocks, plus GS single
+    coordinates, on a label-propagation quadratic; f* from a dense solve."""
+    fstar = float(-0.5 * q.c.dot(torch.linalg.solve(q.mat, q.c)))
+    rb, forest = graph_partition(q, "red-black"), graph_partition(q, "forest")
+    runs = {
+        "Red-black Cyclic": lambda: block_exact_descent(q, rb, iters=iters),
+        "Red-black GS": lambda: block_exact_descent(q, rb, iters=iters, rule="gs"),
+        "Forest partition Cyclic": lambda: block_exact_descent(q, forest, iters=iters),
+        "Forest partition GS": lambda: block_exact_descent(q, forest, iters=iters, rule="gs"),
+        "GS-tree": lambda: block_exact_descent(q, [], iters=iters, rule="gs-tree"),
+        "Random-tree": lambda: block_exact_descent(q, [], iters=iters, rule="random-tree", seed=seed),
+        "VB GS coordinate Hb": lambda: bcd(q, rule="gs", partition="vb", update="hb", block_size=1,
+                                           max_iter=iters).f,
+    }
+    traces = []
+    setting = {**setting, "red_black_blocks": len(rb), "forest_blocks": len(forest)}
+    for label, fn in runs.items():
+        fs = fn()
+        curve = [max(v - fstar, 0.0) / max(fs[0] - fstar, 1e-300) for v in fs]
+        request.say(f"bcd {request.problem} {label}: relative gap {curve[-1]:.2e} after {iters} block updates")
+        traces.append(registry.Trace(label, {"rel_gap": curve}, {"final_rel_gap": curve[-1], "final_f": fs[-1]},
+                                     setting))
+    return traces
 
 
 def run(request: registry.RunRequest) -> list[registry.Trace]:
@@ -706,6 +840,10 @@ def run(request: registry.RunRequest) -> list[registry.Trace]:
             request.say(f"bcd dataset-a {label}: relative f − f* after {iters} iterations {curve[-1]:.2e}")
             traces.append(registry.Trace(label, {"rel_gap": curve}, {"final_rel_gap": curve[-1]}, setting))
         return traces
+    if request.problem == "two-moons":
+        nodes, labelled = (400, 20) if request.quick else (2000, 100)
+        q = two_moons_label_propagation(nodes, 5, labelled, seed=request.seed)
+        return _tree_traces(q, request, iters, seed, {"iters": iters, "nodes": nodes, "labelled": labelled, "k": 5})
     if request.problem == "dataset-b":
         a, yb = dataset_a(n, p, seed=seed, kind="logistic")
         loss: _Smooth = Logistic(a, yb)
