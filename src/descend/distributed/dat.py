@@ -161,4 +161,4 @@ def dat_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
             dist.all_reduce(p.grad, group=group)
             p.grad.div_(world)
     opt.step()
-    return float(loss)
+    return float(loss.detach())
