@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..optim._validate import check_int
 from .lanczos import top_eigenpairs
 from .operators import CurvatureOperator
 from .trace import trace
@@ -64,8 +65,7 @@ class Monitor:
     keys: tuple[str, ...] = ()  # the value keys measure() returns
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        check_int("every", every, 1)
         self.every = every
         self.history: list[dict[str, float]] = []
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..optim._validate import check_int
 from ..optim.sophia import gnb_hessian_update
 from . import sophia_optimizers
 
@@ -40,8 +41,7 @@ class SophiaHessianTrainerCallback(_callback_base()):  # type: ignore[misc]
     """
 
     def __init__(self, batches: Iterable[Mapping[str, torch.Tensor]], every: int = 10, seed: int | None = None) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        check_int("every", every, 1)
         super().__init__()
         self.batches = itertools.cycle(batches)
         self.every = every

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..optim._validate import check_int
 from . import sophia_optimizers, sophia_step
 
 __all__ = ["SophiaHessianCallback"]
@@ -42,8 +43,7 @@ class SophiaHessianCallback(_callback_base()):  # type: ignore[misc]
 
     def __init__(self, every: int = 10, logits_fn: Callable[[Any, Any], torch.Tensor] | None = None,
                  seed: int | None = None) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        check_int("every", every, 1)
         super().__init__()
         self.every = every
         self.logits_fn = logits_fn or _default_logits
