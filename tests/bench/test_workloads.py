@@ -293,6 +293,43 @@ def test_cache_never_unpickles_and_regenerates_bad_files(tmp_path: Path, monkeyp
         _data.cached("test/bad/v1", lambda: {"x": object()})
 
 
+def test_cache_builds_a_key_once_when_threads_ask_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The runner's trial thread and its planner thread can build the same workload at the same moment: the
+    key is generated once, both get it, and no temporary file is left behind (this raced before: two writers
+    shared one temporary name, and the second rename failed with FileNotFoundError)."""
+    import threading
+    import time
+
+    from descend.bench.workloads import _data
+
+    monkeypatch.setenv("DESCEND_CACHE", str(tmp_path))
+    monkeypatch.setattr(_data, "_MEMORY", {})
+    calls = []
+
+    def make() -> dict:
+        calls.append(1)
+        time.sleep(0.2)
+        return {"x": torch.arange(4.0)}
+
+    results: list = []
+    errors: list = []
+
+    def ask() -> None:
+        try:
+            results.append(_data.cached("test/race/v1", make))
+        except Exception as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1 and len(results) == 4
+    assert all(torch.equal(r["x"], torch.arange(4.0)) for r in results)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [_data.cache_path("test/race/v1").name]
+
+
 def test_no_pickle_in_the_data_path():
     import inspect
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ def cache_dir() -> Path:
 #: bump to invalidate every cache file written by an older layout
 _FORMAT = "npz-v2"
 _MEMORY: dict[str, dict[str, Any]] = {}
+#: one lock per key: a trial thread and the planner thread may build the same workload at once
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 Value = torch.Tensor | int | float
 Check = Callable[[dict[str, Any]], bool]
@@ -39,12 +44,16 @@ def cached(key: str, make: Callable[[], Mapping[str, Value]], check: Check | Non
     with ``allow_pickle=False`` (no pickle anywhere, so a planted file cannot run code); it also stores the
     key and a SHA-256 of its arrays, checked on load together with ``check(value)`` (shapes, dtypes).  A file
     that fails any check — truncated by a killed writer, corrupt, written for another key — is regenerated,
-    not trusted.  Writes are atomic (temporary file + rename), so concurrent workers are safe.  Callers
-    must not modify the value in place.
+    not trusted.  Writes are atomic (a uniquely named temporary file + rename), so concurrent processes
+    are safe, and threads of one process build a key once (a lock per key).  Callers must not modify the
+    value in place.
     """
-    if key not in _MEMORY:
-        _MEMORY[key] = _cached_on_disk(key, make, check)
-    return _MEMORY[key]
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _MEMORY:
+            _MEMORY[key] = _cached_on_disk(key, make, check)
+        return _MEMORY[key]
 
 
 def _digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -105,11 +114,15 @@ def _cached_on_disk(key: str, make: Callable[[], Mapping[str, Value]], check: Ch
     arrays = _to_arrays(make())
     header = {"__key__": np.frombuffer(key.encode(), dtype=np.uint8),
               "__sha256__": np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)}
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    with open(tmp, "wb") as fh:
-        # numpy's stub fears a ** mapping could hold one of savez's own bool options; these hold only arrays
-        np.savez(fh, **arrays, **header)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f"{path.stem}.", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            # numpy's stub fears a ** mapping could hold one of savez's own bool options; these hold only arrays
+            np.savez(fh, **arrays, **header)  # type: ignore[arg-type]
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
     value = _from_arrays(arrays)
     if check is not None and not check(value):
         raise RuntimeError(f"freshly generated data for {key!r} fails its own check")
