@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from descend.bilevel._validate import check_choice, check_int
+from descend._validate import check_choice, check_int
 
 __all__ = ["METHODS", "build_report", "run_study"]
 
