@@ -136,9 +136,9 @@ def check_finite(name: str, value: torch.Tensor | float) -> None:
     if _is_tensor(value):
         import torch
 
-        ok = bool(torch.isfinite(value).all())
+        ok = bool(torch.isfinite(torch.as_tensor(value)).all())
     else:
-        ok = math.isfinite(value)
+        ok = math.isfinite(float(value))
     if not ok:
         raise ValueError(f"{name} is not finite (NaN or inf): the objective diverged or the step size is too "
                          "large for this problem")
