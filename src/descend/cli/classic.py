@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
 
 app = typer.Typer(help="Classic structured solvers from the seed papers (BCD, GNS, AdaSketch-Newton, ...).",
                   no_args_is_help=True)
@@ -71,16 +71,21 @@ def classic_run(
 def classic_report(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("classic.html"),
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """HTML page with each solver's paper-style figure and the stored summaries."""
-    from ..classic.report import write_report
+    """Print the stored summaries (one row per record) and write the HTML page with each solver's paper-style
+    figure and those summaries."""
+    from ..classic.report import summary_rows, write_report
     from ..results import ResultStore, StorageError
 
     try:
-        path = write_report(ResultStore(storage, create=False), out)
+        check_format(fmt)
+        store = ResultStore(storage, create=False)
+        print_rows(summary_rows(store), fmt, title="descend classic")
+        path = write_report(store, out)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
-    typer.echo(f"report: {path}")
+    report_written(path, fmt)
 
 
 @app.command("list")

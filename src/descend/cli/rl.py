@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
 
 app = typer.Typer(help="Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds.",
                   no_args_is_help=True)
@@ -75,27 +75,24 @@ def rl_run(
 def rl_report(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("rl-report.html"),
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
     """Print the table and write the HTML report (median and 20–80 % bands over seeds)."""
     from ..results import ResultStore, StorageError
     from ..rl import study
 
     try:
+        check_format(fmt)
         store = ResultStore(storage, create=False)
         rows = study.report_rows(store)
         if not rows:
             raise ValueError(f"no 'rl' results in {storage}; run `descend rl run` first")
-        _print_table(rows)
-        typer.echo(f"report: {study.write_report(store, out)}")
+        _print_table(rows, fmt)
+        report_written(study.write_report(store, out), fmt)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
 
 
-def _print_table(rows: list[dict[str, object]]) -> None:
-    if not rows:
-        return
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    typer.echo(" | ".join(cols))
-    for r in rows:
-        typer.echo(" | ".join("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r.get(c), float)
-                              else str(r.get(c)) for c in cols))
+def _print_table(rows: list[dict[str, object]], fmt: str = "table") -> None:
+    if rows:
+        print_rows(rows, fmt, title="descend rl")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
 
 app = typer.Typer(help="Optimising through trained networks: IGNITE, directional-attack hybrid, LPN.",
                   no_args_is_help=True)
@@ -44,12 +44,18 @@ def surrogate_run(
 def surrogate_report(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("surrogate.html"),
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """Write the HTML report: one figure and table per stored method family."""
+    """Print the stored results (one row per study and method) and write the HTML report: one figure and table
+    per stored method family."""
     from ..results import ResultStore, StorageError
     from ..surrogate import study
 
     try:
-        typer.echo(f"report: {study.build_report(ResultStore(storage, create=False), out)}")
+        check_format(fmt)
+        store = ResultStore(storage, create=False)
+        path = study.build_report(store, out)  # raises (exit 2) when nothing is stored
+        print_rows(study.report_rows(store), fmt, title="descend surrogate")
+        report_written(path, fmt)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
