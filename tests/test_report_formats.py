@@ -21,7 +21,7 @@ runner = CliRunner()
 RUNS: dict[str, list[str]] = {
     "claims": ["claims", "run", "E3", "--set", "steps=2000 exact_steps=1500", "--set", "asym_steps=9000"],
     "classic": ["classic", "run", "gns", "--problem", "rosenbrock", "--quiet"],
-    "rl": ["rl", "run", "--env", "tabular", "--algos", "n_pg_igt,gpomdp", "--seeds", "2", "--budget", "20",
+    "rl": ["rl", "run", "--env", "tabular", "--methods", "n_pg_igt,gpomdp", "--seeds", "2", "--budget", "20",
            "--eval-every", "10"],
     "surrogate": ["surrogate", "run", "attack", "--seeds", "1", "--budget", "12"],
 }

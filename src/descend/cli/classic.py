@@ -37,7 +37,8 @@ def classic_run(
     solver: Annotated[str, typer.Argument(help="solver name (see `descend classic list`)")],
     problem: Annotated[str, typer.Option(help="problem name of that solver (see `descend classic list`)")],
     seed: Annotated[int, typer.Option(help="random seed (data and sketches)")] = 0,
-    full: Annotated[bool, typer.Option("--full", help="the paper's sizes instead of the reduced ones")] = False,
+    full: Annotated[bool, typer.Option("--full/--quick", help="the paper's sizes, or the reduced ones (the "
+                                                               "default)")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="solver option key=value (repeatable)")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,

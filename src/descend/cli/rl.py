@@ -23,8 +23,9 @@ def _split(items: list[str] | None, default: str) -> list[str]:
 def rl_run(
     env: Annotated[str, typer.Option(help="'tabular' or a Gymnasium id (CartPole-v1, Acrobot-v1, Pendulum-v1, ...)")]
     = "CartPole-v1",
-    algos: Annotated[list[str] | None, typer.Option(help=f"methods (repeatable or comma-separated): {_METHODS}")]
+    methods: Annotated[list[str] | None, typer.Option(help=f"methods (repeatable or comma-separated): {_METHODS}")]
     = None,
+    algos: Annotated[list[str] | None, typer.Option(hidden=True, help="old name of --methods")] = None,
     seeds: Annotated[int, typer.Option(help="number of seeds (0, 1, ..., seeds-1)")] = 3,
     budget: Annotated[int, typer.Option(help="trajectories (complete episodes) per run")] = 1000,
     eval_every: Annotated[int | None, typer.Option(help="trajectories per curve point (default budget/50)")] = None,
@@ -36,10 +37,10 @@ def rl_run(
 
     from ..rl import study
 
-    names = _split(algos, "n_pg_igt,n_harpg,gpomdp")
+    names = _split([*(methods or []), *(algos or [])] or None, "n_pg_igt,n_harpg,gpomdp")
     bad = [m for m in names if m not in study.METHODS]
     if bad:
-        raise fail(f"--algos must be among {_METHODS}; got {', '.join(bad)}")
+        raise fail(f"--methods must be among {_METHODS}; got {', '.join(bad)}")
     if seeds < 1:
         raise fail(f"--seeds must be ≥ 1, got {seeds}")
     if budget < 1:
@@ -47,7 +48,7 @@ def rl_run(
     if eval_every is not None and not 1 <= eval_every <= budget:
         raise fail(f"--eval-every must be in [1, --budget={budget}], got {eval_every}")
     if env == "tabular" and "ppo" in names:
-        raise fail("--algos ppo needs a Gymnasium --env, not 'tabular'")
+        raise fail("--methods ppo needs a Gymnasium --env, not 'tabular'")
     if env != "tabular":
         try:
             import gymnasium as gym

@@ -20,7 +20,9 @@ def surrogate_run(
                                                   "mlp-blackbox; lpn: laplace1d")] = None,
     seeds: Annotated[int, typer.Option(help="seeds (attack: starts) 0..N-1")] = 3,
     budget: Annotated[int, typer.Option(help="attack: Φ evaluations per start")] = 150,
-    quick: Annotated[bool, typer.Option(help="reduced sizes (seconds instead of minutes)")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--full", help="reduced sizes (seconds instead of minutes), or "
+                                                               "the full ones (the default)")] = False,
+    no_quick: Annotated[bool, typer.Option("--no-quick", hidden=True, help="old name of --full")] = False,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
 ) -> None:
@@ -32,7 +34,8 @@ def surrogate_run(
         raise fail(f"METHOD must be one of {', '.join(study.METHODS)}, got {method!r}")
     try:
         store = ResultStore(storage)
-        n = study.run_study(method, task, seeds, store, quick=quick, budget=budget, progress=typer.echo)
+        n = study.run_study(method, task, seeds, store, quick=quick and not no_quick, budget=budget,
+                            progress=typer.echo)
         typer.echo(f"{n} new records in {storage}")
         if report is not None:
             typer.echo(f"report: {study.build_report(store, report)}")
