@@ -93,3 +93,17 @@ def test_help_shows_the_common_words_only() -> None:
     assert "--quick" in text and "--full" in text and "--no-quick" not in text
     text = _help("classic", "run")
     assert "--quick" in text and "--full" in text
+
+
+@pytest.mark.parametrize("group, args, progress", [
+    ("rl", ["rl", "run", "--env", "tabular", "--methods", "gpomdp", "--seeds", "1", "--budget", "20",
+            "--eval-every", "10"], "tabular gpomdp seed 0: final return"),
+    ("surrogate", ["surrogate", "run", "attack", "--seeds", "1", "--budget", "12"], "attack hybrid seed 0:"),
+])
+def test_quiet_drops_progress_lines(group: str, args: list[str], progress: str, tmp_path: Path) -> None:
+    """``--quiet``, as in bench/bilevel/classic run: the progress lines go, the summary stays."""
+    loud = runner.invoke(app, [*args, "--storage", str(tmp_path / "a.db")])
+    quiet = runner.invoke(app, [*args, "--storage", str(tmp_path / "b.db"), "--quiet"])
+    assert loud.exit_code == 0 == quiet.exit_code, (loud.output, quiet.output)
+    assert progress in loud.output and progress not in quiet.output
+    assert ("1 runs added" if group == "rl" else "3 new records") in quiet.output

@@ -31,6 +31,7 @@ def rl_run(
     eval_every: Annotated[int | None, typer.Option(help="trajectories per curve point (default budget/50)")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ) -> None:
     """Run every missing (method, seed) on one environment and store its learning curve (resumable)."""
     import torch
@@ -63,7 +64,8 @@ def rl_run(
     torch.set_num_threads(1)
     try:
         store = ResultStore(storage)
-        n = study.run_study(store, env, names, range(seeds), budget, eval_every, log=typer.echo)
+        n = study.run_study(store, env, names, range(seeds), budget, eval_every,
+                            log=_silent if quiet else typer.echo)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
     typer.echo(f"{n} runs added; results in {storage}")
@@ -92,6 +94,10 @@ def rl_report(
         report_written(study.write_report(store, out), fmt)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
+
+
+def _silent(line: str) -> None:
+    """``--quiet``: progress lines are dropped."""
 
 
 def _print_table(rows: list[dict[str, object]], fmt: str = "table") -> None:

@@ -25,6 +25,7 @@ def surrogate_run(
     no_quick: Annotated[bool, typer.Option("--no-quick", hidden=True, help="old name of --full")] = False,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
 ) -> None:
     """Run METHOD on a task for each seed and store the curves (family "surrogate"); reruns are cached."""
     from ..results import ResultStore, StorageError
@@ -35,7 +36,7 @@ def surrogate_run(
     try:
         store = ResultStore(storage)
         n = study.run_study(method, task, seeds, store, quick=quick and not no_quick, budget=budget,
-                            progress=typer.echo)
+                            progress=None if quiet else typer.echo)
         typer.echo(f"{n} new records in {storage}")
         if report is not None:
             typer.echo(f"report: {study.build_report(store, report)}")
