@@ -93,3 +93,35 @@ def test_bad_format_is_one_line_exit_2(group: str, tmp_path: Path) -> None:
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert lines == ["error: --format must be table, csv, json or markdown, got 'yaml'"], res.output
     assert not html.exists() and not (tmp_path / "none.db").exists()
+
+
+#: per family: the <h2> sections its report has for the stored runs above, and rows of each section's tables
+#: (header + one per stored method/run; claims: the overview above the first section, then the checks)
+SECTIONS = {
+    "claims": (["E3 — "], None),
+    "classic": (["gns/rosenbrock — "], 1 + 2),
+    "rl": (["tabular"], 1 + 2),
+    "surrogate": (["attack"], 1 + 3),
+}
+
+
+@pytest.mark.parametrize("group", list(RUNS))
+def test_html_report_renders_in_the_browser(group: str, stores: dict[str, Path], tmp_path: Path) -> None:
+    """Each family's page as Chromium lays it out: its sections, every figure decoded inside its section, the
+    tables' rows (the same rows ``--format`` prints), no id used twice."""
+    from tests.bench.test_report import _layout
+
+    res = _report(group, stores[group], tmp_path, "json")
+    rows = json.loads(res.stdout)
+    layout = _layout(tmp_path / f"{group}-json.html", tmp_path)
+    prefixes, table_rows = SECTIONS[group]
+    titles = [s["title"] for s in layout["sections"]]
+    assert len(titles) == len(prefixes) and all(t.startswith(p) for t, p in zip(titles, prefixes, strict=True)), titles
+    assert layout["duplicate_ids"] == []
+    for s in layout["sections"]:
+        assert s["images"] >= 1 and s["rendered"] == s["images"], s
+        if table_rows is not None:
+            assert s["rows"] == table_rows == 1 + len(rows), s
+    assert layout["figures"] == layout["rendered"] == sum(s["images"] for s in layout["sections"])
+    if group == "claims":  # the overview (the rows printed above) sits above the first claim's section
+        assert rows[0]["verdict"] in layout["preamble"] and rows[0]["setting"] in layout["preamble"]

@@ -47,7 +47,8 @@ def _render(html_path, tmp_path) -> dict[str, str]:
 
 #: Injected into a copy of a report (the report itself is not changed): after load, the layout Chromium computed
 #: for every <h2> section -- its title, vertical position and height, the images up to the next <h2> and how many
-#: decoded, the tables and their rows -- and every id used twice, as JSON in <body data-layout>.
+#: decoded, the tables and their rows, the visible text -- the visible text above the first <h2> (notes, warnings)
+#: and every id used twice, as JSON in <body data-layout>.
 _LAYOUT_PROBE = """<script>
 window.addEventListener("load", function () {
   var out = [], hs = document.querySelectorAll("h2");
@@ -64,9 +65,12 @@ window.addEventListener("load", function () {
     }
     out.push(s);
   }
+  var pre = "";
+  for (var el = document.body.firstElementChild; el && el.tagName !== "H2"; el = el.nextElementSibling)
+    if (el.tagName !== "SCRIPT" && el.offsetHeight > 0) pre += " " + el.innerText;
   var seen = {}, dup = [];
   document.querySelectorAll("[id]").forEach(function (e) { if (seen[e.id]) dup.push(e.id); seen[e.id] = 1; });
-  document.body.setAttribute("data-layout", JSON.stringify({sections: out, duplicate_ids: dup}));
+  document.body.setAttribute("data-layout", JSON.stringify({preamble: pre, sections: out, duplicate_ids: dup}));
 });
 </script>"""
 
