@@ -56,12 +56,14 @@ def _checkpoints(steps: int, evaluations: int) -> set[int]:
 def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
               steps: int, *, evaluations: int = 20, threads: int | None = None,
               progress: Callable[[int], None] | None = None, monitors: Sequence[str] = (),
-              monitor_every: int = 0) -> TrialResult:
+              monitor_every: int = 0, predictions: bool = False) -> TrialResult:
     """Train ``workload`` at ``scale`` with ``optimizer`` for ``steps`` steps and return its curve.
 
     ``hyperparameters`` may come from JSON: lists are turned back into tuples (``betas``).  ``progress(k)``
     is called after every step with the number of steps done.  ``monitors`` (names in :data:`MONITORS`) are
-    evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).
+    evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).  ``predictions``
+    stores the task's final held-out predictions (:attr:`Task.predict`) in ``info["predictions"]``
+    (``{split: {"log_probs": N×C, "labels": N}}``, float32 values) for ensembles of runs.
     """
     hyperparameters = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
     if steps < 1:
@@ -72,6 +74,8 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     task = get_workload(workload).build(seed, scale)
+    if predictions and task.predict is None:
+        raise ValueError(f"workload {workload!r} gives no held-out predictions (Task.predict): it cannot be ensembled")
     spec = do.get(optimizer)
     params = task.params
     if spec.module_groups is not None and task.model is not None:
@@ -124,6 +128,9 @@ def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[s
     if diverged:
         final = {"step": curve[-1]["step"], "val_loss": math.inf, "train_loss": math.inf}
     info = dict(task.info)
+    if predictions and not diverged and task.predict is not None:
+        info["predictions"] = {split: {"log_probs": lp.float().tolist(), "labels": y.tolist()}
+                               for split, (lp, y) in task.predict().items()}
     if mons is not None:
         info.update(monitors=list(monitors), monitor_every=monitor_every, monitor_time=monitor_time)
     return TrialResult(curve=curve, final=final, diverged=diverged, train_time=train_time, eval_time=eval_time,

@@ -274,6 +274,9 @@ def run(
         help="curvature monitors on the final runs: sharpness | trace | param_change (comma list or repeated); "
              "stored in the curves, plotted in the report")] = None,
     monitor_every: Annotated[int, typer.Option(help="evaluate the monitors every this many steps")] = 50,
+    ensemble: Annotated[int, typer.Option(
+        help="data-constrained mode: also score the ensemble of each optimizer's first K final seeds "
+             "(K in [2, --seeds]; 0 = off; MNIST-1D workloads)")] = 0,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
@@ -298,6 +301,9 @@ def run(
                 raise UserError(f"--monitor must be one of {', '.join(MONITORS)}, got {m!r}")
         if monitors and monitor_every < 1:
             raise UserError(f"--monitor-every must be >= 1, got {monitor_every}")
+        if ensemble and (mode != "data-constrained" or not 2 <= ensemble <= seeds):
+            raise UserError(f"--ensemble must be 0 or in [2, --seeds={seeds}] and needs --mode data-constrained, "
+                            f"got {ensemble} with --mode {mode}")
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
         cells, imports = _parse_cells(suite, workloads)
         try:
@@ -308,7 +314,7 @@ def run(
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
                     trial_scaling=trial_scaling, mode=mode, widen=widen, monitors=monitors,
-                    monitor_every=monitor_every if monitors else 0)
+                    monitor_every=monitor_every if monitors else 0, ensemble=ensemble)
         if name is None:
             plan = dataclasses.replace(plan, name=default_plan_name(plan, suite if not workloads else None))
         db = Storage(storage)
