@@ -712,11 +712,11 @@ def write_html(summary: Summary, path: str | Path) -> Path:
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}td.hp{{font-size:11px}}
 figure{{display:inline-block;margin:6px}}figcaption{{font-size:12px;color:#444}}.warn{{color:#a40}}
-#verdict li{{margin:3px 0}}</style></head>
+ul.verdict li{{margin:3px 0}}</style></head>
 <body><h1>descend bench: {esc(summary.plan)}</h1>
 {missing}
 <h2 id="verdict">Verdict</h2>
-<ul id="verdict">{verdict or "<li>No finished cell yet.</li>"}</ul>
+<ul class="verdict">{verdict or "<li>No finished cell yet.</li>"}</ul>
 <p>Geometric mean of speedups over workloads: {"; ".join(gm) or "–"}.
 Read: "X reaches AdamW's final value S× [lo, hi] faster" means AdamW, rerun with its tuned configuration and its own
 full schedule, needs S × the budget X used to end as well as X ends (95 % bootstrap CI over seeds).

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import UserError, console, fail, split_list
+from ._common import UserError, check_format, console, fail, rows_text, split_list
 
 app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
@@ -174,26 +174,11 @@ def _seed_caveat(summary: Any) -> str:
 
 def leaderboard_text(summary: Any, fmt: str) -> str:
     """The leaderboard as ``csv``, ``json`` or ``markdown`` text (for pipes, spreadsheets and READMEs)."""
-    import csv
-    import io
-    import json
-
     from ..bench.report import leaderboard_rows
 
     rows = [{title: r[k] for k, title in LEADERBOARD_COLUMNS.items()} for r in leaderboard_rows(summary)]
-    if fmt == "json":
-        return json.dumps(rows, indent=1)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(LEADERBOARD_COLUMNS.values()), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue().rstrip("\n")
-    cols = list(LEADERBOARD_COLUMNS.values())
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
-    caveat = _seed_caveat(summary)
-    return "\n".join(lines + ([f"\n{caveat}"] if caveat else []))
+    caveat = _seed_caveat(summary) if fmt == "markdown" else ""
+    return rows_text(rows, fmt, list(LEADERBOARD_COLUMNS.values())) + (f"\n\n{caveat}" if caveat else "")
 
 
 def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, quiet: bool) -> int:
@@ -408,8 +393,7 @@ def report_cmd(
     from ..bench.storage import Storage, StorageError
 
     try:
-        if fmt not in ("table", "csv", "json", "markdown"):
-            raise UserError(f"--format must be table, csv, json or markdown, got {fmt!r}")
+        check_format(fmt)
         _check_out("--out", out)
         given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)  # a missing file is an error, not a new empty database

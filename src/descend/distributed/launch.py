@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._validate import check_int
+
 __all__ = ["init_from_env", "spawn"]
 
 
@@ -39,8 +41,7 @@ def _entry(rank: int, world: int, store: str, out: str, fn: Callable[..., Any], 
 
 def spawn(fn: Callable[..., Any], world_size: int, *args: Any) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` fresh gloo processes; their results, by rank."""
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    check_int("world_size", world_size, 1)
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
