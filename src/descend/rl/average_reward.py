@@ -29,8 +29,8 @@ Hessian-based VR-PG (two epochs per iteration: one under ``θ_k`` for ``ω``, on
 Hessian-vector product (:class:`descend.curvature.ClosureHVPOperator`).  It omits the derivatives of the advantages
 and of the stationary distribution, so it is a *biased* estimate of ``∇²J`` (the paper builds unbiased estimators
 of an auxiliary ``J̄``); (ii) the normalized steps and the schedules ``η_k = (2/(k+2))^{4/5}`` (IGT), ``2/(k+2)``
-(Hessian), ``γ_k = γ_0 · 2/(k+2)`` are carried over from the discounted algorithms of Fatkhullin et al. 2023, not
-read from this paper; (iii) ``N`` and
+(Hessian), ``γ_k = γ_0 · 2/(k+2)`` are carried over from the discounted algorithms of Fatkhullin et al. 2023 (forms
+checked against their released code), not read from this paper (only its abstract is available offline); (iii) ``N`` and
 ``H`` are arguments (the theory sets them from mixing and hitting times).
 
 Checked against: the exact average reward of a random ergodic tabular MDP (stationary distribution by a linear
