@@ -225,6 +225,8 @@ def build_report(store: Any, out: Any) -> Any:
                              "max |f − soft-thr| at -3..3": f"{max(errs):.3f}"})
                 ax.set_xlabel("y")
                 ax.set_ylabel("f_θ(y)")
+        if study == "attack":   # one block of rows per problem
+            rows.sort(key=lambda row: (int(row["problem"]), row["method"]))
         if study == "lpn":
             y = torch.linspace(-4, 4, 81)
             ax.plot(y, torch.sign(y) * torch.clamp(y.abs() - 1, min=0), "k--", lw=1, label="soft-threshold")
