@@ -168,8 +168,9 @@ def test_full_size_admm_claim(problem40):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="measured at n = 40 with the options: best gap after 500 iterations 6.3e-3 "
-                   "(ρ = 1, α = 1.8; 8e-3 at α = 1.6; with adaptive ρ from ρ ∈ {1, 3}: 6.4e-3 to 1.7e-2); at the spec's "
-                   "β = 1e-3 the best is 1.9e-2 (ρ = 0.01, α = 1.8, adaptive): the 1e-3 claim does not reproduce")
+                   "(ρ = 1, α = 1.8; 8e-3 at α = 1.6; with adaptive ρ from ρ ∈ {1, 3}: 6.4e-3 to 1.7e-2); at the "
+                   "spec's β = 1e-3 the best is 1.9e-2 (ρ = 0.01, α = 1.8, adaptive): the 1e-3 claim does not "
+                   "reproduce")
 def test_full_size_admm_claim_with_options(problem40):
     x, y, pats, sol = problem40
     res = cr.admm(x, y, pats, BETA, rho=1.0, max_iter=500, relaxation=1.8)
