@@ -68,15 +68,39 @@ def test_admm_converges_to_the_cvxpy_objective(problem):
     assert float(cr.network_objective(x, y, u, alpha, BETA)) >= sol.objective * (1 - 1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="measured: ADMM (Alg. 3.1) at ρ ∈ {0.3, 1, 3, 10} ends 500 iterations 1.7e-3 "
-                   "to 2e-2 above the cvxpy objective at n = 20 (sublinear-looking residual decay); the paper's "
-                   "1e-3-in-500 claim does not reproduce here")
-def test_admm_claim_1e3_in_500_iterations(problem):
-    x, y, pats, sol = problem
-    res = cr.admm(x, y, pats, BETA, rho=0.3, max_iter=500)
+def _claim(x, y, pats, sol, **kw):
+    """The spec's claim: within 1e-3 of the cvxpy objective after 500 iterations, residuals decaying geometrically."""
+    res = cr.admm(x, y, pats, BETA, max_iter=500, **kw)
     assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective
     ratios = [res.primal_residual[k + 50] / res.primal_residual[k] for k in range(50, 450, 50)]
     assert max(ratios) < 0.5  # geometric: each 50 iterations halve the residual at least
+
+
+@pytest.mark.xfail(strict=True, reason="measured at n = 12 (ρ = 0.3): the gap after 500 iterations is 9.9e-4, inside "
+                   "1e-3, but the residuals do not decay geometrically (50-iteration primal-residual ratios up to "
+                   "0.78, not < 0.5); at n = 20 the gap is 1.7e-3 (ρ = 0.3) to 9e-3 (ρ = 3): the claim does not "
+                   "reproduce")
+def test_admm_claim_1e3_in_500_iterations(problem):
+    x, y, pats, sol = problem
+    _claim(x, y, pats, sol, rho=0.3)
+
+
+@pytest.mark.xfail(strict=True, reason="measured at n = 12 with over-relaxation α = 1.8 and residual balancing "
+                   "(Boyd et al. 2011 §3.4): the gap after 500 iterations falls to 1.2e-4 (from 9.9e-4), but the "
+                   "residual ratios reach 0.94: still not geometric, so the claim does not reproduce with the options "
+                   "either")
+def test_admm_claim_with_over_relaxation_and_adaptive_rho(problem):
+    x, y, pats, sol = problem
+    _claim(x, y, pats, sol, rho=0.3, relaxation=1.8, adaptive_rho=True)
+
+
+def test_over_relaxation_shrinks_the_gap_at_500_iterations(problem):
+    """What the options do buy at n = 12 (measured 9.9e-4 → 1.2e-4 with α = 1.8): a smaller final gap."""
+    x, y, pats, sol = problem
+    plain = cr.admm(x, y, pats, BETA, rho=0.3, max_iter=500)
+    fast = cr.admm(x, y, pats, BETA, rho=0.3, max_iter=500, relaxation=1.8, adaptive_rho=True)
+    gap = [abs(r.objective[-1] - sol.objective) / sol.objective for r in (plain, fast)]
+    assert gap[1] < 0.5 * gap[0], gap
 
 
 def test_nonconvex_adam_never_beats_the_convex_optimum(problem):
@@ -139,4 +163,15 @@ def test_full_size_n40(problem40):
 def test_full_size_admm_claim(problem40):
     x, y, pats, sol = problem40
     res = cr.admm(x, y, pats, BETA, rho=1.0, max_iter=500)
+    assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured at n = 40 with the options: best gap after 500 iterations 6.3e-3 "
+                   "(ρ = 1, α = 1.8; 8e-3 at α = 1.6; with adaptive ρ from ρ ∈ {1, 3}: 6.4e-3 to 1.7e-2); at the "
+                   "spec's β = 1e-3 the best is 1.9e-2 (ρ = 0.01, α = 1.8, adaptive): the 1e-3 claim does not "
+                   "reproduce")
+def test_full_size_admm_claim_with_options(problem40):
+    x, y, pats, sol = problem40
+    res = cr.admm(x, y, pats, BETA, rho=1.0, max_iter=500, relaxation=1.8)
     assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective

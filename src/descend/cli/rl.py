@@ -12,7 +12,8 @@ from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
 app = typer.Typer(help="Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds.",
                   no_args_is_help=True)
 
-_METHODS = "reinforce, gpomdp, normalized_pg, n_pg_igt, harpg, n_harpg, ppo"
+_METHODS = ("reinforce, gpomdp, normalized_pg, n_pg_igt, harpg, n_harpg, ppo; "
+            "on --env tabular-average: avg_igt, avg_hessian")
 
 
 def _split(items: list[str] | None, default: str) -> list[str]:
@@ -21,27 +22,45 @@ def _split(items: list[str] | None, default: str) -> list[str]:
 
 @app.command("run")
 def rl_run(
-    env: Annotated[str, typer.Option(help="'tabular' or a Gymnasium id (CartPole-v1, Acrobot-v1, Pendulum-v1, ...)")]
-    = "CartPole-v1",
+    env: Annotated[str, typer.Option(help="'tabular', 'tabular-average' (average reward) or a Gymnasium id "
+                                          "(CartPole-v1, Acrobot-v1, Pendulum-v1, ...)")] = "CartPole-v1",
     methods: Annotated[list[str] | None, typer.Option(help=f"methods (repeatable or comma-separated): {_METHODS}")]
     = None,
     algos: Annotated[list[str] | None, typer.Option(hidden=True, help="old name of --methods")] = None,
     seeds: Annotated[int, typer.Option(help="number of seeds (0, 1, ..., seeds-1)")] = 3,
-    budget: Annotated[int, typer.Option(help="trajectories (complete episodes) per run")] = 1000,
+    budget: Annotated[int, typer.Option(help="trajectories (complete episodes) per run; epochs on tabular-average")]
+    = 1000,
     eval_every: Annotated[int | None, typer.Option(help="trajectories per curve point (default budget/50)")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+    epoch_length: Annotated[int | None, typer.Option(help="average reward: steps per epoch H (default 200)")] = None,
+    window: Annotated[int | None, typer.Option(help="average reward: advantage window N in [1, H] (default 10)")]
+    = None,
 ) -> None:
     """Run every missing (method, seed) on one environment and store its learning curve (resumable)."""
     import torch
 
     from ..rl import study
 
-    names = _split([*(methods or []), *(algos or [])] or None, "n_pg_igt,n_harpg,gpomdp")
+    average = env == study.AVERAGE_ENV
+    names = _split([*(methods or []), *(algos or [])] or None,
+                   ",".join(study.AVERAGE_METHODS) if average else "n_pg_igt,n_harpg,gpomdp")
     bad = [m for m in names if m not in study.METHODS]
     if bad:
         raise fail(f"--methods must be among {_METHODS}; got {', '.join(bad)}")
+    wrong = [m for m in names if (m in study.AVERAGE_METHODS) != average]
+    if wrong:
+        raise fail(f"--methods {', '.join(wrong)}: " + (f"--env {env} runs only {', '.join(study.AVERAGE_METHODS)}"
+                                                         if average else f"needs --env {study.AVERAGE_ENV}"))
+    if not average and (epoch_length is not None or window is not None):
+        raise fail(f"--epoch-length and --window apply only to --env {study.AVERAGE_ENV}")
+    h = study.EPOCH_LENGTH if epoch_length is None else epoch_length
+    if h < 2:
+        raise fail(f"--epoch-length must be ≥ 2 steps, got {h}")
+    n_window = study.WINDOW if window is None else window
+    if not 1 <= n_window <= h:
+        raise fail(f"--window must be in [1, --epoch-length={h}], got {n_window}")
     if seeds < 1:
         raise fail(f"--seeds must be ≥ 1, got {seeds}")
     if budget < 1:
@@ -50,7 +69,7 @@ def rl_run(
         raise fail(f"--eval-every must be in [1, --budget={budget}], got {eval_every}")
     if env == "tabular" and "ppo" in names:
         raise fail("--methods ppo needs a Gymnasium --env, not 'tabular'")
-    if env != "tabular":
+    if env not in ("tabular", study.AVERAGE_ENV):
         try:
             import gymnasium as gym
 
@@ -58,14 +77,15 @@ def rl_run(
         except ImportError:
             raise fail("--env needs gymnasium: pip install 'descend[rl]'") from None
         except Exception:
-            raise fail(f"--env must be 'tabular' or a registered Gymnasium id, got {env!r}") from None
+            raise fail(f"--env must be 'tabular' or a registered Gymnasium id (or '{study.AVERAGE_ENV}'), "
+                       f"got {env!r}") from None
     from ..results import ResultStore, StorageError
 
     torch.set_num_threads(1)
     try:
         store = ResultStore(storage)
         n = study.run_study(store, env, names, range(seeds), budget, eval_every,
-                            log=_silent if quiet else typer.echo)
+                            log=_silent if quiet else typer.echo, epoch_length=h, window=n_window)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
     typer.echo(f"{n} runs added; results in {storage}")

@@ -20,6 +20,8 @@ def surrogate_run(
                                                   "mlp-blackbox; lpn: laplace1d")] = None,
     seeds: Annotated[int, typer.Option(help="seeds (attack: starts) 0..N-1")] = 3,
     budget: Annotated[int, typer.Option(help="attack: Φ evaluations per start")] = 150,
+    problem: Annotated[list[str] | None, typer.Option(
+        help="attack: trained surrogates Φ: R^20 → R^3 by seed, repeatable or comma-separated (default 0)")] = None,
     quick: Annotated[bool, typer.Option("--quick/--full", help="reduced sizes (seconds instead of minutes), or "
                                                                "the full ones (the default)")] = False,
     no_quick: Annotated[bool, typer.Option("--no-quick", hidden=True, help="old name of --full")] = False,
@@ -33,10 +35,20 @@ def surrogate_run(
 
     if method not in study.METHODS:
         raise fail(f"METHOD must be one of {', '.join(study.METHODS)}, got {method!r}")
+    problems = None
+    if problem is not None:
+        if method != "attack":
+            raise fail(f"--problem applies to METHOD attack only, not {method!r}")
+        items = [s for item in problem for s in item.replace(",", " ").split()]
+        bad = [s for s in items if not (s.isascii() and s.isdigit() and int(s) <= 10**6)]
+        if bad or not items:
+            raise fail(f"--problem must be trained-surrogate seeds (integers in [0, 1000000], comma-separated), "
+                       f"got {', '.join(bad) or 'nothing'}")
+        problems = [int(s) for s in items]
     try:
         store = ResultStore(storage)
         n = study.run_study(method, task, seeds, store, quick=quick and not no_quick, budget=budget,
-                            progress=None if quiet else typer.echo)
+                            progress=None if quiet else typer.echo, problems=problems)
         typer.echo(f"{n} new records in {storage}")
         if report is not None:
             typer.echo(f"report: {study.build_report(store, report)}")

@@ -19,11 +19,15 @@ N-PG-IGT (the paper's Algorithm 1; one trajectory per iteration)::
     d_t = (1 − η_t)(d_{t−1} + v_t) + η_t g(τ_t, θ_t)
     θ_{t+1} = θ_t + γ_t d_t / ‖d_t‖   (N-HARPG)        θ_{t+1} = θ_t + γ_t d_t   (HARPG)
 
-Defaults.  The schedules have the forms of the paper's theorems as recalled in ``shared/specs/rl.md`` — N-PG-IGT
-``η_t = (2/(t+2))^{4/5}``, N-HARPG ``η_t = 2/(t+2)``, both ``γ_t = γ_0 · 2/(t+2)`` — **not verified against the
-paper's text** (only the abstract could be read offline).  Their constants (``γ_0``) depend on unknown problem
-constants in the theory; the defaults here (``γ_0 = 1``) were chosen on the tabular check MDP and are a choice,
-not the paper's.  Every schedule is an argument (a number means a constant).
+Defaults.  The schedule forms are checked against the authors' released code (garage-based; ``NIGT_optimizer.py``,
+``STORMHess_optimizer.py``, ``run_PG.py``; the paper's theorem text itself could not be read offline): N-PG-IGT
+``η_t = η_0 (2/(t+2))^{4/5}``, ``γ_t = γ_0 · 2/(t+2)``; N-HARPG ``η_t = η_0 · 2/(t+2)``, ``γ_t = γ_0 · 2/(t+2)``;
+HARPG (unnormalized) ``η_t = η_0 · 2/(t+2)``, ``γ_t = γ_0 (2/(t+2))^{1/2}`` — ours have the same forms (``η_0 = 1``,
+the code's default).  Differences: the code counts ``t`` from 1 at the first update (ours from 0, so its first
+``η`` is ``(2/3)^{4/5}``, not 1), its run script uses ``γ_0 = 0.1`` with batches of 1000–5000 environment steps and
+32 Hessian trajectories (ours: one trajectory per estimate, as the paper's algorithms state), and the constants
+``γ_0`` here (1 for the normalized methods, 0.01 for HARPG) were chosen on the tabular check MDP.  Every schedule
+is an argument (a number means a constant).
 
 Checked against: the estimators against exact derivatives of the tabular MDP (``tests/rl/test_estimators.py``:
 exact expectation by enumeration to 1e-10, sampled means within 5 % relative); the algorithms on the claims of
@@ -44,8 +48,11 @@ from descend._validate import check_choice, check_int
 
 from .estimators import FlatPolicy, gpomdp, harpg_hvp, reinforce
 from .policies import Policy
-from .schedules import MOMENTUM_HARPG, MOMENTUM_IGT, STEP_2_OVER_T, Schedule, as_schedule
+from .schedules import MOMENTUM_HARPG, MOMENTUM_IGT, STEP_2_OVER_T, Power, Schedule, as_schedule
 from .trajectories import Sampler, Trajectories
+
+#: HARPG's default step ``γ_t = 0.01 (2/(t+2))^{1/2}``: the authors' code's form, our ``γ_0``
+HARPG_STEP = Power(0.01, 0.5)
 
 __all__ = ["GPOMDP", "HARPG", "NHARPG", "NPGIGT", "REINFORCE", "NormalizedPG", "PolicyGradient", "StepInfo"]
 
@@ -190,7 +197,7 @@ class HARPG(PolicyGradient):
     trajectories_per_iteration = 2
     normalized = False
 
-    def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = 0.01,
+    def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = HARPG_STEP,
                  momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, seed: int = 0) -> None:
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
         self.momentum = as_schedule("momentum", momentum)

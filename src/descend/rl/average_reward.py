@@ -26,10 +26,11 @@ Hessian-based VR-PG (two epochs per iteration: one under ``θ_k`` for ``ω``, on
 **Deviations (read this).** Only the abstract of Ganesh et al. could be read offline, so (i) the Hessian estimator
 ``Ĥ_k`` is *ours*: the Hessian at ``θ̂_k`` of the frozen-advantage surrogate ``L(θ) = (1/H) Σ_t Â_t π_θ(a_t|s_t) /
 π_θ̂(a_t|s_t)`` on the ``θ̂_k`` epoch, i.e. ``(1/H) Σ_t Â_t (∇²log π + ∇log π ∇log πᵀ)`` applied to the vector by one
-Hessian-vector product.  It omits the derivatives of the advantages and of the stationary distribution, so it is
-a *biased* estimate of ``∇²J`` (the paper builds unbiased estimators of an auxiliary ``J̄``); (ii) the normalized
-steps and the schedules ``η_k = (2/(k+2))^{4/5}`` (IGT), ``2/(k+2)`` (Hessian), ``γ_k = γ_0 · 2/(k+2)`` are
-carried over from the discounted algorithms of Fatkhullin et al. 2023, not read from this paper; (iii) ``N`` and
+Hessian-vector product (:class:`descend.curvature.ClosureHVPOperator`).  It omits the derivatives of the advantages
+and of the stationary distribution, so it is a *biased* estimate of ``∇²J`` (the paper builds unbiased estimators
+of an auxiliary ``J̄``); (ii) the normalized steps and the schedules ``η_k = (2/(k+2))^{4/5}`` (IGT), ``2/(k+2)``
+(Hessian), ``γ_k = γ_0 · 2/(k+2)`` are carried over from the discounted algorithms of Fatkhullin et al. 2023 (forms
+checked against their released code), not read from this paper (only its abstract is available offline); (iii) ``N`` and
 ``H`` are arguments (the theory sets them from mixing and hitting times).
 
 Checked against: the exact average reward of a random ergodic tabular MDP (stationary distribution by a linear
@@ -42,6 +43,7 @@ import torch
 from torch import Tensor
 
 from descend._validate import check_int
+from descend.curvature import ClosureHVPOperator
 
 from .estimators import FlatPolicy
 from .policies import SoftmaxPolicy
@@ -175,8 +177,7 @@ class AverageRewardHessianPG(AverageRewardPG):
         s, a, adv, _ = self._epoch(theta_hat)
         lp = self.flat.log_prob(s, a)
         surrogate = (adv * torch.exp(lp - lp.detach())).sum() / self.H
-        g = self.flat.grad(surrogate, create_graph=True)
-        return self.flat.grad(g @ v)
+        return ClosureHVPOperator(lambda: surrogate, self.flat.params).matvec(v)
 
     def _update(self) -> None:
         eta = min(1.0, self.momentum(self.t))

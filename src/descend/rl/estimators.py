@@ -10,7 +10,8 @@ All estimators are written for *ascent* on ``J(θ) = E_τ[Σ_{h<H} γ^h r_h]`` a
   ``log p(τ|θ) = Σ_t log π_θ(a_t|s_t) + (terms free of θ)``; ``E_τ[B(τ,θ)] = ∇²J(θ)``.  ``B v`` for a batch is
   ``(1/B) Σ_i [g_i c_i + ∇²Φ_i v]`` with ``c_i = ∇ log p(τ_i|θ)·v``: the ``c_i`` come from a directional
   derivative of the per-trajectory log-likelihoods, and ``Σ_i g_i c_i + ∇(Σ_i ∇Φ_i·v)`` is the gradient of the scalar
-  ``Σ_i c_i Φ_i + (∇Σ_iΦ_i)·v`` (``c`` held fixed) — one Hessian-vector product, no Hessian is formed.
+  ``Σ_i c_i Φ_i + (∇Σ_iΦ_i)·v`` (``c`` held fixed) — one Hessian-vector product, no Hessian is formed; the
+  product ``∇²Φ v`` comes from :class:`descend.curvature.ClosureHVPOperator` (one implementation of HVPs).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from descend.curvature import ClosureHVPOperator
 
 from .policies import Policy
 from .trajectories import Trajectories
@@ -118,8 +121,9 @@ def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor, wi
               weights: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """Mean of ``B(τ_i, θ) v`` over the batch (``Σ_i w_i B(τ_i, θ) v`` with ``weights``); no Hessian is formed.
 
-    ``c_i = ∇ log p(τ_i|θ)·v`` by the double-backward trick (the gradient of ``u ↦ (∇_θ Σ_i u_i log p_i)·v``),
-    then one Hessian-vector product: the gradient of ``Σ_i c_i Φ_i + (∇_θ Σ_i Φ_i)·v``.
+    ``c_i = ∇ log p(τ_i|θ)·v`` by the double-backward trick (the gradient of ``u ↦ (∇_θ Σ_i u_i log p_i)·v``);
+    ``∇²Φ v`` is one product of :class:`descend.curvature.ClosureHVPOperator` on ``Φ = Σ_i w_i Φ_i`` (whose
+    gradient is GPOMDP's estimate), and ``Σ_i w_i c_i ∇Φ_i`` the gradient of ``Σ_i w_i c_i Φ_i`` (``c`` fixed).
     ``with_gradient=True`` also returns the GPOMDP estimate at ``θ`` on the same batch (it comes for free).
     """
     flat.set(theta)
@@ -128,12 +132,11 @@ def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor, wi
     u = torch.zeros(traj.n, dtype=torch.float64, requires_grad=True)
     gl = flat.grad((u * lp.sum(-1)).sum(), create_graph=True)
     (c,) = torch.autograd.grad(gl @ v, u, retain_graph=True)
-    w = _weights(traj, weights)
-    phi_i = (lp * traj.reward_to_go()).sum(-1) * w
-    g = flat.grad(phi_i.sum(), create_graph=True)
-    bv = flat.grad((c.detach() * phi_i).sum() + g @ v)
+    phi_i = (lp * traj.reward_to_go()).sum(-1) * _weights(traj, weights)
+    op = ClosureHVPOperator(phi_i.sum, flat.params)
+    bv = op.matvec(v) + flat.grad((c.detach() * phi_i).sum())   # the product first: the last backward frees the graph
     if with_gradient:
-        return bv, g.detach()
+        return bv, op.gradient
     return bv
 
 

@@ -12,6 +12,12 @@ the same way (its last, unfinished rollout steps are counted too, since PPO trai
 
 Environments: ``tabular`` (the random 5-state, 3-action MDP of the tests, H=50, γ=0.9; ``return`` is then the
 exact discounted J of the current policy, not a sample) or any Gymnasium id.
+
+Average reward (``avg_igt``, ``avg_hessian``; Ganesh, Mondal, Aggarwal 2024) runs on ``tabular-average``, the
+random ergodic 5-state, 2-action MDP of ``tests/rl/test_average_reward.py``: one continuing trajectory split into
+epochs of ``epoch_length`` steps, so there a "trajectory" of the curve is one *epoch* (``budget`` epochs per run),
+``return`` is the exact average reward ρ(θ) of the current policy and ``regret`` the cumulative regret
+``Σ_epochs H (ρ* − ρ(θ_epoch))``; the summary adds the regret's log–log slope over ``env_steps ≥ 10³``.
 """
 
 from __future__ import annotations
@@ -27,14 +33,22 @@ import torch
 from descend._validate import check_int
 
 from .algorithms import GPOMDP, HARPG, NHARPG, NPGIGT, REINFORCE, NormalizedPG, PolicyGradient, StepInfo
+from .average_reward import AverageRewardHessianPG, AverageRewardIGT, AverageRewardPG
 from .policies import Policy, TabularSoftmaxPolicy
 from .schedules import Constant, Power, Schedule
 from .tabular import TabularMDP
 
-__all__ = ["ENVS", "METHODS", "EnvSetting", "run_curve", "run_ppo", "summarize"]
+__all__ = ["AVERAGE_ENV", "AVERAGE_METHODS", "ENVS", "METHODS", "EnvSetting", "run_average_curve", "run_curve",
+           "run_ppo", "summarize"]
 
 FAMILY = "rl"
-METHODS = ("reinforce", "gpomdp", "normalized_pg", "n_pg_igt", "harpg", "n_harpg", "ppo")
+#: average-reward methods (environment :data:`AVERAGE_ENV` only)
+AVERAGE_METHODS = ("avg_igt", "avg_hessian")
+METHODS = ("reinforce", "gpomdp", "normalized_pg", "n_pg_igt", "harpg", "n_harpg", "ppo", *AVERAGE_METHODS)
+#: the average-reward environment: the ergodic tabular MDP of the average-reward tests
+AVERAGE_ENV = "tabular-average"
+#: defaults of the average-reward methods' epoch length ``H`` and advantage window ``N`` (the tests' values)
+EPOCH_LENGTH, WINDOW = 200, 10
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,54 @@ def make_env(env: str, seed: int = 0) -> tuple[Any, Policy]:
     return sampler, make_policy(sampler, s.hidden)
 
 
+def make_average_method(method: str, epoch_length: int = EPOCH_LENGTH, window: int = WINDOW,
+                        seed: int = 0) -> AverageRewardPG:
+    """``avg_igt`` / ``avg_hessian`` with their class defaults on :data:`AVERAGE_ENV`'s MDP."""
+    mdp = TabularMDP.random(5, 2, gamma=1.0, horizon=1, seed=0)
+    cls = {"avg_igt": AverageRewardIGT, "avg_hessian": AverageRewardHessianPG}.get(method)
+    if cls is None:
+        raise ValueError(f"average-reward method must be one of {AVERAGE_METHODS}, got {method!r}")
+    return cls(TabularSoftmaxPolicy(5, 2), mdp, epoch_length=epoch_length, window=window, seed=seed)
+
+
+def run_average_curve(method: str, seed: int, budget: int, eval_every: int | None = None,
+                      epoch_length: int = EPOCH_LENGTH, window: int = WINDOW,
+                      progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """One average-reward curve over ``budget`` epochs: a point every ``eval_every`` epochs (see the docstring)."""
+    check_int("budget", budget, 1)
+    every = eval_every or max(1, budget // 50)
+    check_int("eval_every", every, 1, budget)
+    alg = make_average_method(method, epoch_length, window, seed)
+    curve: dict[str, list[float]] = {"trajectories": [], "env_steps": [], "return": [], "regret": []}
+    next_point = every
+    while alg.steps < budget * alg.H:
+        alg.step()
+        while alg.steps >= next_point * alg.H and next_point <= budget:
+            with torch.no_grad():
+                rho = float(alg.mdp.average_reward(alg.policy))
+            curve["trajectories"].append(float(next_point))
+            curve["env_steps"].append(float(alg.steps))
+            curve["return"].append(rho)
+            curve["regret"].append(alg.regret)
+            next_point += every
+            if progress is not None:
+                progress(alg.steps // alg.H)
+    return curve
+
+
+def regret_slope(curve: dict[str, list[float]], from_steps: float = 1e3) -> float | None:
+    """Least-squares slope of log regret vs log env steps over the points with ``env_steps ≥ from_steps``
+    (``None`` with fewer than 2 such points or a non-positive regret)."""
+    pts = [(x, y) for x, y in zip(curve["env_steps"], curve.get("regret", []), strict=False) if x >= from_steps]
+    if len(pts) < 2 or any(y <= 0 for _, y in pts):
+        return None
+    lx = [math.log(x) for x, _ in pts]
+    ly = [math.log(y) for _, y in pts]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    sxx = sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx if sxx > 0 else None
+
+
 def make_method(method: str, policy: Policy, sampler: Any, s: EnvSetting, seed: int) -> PolicyGradient:
     kw: dict[str, Any] = {"batch_size": s.batch_size, "seed": seed}
     if method == "reinforce":
@@ -112,6 +174,10 @@ def run_curve(env: str, method: str, seed: int, budget: int, eval_every: int | N
     check_int("eval_every", every, 1, budget)
     if method == "ppo":
         return run_ppo(env, seed, budget, every, progress)
+    if (method in AVERAGE_METHODS) != (env == AVERAGE_ENV):
+        raise ValueError(f"methods {', '.join(AVERAGE_METHODS)} run on env={AVERAGE_ENV!r} only, and only they do")
+    if env == AVERAGE_ENV:
+        return run_average_curve(method, seed, budget, every, progress=progress)
     s = env_setting(env)
     sampler, policy = make_env(env, seed)
     alg = make_method(method, policy, sampler, s, seed)
@@ -197,23 +263,36 @@ def summarize(curve: dict[str, list[float]], solved: float | None, last: int = 1
 
 
 def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int], budget: int,
-              eval_every: int | None = None, log: Callable[[str], None] = print) -> int:
-    """Run every missing (method, seed) and add it to ``store``; returns how many runs were added."""
+              eval_every: int | None = None, log: Callable[[str], None] = print,
+              epoch_length: int = EPOCH_LENGTH, window: int = WINDOW) -> int:
+    """Run every missing (method, seed) and add it to ``store``; returns how many runs were added.
+
+    ``epoch_length`` and ``window`` apply to the average-reward methods (on :data:`AVERAGE_ENV`) only."""
     from descend.results import Record
 
+    average = env == AVERAGE_ENV
+    if any((m in AVERAGE_METHODS) != average for m in methods):
+        raise ValueError(f"methods {', '.join(AVERAGE_METHODS)} run on env={AVERAGE_ENV!r} only, and only they do")
     s = env_setting(env)
     every = eval_every or max(1, budget // 50)
     added = 0
     for method in methods:
-        setting = {"budget": budget, "eval_every": every,
-                   "defaults": s.describe() if method != "ppo" else {"ppo": "stable-baselines3 defaults"}}
+        defaults: dict[str, Any] = ({"epoch_length": epoch_length, "window": window} if average
+                                    else s.describe() if method != "ppo" else {"ppo": "stable-baselines3 defaults"})
+        setting = {"budget": budget, "eval_every": every, "defaults": defaults}
         for seed in seeds:
             if store.has(FAMILY, env, method, seed, setting):
                 log(f"{env} {method} seed {seed}: stored, skipped")
                 continue
             t0 = time.time()
-            curve = run_curve(env, method, seed, budget, every)
-            summary = summarize(curve, s.solved if env != "tabular" else None)
+            if average:
+                curve = run_average_curve(method, seed, budget, every, epoch_length, window)
+                summary = summarize(curve, None)
+                summary["regret"] = curve["regret"][-1] if curve["regret"] else math.nan
+                summary["regret_slope"] = regret_slope(curve)
+            else:
+                curve = run_curve(env, method, seed, budget, every)
+                summary = summarize(curve, s.solved if env != "tabular" else None)
             summary["seconds"] = round(time.time() - t0, 2)
             store.add(Record(FAMILY, env, method, seed, setting, curve, summary))
             added += 1
@@ -236,6 +315,9 @@ def report_rows(store: Any, env: str | None = None) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"env": study, "method": method, "seeds": len(rs),
                                    "final return (median)": _quantile(finals, 0.5),
                                    "20%": _quantile(finals, 0.2), "80%": _quantile(finals, 0.8)}
+            slopes = sorted(float(r.summary["regret_slope"]) for r in rs if r.summary.get("regret_slope") is not None)
+            if slopes:
+                row["regret slope (median)"] = _quantile(slopes, 0.5)
             if any("solved_at" in r.summary for r in rs):
                 solved = [float(r.summary["solved_at"]) for r in rs if r.summary.get("solved_at") is not None]
                 row["solved seeds"] = f"{sum(bool(r.summary.get('solved')) for r in rs)}/{len(rs)}"
@@ -296,7 +378,8 @@ def write_report(store: Any, path: Any) -> Any:
                 ax.fill_between(xs, lo, hi, color=col[m], alpha=0.2)
         axes[0].set_xlabel("trajectories sampled")
         axes[1].set_xlabel("environment steps (median over seeds)")
-        axes[0].set_ylabel("exact J(θ)" if study == "tabular" else "return (mean over each window)")
+        axes[0].set_ylabel({"tabular": "exact J(θ)", AVERAGE_ENV: "exact average reward ρ(θ)"}.get(
+            study, "return (mean over each window)"))
         axes[0].legend(fontsize=8)
         fig.suptitle(f"{study}: median and 20–80 % band over seeds")
         fig.tight_layout()

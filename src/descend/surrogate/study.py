@@ -6,7 +6,9 @@ Studies (``study`` column = the method family, ``method`` = the variant):
 * ``ignite`` — methods ``baseline`` / ``ignite`` (optionally ``ignite-strong``) on an offline task; curve
   ``step, p100, p50`` (normalised oracle score per ascent step); summary the final scores.
 * ``attack`` — methods ``hybrid`` / ``cdsm`` / ``coordinate`` on a trained-MLP problem; curve ``evals, best``
-  (best feasible value per Φ evaluation); one record per start (the seed).
+  (best feasible value per Φ evaluation); one record per (problem, start); the start is the seed.  A *problem* is
+  the trained surrogate Φ: R^20 → R^3 of :func:`~descend.surrogate.tasks.trained_mlp_problem` with that seed (the
+  ``--problems`` of ``benchmarks/surrogate_attack.py``); the report has one row per (problem, method).
 * ``lpn`` — methods ``prox`` / ``l2`` (training loss) on the 1-D Laplace task; curve ``y, f`` (the learned prox on
   a grid) and, for ``prox``, a PnP run's residuals.
 """
@@ -14,6 +16,7 @@ Studies (``study`` column = the method family, ``method`` = the variant):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,15 +52,16 @@ def _ignite_records(task_name: str, seed: int, quick: bool) -> list[Any]:
     return out
 
 
-def _attack_records(task_name: str, seed: int, quick: bool, budget: int) -> list[Any]:
+ATTACK_TASKS = ("mlp-whitebox", "mlp-blackbox")
+ATTACK_DIM = 20
+
+
+def _attack_records(task_name: str, seed: int, budget: int, prob: Any, problem: int) -> list[Any]:
     from descend.results import Record
 
     from .attack import make_method
-    from .tasks import trained_mlp_problem
 
-    check_choice("task", task_name, ("mlp-whitebox", "mlp-blackbox"))
-    dim = 20
-    prob = trained_mlp_problem(0, dim=dim, white_box=task_name == "mlp-whitebox")
+    dim = ATTACK_DIM
     x0 = feasible_start(prob, seed)
     out = []
     for name in ("hybrid", "cdsm", "coordinate"):
@@ -66,8 +70,10 @@ def _attack_records(task_name: str, seed: int, quick: bool, budget: int) -> list
         curve = {"evals": [float(i + 1) for i in range(len(tr.best))],
                  "best": [b if math.isfinite(b) else float("nan") for b in tr.best]}
         summary = {"best": tr.best[-1], "accepted": len(tr.accepted), "all_accepted_feasible": feas}
-        out.append(Record(FAMILY, "attack", name, seed, {"task": task_name, "budget": budget, "dim": dim},
-                          curve, summary))
+        setting: dict[str, Any] = {"task": task_name, "budget": budget, "dim": dim}
+        if problem:   # problem 0 was the only one before `problems` existed: stored without the key, still cached
+            setting["problem"] = problem
+        out.append(Record(FAMILY, "attack", name, seed, setting, curve, summary))
     return out
 
 
@@ -104,29 +110,49 @@ def _lpn_records(seed: int, quick: bool) -> list[Any]:
 
 
 def run_study(method: str, task: str | None, seeds: int, store: Any, *, quick: bool = False, budget: int = 150,
-              progress: Any = None) -> int:
+              progress: Any = None, problems: Sequence[int] | None = None) -> int:
     """Run ``method`` on ``task`` for seeds ``0..seeds-1``; add the records to ``store`` (idempotent); returns how
-    many records were new."""
+    many records were new.  ``problems`` (attack only; default ``(0,)``): the trained surrogates' seeds."""
     check_choice("method", method, METHODS)
     check_int("seeds", seeds, 1, 1000)
     check_int("budget", budget, 10)
-    new = 0
-    for seed in range(seeds):
-        if method == "ignite":
-            from .tasks import TASKS
+    if problems is not None and method != "attack":
+        raise ValueError(f"problems applies to method 'attack' only, not {method!r}")
+    problem_list = list(problems) if problems is not None else [0]
+    if not problem_list:
+        raise ValueError("problems must name at least one trained surrogate (a seed ≥ 0)")
+    for p in problem_list:
+        check_int("problem", p, 0, 10**6)
+    if method == "ignite":
+        from .tasks import TASKS
 
-            check_choice("task", task or "teacher", TASKS)
-            recs = _ignite_records(task or "teacher", seed, quick)
-        elif method == "attack":
-            recs = _attack_records(task or "mlp-whitebox", seed, quick, budget)
-        else:
-            check_choice("task", task or "laplace1d", ("laplace1d",))
-            recs = _lpn_records(seed, quick)
-        for r in recs:
-            added = store.add(r)
-            new += int(added)
-            if progress is not None:
-                progress(f"{r.study} {r.method} seed {r.seed}: {_brief(r.summary)}{'' if added else ' (cached)'}")
+        check_choice("task", task or "teacher", TASKS)
+    elif method == "attack":
+        check_choice("task", task or "mlp-whitebox", ATTACK_TASKS)
+    else:
+        check_choice("task", task or "laplace1d", ("laplace1d",))
+    new = 0
+    for problem in problem_list if method == "attack" else [None]:
+        prob = None
+        if problem is not None:
+            from .tasks import trained_mlp_problem
+
+            prob = trained_mlp_problem(problem, dim=ATTACK_DIM, white_box=(task or "mlp-whitebox") == "mlp-whitebox")
+        for seed in range(seeds):
+            if method == "ignite":
+                recs = _ignite_records(task or "teacher", seed, quick)
+            elif method == "attack":
+                assert problem is not None
+                recs = _attack_records(task or "mlp-whitebox", seed, budget, prob, problem)
+            else:
+                recs = _lpn_records(seed, quick)
+            for r in recs:
+                added = store.add(r)
+                new += int(added)
+                if progress is not None:
+                    where = f" problem {r.setting['problem']}" if "problem" in r.setting else ""
+                    progress(f"{r.study} {r.method}{where} seed {r.seed}: {_brief(r.summary)}"
+                             f"{'' if added else ' (cached)'}")
     return new
 
 
@@ -158,16 +184,27 @@ def _study_rows(study: str, recs: list[Any]) -> list[dict[str, str]]:
             rows.append({"method": m, "runs": str(len(rs)), "p100 mean [95% CI]": f"{mean:.4f} [{lo:.4f}, "
                          f"{hi:.4f}]", "task": str(sorted({r.setting['task'] for r in rs}))})
         elif study == "attack":
-            finals = sorted(r.summary["best"] for r in rs)
-            rows.append({"method": m, "starts": str(len(rs)),
-                         "median best feasible": f"{finals[len(finals) // 2]:.4f}",
-                         "all accepted feasible": str(all(r.summary["all_accepted_feasible"] for r in rs))})
+            for p, prs in _by_problem(rs).items():
+                finals = sorted(r.summary["best"] for r in prs)
+                rows.append({"problem": str(p), "method": m, "starts": str(len(prs)),
+                             "median best feasible": f"{finals[len(finals) // 2]:.4f}",
+                             "all accepted feasible": str(all(r.summary["all_accepted_feasible"] for r in prs))})
         else:
             errs = [r.summary["max_abs_err_vs_soft_threshold"] for r in rs]
             rows.append({"loss": m, "seeds": str(len(rs)), "f(-3..3) (seed 0)":
                          " ".join(f"{v:.2f}" for v in rs[0].summary["f_at_-3..3"]),
                          "max |f − soft-thr| at -3..3": f"{max(errs):.3f}"})
+    if study == "attack":  # one block of rows per problem
+        rows.sort(key=lambda row: (int(row["problem"]), row["method"]))
     return rows
+
+
+def _by_problem(records: list[Any]) -> dict[int, list[Any]]:
+    """Attack records by trained surrogate (records stored before ``--problem`` existed ran on problem 0)."""
+    out: dict[int, list[Any]] = {}
+    for r in records:
+        out.setdefault(int(r.setting.get("problem", 0)), []).append(r)
+    return dict(sorted(out.items()))
 
 
 def report_rows(store: Any) -> list[dict[str, str]]:
@@ -202,8 +239,11 @@ def build_report(store: Any, out: Any) -> Any:
                 ax.set_xlabel("gradient-ascent step")
                 ax.set_ylabel("normalised 100th-pct score")
             elif study == "attack":
-                curves = torch.tensor([r.curve["best"] for r in rs])
-                ax.plot(rs[0].curve["evals"], curves.nanmedian(0).values, label=m)
+                by_problem = _by_problem(rs)
+                for p, prs in by_problem.items():
+                    curves = torch.tensor([r.curve["best"] for r in prs])
+                    ax.plot(prs[0].curve["evals"], curves.nanmedian(0).values,
+                            label=m if len(by_problem) == 1 else f"{m}, problem {p}")
                 ax.set_xlabel("Φ evaluations")
                 ax.set_ylabel("best feasible f(Φ(x)) (median)")
             else:
