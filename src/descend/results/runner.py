@@ -18,24 +18,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = ["Work", "drain", "ray_remote"]
 
-I = TypeVar("I")  # noqa: E741  (a work item)
+I = TypeVar("I")  # a work item
 R = TypeVar("R")  # what running an item stores (and returns)
-I_contra = TypeVar("I_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
 
-class Work(Protocol, Generic[I, R]):
+class Work(Protocol[I, R_co]):
     """A family's adapter (see the module docstring)."""
 
     def pending(self) -> Iterable[I]:
         """Items that can start now, in the order they should (re-scanned after every finished item)."""
         ...
 
-    def run(self, item: I, progress: Callable[[int], None] | None) -> R | None:
+    def run(self, item: I, progress: Callable[[int], None] | None) -> R_co | None:
         """Claim, run and store ``item``; ``None`` when someone else did (or is doing) it."""
         ...
 
