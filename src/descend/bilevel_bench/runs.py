@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..results.db import owner_id
 from .spec import ORACLE_KEYS, PROBLEMS, SOLVERS, VALIDATION_KEY, Budget
 
 __all__ = ["RunOutput", "execute", "get_problem", "make_solver", "resolved_kwargs", "run_one"]
@@ -114,6 +115,7 @@ class RunOutput:
     diverged: bool
     wall_time: float
     solver_kwargs: dict[str, Any]
+    executed_by: str = ""  # host:pid:thread of the process that ran it (a Ray worker's, with --executor ray)
 
 
 def execute(solver: str, problem_name: str, config: dict[str, float], seed: int, budget: str, batch_size: int,
@@ -132,4 +134,5 @@ def execute(solver: str, problem_name: str, config: dict[str, float], seed: int,
     t0 = time.perf_counter()
     hist, diverged = run_one(solver, problem_name, config, seed, parse_budget(budget), batch_size, n_eval)
     wall = time.perf_counter() - t0
-    return RunOutput(hist, diverged, wall, resolved_kwargs(solver, problem_name, config, seed, batch_size))
+    return RunOutput(hist, diverged, wall, resolved_kwargs(solver, problem_name, config, seed, batch_size),
+                     owner_id())

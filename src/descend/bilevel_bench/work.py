@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..results import runner
+from ..results.db import owner_id
 from ..results.provenance import provenance
 from .runs import RunOutput, execute, get_problem
 from .spec import PROBLEMS, SOLVERS, VALIDATION_KEY, Plan
@@ -129,10 +130,13 @@ class BilevelWork:
             else:
                 out = self.executor(item.solver, plan.problem, item.cfg, item.seed, str(plan.budget),
                                     plan.batch_size, plan.n_eval, plan.threads)
-                prov = {**self._prov, "solver_class": SOLVERS[item.solver].solver, "solver_kwargs": out.solver_kwargs}
+                prov = {**self._prov, "owner": owner_id(), "executed_by": out.executed_by,
+                        "solver_class": SOLVERS[item.solver].solver, "solver_kwargs": out.solver_kwargs}
                 run = BilevelRun(self.name, plan.problem, item.solver, item.phase, item.cfg, item.seed, out.history,
                                  out.diverged, out.wall_time, prov)
-            if not storage.add(run):
+            if not storage.add(run):  # cannot happen while leases work: say so rather than hide it
+                self.say(f"{item.phase} {item.solver} {item.cfg} seed={item.seed}: already stored by another "
+                         "process; this run's result discarded")
                 return None
         if item.phase != "reference":
             last = run.history[-1]

@@ -1,0 +1,152 @@
+"""The bilevel family on the shared core: workers, SIGKILL resume, Ray, and what the packages import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import descend.bilevel_bench as bb
+from descend.cli import app
+
+SRC = str(Path(bb.__file__).resolve().parents[2])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "descend", "bilevel", *args]
+
+
+def _imports(statement: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after ``statement``."""
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_the_core_imports_no_family():
+    mods = _imports("import descend.results, descend.results.runner, descend.results.study, "
+                    "descend.results.leases, descend.results.plans, descend.results.html")
+    assert "descend.results.runner" in mods  # the check sees what it imports
+    families = ("descend.bench", "descend.bilevel", "descend.bilevel_bench", "descend.claims", "descend.classic",
+                "descend.rl", "descend.surrogate", "descend.optim")
+    assert not {m for m in mods if m.startswith(families)}
+
+
+def test_the_bilevel_library_stays_torch_only():
+    mods = _imports("import descend.bilevel, descend.bilevel.datasets")
+    assert "descend.bilevel.solver" in mods and "torch" in mods
+    assert not {m.partition(".")[0] for m in mods} & {"sqlalchemy", "optuna", "typer", "rich", "matplotlib"}
+
+
+def _study(db: str, **kw) -> bb.Plan:
+    """A stored plan (identity and request) for workers, without running it."""
+    plan = bb.Plan(**{"problem": "quadratic", "solvers": ["aid_cg", "soba"], "grid": "tiny", "seeds": 3,
+                      "tune_seeds": 2, "budget": bb.parse_budget("150oracles"), "n_eval": 4, **kw})
+    store = bb.BilevelStorage(db)
+    store.save_plan(plan.name or "", plan.config())
+    store.save_request(plan.name or "", plan.request())
+    return plan
+
+
+def _expected(plan: bb.Plan) -> int:
+    return len(plan.solvers) * (len(plan.grid_configs()) * plan.tune_seeds + plan.seeds)
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    db = str(tmp_path / "w.db")
+    plan = _study(db)
+    procs = [subprocess.Popen(_cli("worker", "--storage", db, "--plan", plan.name or ""), env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = bb.BilevelStorage(db).runs(plan.name)
+    keys = Counter((r.solver, r.phase, json.dumps(r.config, sort_keys=True), r.seed) for r in runs)
+    assert len(runs) == _expected(plan) == 14 and max(keys.values()) == 1  # nothing lost, nothing stored twice
+    done = [int(o.strip().splitlines()[-1].removeprefix("worker done: ").split()[0]) for o in outs]
+    assert sum(done) == len(runs)  # every run was stored by exactly one worker ...
+    assert not any("discarded" in o for o in outs)  # ... and none was computed twice (leases, not luck)
+    owners = Counter(r.provenance["owner"].split(":")[1] for r in runs)
+    assert len(owners) == 2, owners  # both workers ran part of the study
+    # a worker on a finished study has nothing to do
+    r = CliRunner().invoke(app, ["bilevel", "worker", "--storage", db])
+    assert r.exit_code == 0 and "worker done: 0 runs" in r.output
+
+
+def _comparable(store: bb.BilevelStorage, name: str) -> dict:
+    """A plan's summary and stored histories without what the clock measures."""
+    s = bb.summarize(store, name)
+    runs = sorted(((r.solver, r.phase, r.config, r.seed, r.diverged,
+                    [{k: v for k, v in row.items() if k != "time"} for row in r.history]) for r in store.runs(name)),
+                  key=lambda t: json.dumps(t[:4], sort_keys=True))
+    return {"results": {k: (v.config, v.finals, v.oracles_to_target, v.edges) for k, v in s.results.items()},
+            "target": s.target, "references": s.references, "runs": json.dumps(runs, sort_keys=True)}
+
+
+def test_a_sigkilled_run_resumes_to_the_same_summary(tmp_path):
+    args = ["run", "--problem", "quadratic", "--solvers", "aid_cg,soba", "--grid", "tiny", "--seeds", "2",
+            "--tune-seeds", "2", "--budget", "150oracles"]
+    total = 2 * (2 * 2 + 2)
+    ref_db, db = str(tmp_path / "ref.db"), str(tmp_path / "k.db")
+    proc = subprocess.Popen(_cli(*args, "--storage", db), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = 0
+    while seen < 3:  # three runs stored, then killed in the middle of the study (holding the fourth's lease)
+        line = proc.stdout.readline()
+        assert line, "the run ended before it could be killed"
+        seen += line.startswith(("tune", "final"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    store = bb.BilevelStorage(db)
+    name = next(iter(store.plans()))
+    stored = len(store.runs(name))
+    assert 3 <= stored < total  # interrupted: something done, something missing
+    t0 = time.time()
+    r = CliRunner().invoke(app, ["bilevel", *args, "--storage", db, "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert time.time() - t0 < 60  # the dead run's lease was taken over at once, not after it expired
+    assert f"{total - stored} runs done" in r.output  # only what was missing
+    r = CliRunner().invoke(app, ["bilevel", *args, "--storage", ref_db, "--quiet"])  # uninterrupted
+    assert r.exit_code == 0 and f"{total} runs done" in r.output
+    assert _comparable(store, name) == _comparable(bb.BilevelStorage(ref_db), name)
+
+
+def test_the_plan_runs_on_the_ray_executor(tmp_path):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    try:
+        executor = bb.ray_executor(num_cpus=2)
+        assert ray.cluster_resources().get("CPU") == 2
+        plan = bb.Plan(problem="quadratic", solvers=["aid_cg", "soba"], grid="tiny", seeds=1, tune_seeds=1,
+                       budget=bb.parse_budget("60oracles"), n_eval=3)
+        remote_db, local_db = bb.BilevelStorage(str(tmp_path / "ray.db")), bb.BilevelStorage(str(tmp_path / "l.db"))
+        assert bb.run_plan(plan, remote_db, parallel=2, executor=executor, poll=0.2) == _expected(plan) == 6
+        assert bb.run_plan(plan, remote_db, parallel=2, executor=executor, poll=0.2) == 0
+        bb.run_plan(plan, local_db)
+        remote, local = _comparable(remote_db, plan.name or ""), _comparable(local_db, plan.name or "")
+        assert remote == local  # a run as a Ray task stores the numbers a local run stores
+        runs = remote_db.runs(plan.name)
+        # the driver claimed and stored every run; Ray's worker processes computed them
+        assert {r.provenance["owner"].split(":")[1] for r in runs} == {str(os.getpid())}
+        assert str(os.getpid()) not in {r.provenance["executed_by"].split(":")[1] for r in runs}
+        out = executor("aid_cg", "quadratic", {"step": 1.0, "ratio": 0.3}, 0, "30oracles", 64, 3, 1)
+        assert out.history and out.solver_kwargs["lr_inner"] > 0
+    finally:
+        ray.shutdown()
