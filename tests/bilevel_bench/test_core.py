@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -67,9 +68,14 @@ def _expected(plan: bb.Plan) -> int:
     return len(plan.solvers) * (len(plan.grid_configs()) * plan.tune_seeds + plan.seeds)
 
 
-def test_two_workers_share_one_sqlite_study(tmp_path):
-    db = str(tmp_path / "w.db")
-    plan = _study(db)
+PG_URL = os.environ.get("DESCEND_TEST_POSTGRES_URL", "")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG_URL, reason="DESCEND_TEST_POSTGRES_URL is not set (scripts/test.sh, which CI runs, sets it)"))])
+def test_two_workers_share_one_study(tmp_path, backend):
+    db = str(tmp_path / "w.db") if backend == "sqlite" else PG_URL
+    plan = _study(db, name=f"workers-{uuid.uuid4().hex[:8]}")  # a unique name: the server's database is shared
     procs = [subprocess.Popen(_cli("worker", "--storage", db, "--plan", plan.name or ""), env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -83,7 +89,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     owners = Counter(r.provenance["owner"].split(":")[1] for r in runs)
     assert len(owners) == 2, owners  # both workers ran part of the study
     # a worker on a finished study has nothing to do
-    r = CliRunner().invoke(app, ["bilevel", "worker", "--storage", db])
+    r = CliRunner().invoke(app, ["bilevel", "worker", "--storage", db, "--plan", plan.name or ""])
     assert r.exit_code == 0 and "worker done: 0 runs" in r.output
 
 
