@@ -156,3 +156,43 @@ def test_the_plan_runs_on_the_ray_executor(tmp_path):
         assert out.history and out.solver_kwargs["lr_inner"] > 0
     finally:
         ray.shutdown()
+
+
+def test_parallel_local_runs_store_the_sequential_numbers(tmp_path):
+    plan = bb.Plan(problem="quadratic", solvers=["aid_cg", "soba"], grid="tiny", seeds=2, tune_seeds=1,
+                   budget=bb.parse_budget("60oracles"), n_eval=3)
+    par, seq = bb.BilevelStorage(str(tmp_path / "p.db")), bb.BilevelStorage(str(tmp_path / "s.db"))
+    in_flight, most = [0], [0]
+    work = bb.BilevelWork(par, plan)
+    real = work.run
+
+    def counting(item, progress=None):
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.2)  # long enough for the second thread to start its own run
+            return real(item, progress)
+        finally:
+            in_flight[0] -= 1
+
+    work.run = counting  # type: ignore[method-assign]
+    from descend.results.runner import drain
+
+    par.save_plan(plan.name or "", plan.config())
+    assert drain(work, parallel=2, poll=0.05) == _expected(plan) == 8
+    assert most[0] == 2  # two runs were in flight at once
+    assert bb.run_plan(plan, seq) == 8
+    assert _comparable(par, plan.name or "") == _comparable(seq, plan.name or "")
+
+
+def test_worker_and_executor_errors(tmp_path):
+    db = str(tmp_path / "e.db")
+    r = CliRunner().invoke(app, ["bilevel", "worker", "--storage", db])
+    assert r.exit_code == 2 and "no benchmark database at" in r.output, r.output
+    _study(db, name="there")
+    r = CliRunner().invoke(app, ["bilevel", "worker", "--storage", db, "--plan", "nope"])
+    assert r.exit_code == 2 and "no bilevel plan 'nope'" in r.output and "there" in r.output
+    r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--executor", "dask", "--storage", db])
+    assert r.exit_code == 2 and "--executor must be local or ray, got 'dask'" in r.output
+    r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--parallel", "0", "--storage", db])
+    assert r.exit_code == 2 and "--parallel must be ≥ 1, got 0" in r.output

@@ -135,7 +135,7 @@ def summarize(storage: BilevelStorage, plan: str | None = None, target: float | 
     spec = PROBLEMS[cfg["problem"]]
     key = spec.report_key
     results: dict[str, SolverResult] = {}
-    for r in storage.runs(name, "final"):
+    for r in sorted(storage.runs(name, "final"), key=lambda r: r.seed):  # seed order, whoever stored first
         res = results.setdefault(r.solver, SolverResult(r.solver, r.config, [], [],
                                                         edges=grid_edges(cfg["grid"], r.config)))
         res.histories.append(r.history)

@@ -77,8 +77,10 @@ class BilevelWork:
 
     def _best_config(self, solver: str) -> dict[str, Any] | None:
         if solver not in self._best:
-            grid = {config_key(c) for c in self.plan.grid_configs()}
-            tuned = [r for r in self.storage.runs(self.name, "tune", solver) if config_key(r.config) in grid]
+            # in grid order (ties go to the first grid point), whichever process stored them first
+            order = {config_key(c): i for i, c in enumerate(self.plan.grid_configs())}
+            tuned = sorted((r for r in self.storage.runs(self.name, "tune", solver) if config_key(r.config) in order),
+                           key=lambda r: (order[config_key(r.config)], r.seed))
             self._best[solver] = best = select_config(tuned, self.plan.select, self.plan.budget.x_key)
             if best is None:
                 self.say(f"{solver}: every configuration diverged; no final runs")
