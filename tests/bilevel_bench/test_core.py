@@ -196,3 +196,39 @@ def test_worker_and_executor_errors(tmp_path):
     assert r.exit_code == 2 and "--executor must be local or ray, got 'dask'" in r.output
     r = CliRunner().invoke(app, ["bilevel", "run", "--problem", "quadratic", "--parallel", "0", "--storage", db])
     assert r.exit_code == 2 and "--parallel must be ≥ 1, got 0" in r.output
+
+
+def test_a_database_of_the_former_bilevel_tables_is_imported(tmp_path):
+    """Databases written before the shared core (tables descend_bilevel_plans / descend_bilevel_runs) still report."""
+    import sqlalchemy as sa
+
+    from descend.results.db import dumps
+
+    path = tmp_path / "old.db"
+    src = bb.BilevelStorage(str(tmp_path / "new.db"))
+    plan = bb.Plan(problem="quadratic", solvers=["aid_cg"], grid="tiny", seeds=2, tune_seeds=1,
+                   budget=bb.parse_budget("30oracles"), n_eval=2)
+    bb.run_plan(plan, src)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # the former schema, as descend 0.1.0.dev0 wrote it
+        conn.execute(sa.text("CREATE TABLE descend_info (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO descend_info VALUES ('schema', '2')"))
+        conn.execute(sa.text("CREATE TABLE descend_bilevel_plans (name VARCHAR(200) PRIMARY KEY, config TEXT NOT "
+                             "NULL, created FLOAT NOT NULL)"))
+        conn.execute(sa.text("CREATE TABLE descend_bilevel_runs (id INTEGER PRIMARY KEY, plan VARCHAR(200), problem "
+                             "VARCHAR(100), solver VARCHAR(100), phase VARCHAR(10), config_key VARCHAR(64), config "
+                             "TEXT, seed INTEGER, diverged BOOLEAN, wall_time FLOAT, history TEXT, provenance TEXT, "
+                             "created FLOAT)"))
+        conn.execute(sa.text("INSERT INTO descend_bilevel_plans VALUES (:n, :c, 1.0)"),
+                     {"n": plan.name, "c": dumps(plan.config())})
+        for r in src.runs(plan.name):
+            conn.execute(sa.text("INSERT INTO descend_bilevel_runs (plan, problem, solver, phase, config_key, config, "
+                                 "seed, diverged, wall_time, history, provenance, created) VALUES (:p, :pr, :s, :ph, "
+                                 "'k', :c, :seed, :d, :w, :h, :prov, 1.0)"),
+                         {"p": r.plan, "pr": r.problem, "s": r.solver, "ph": r.phase, "c": dumps(r.config),
+                          "seed": r.seed, "d": r.diverged, "w": r.wall_time, "h": dumps(r.history),
+                          "prov": dumps(r.provenance)})
+    old = bb.BilevelStorage(str(path))
+    assert _comparable(old, plan.name or "") == _comparable(src, plan.name or "")
+    assert bb.stored_plan(old, plan.name or "") == plan  # workers can resume it
+    assert bb.run_plan(plan, old) == 0 and len(bb.BilevelStorage(str(path)).runs(plan.name)) == 4  # imported once

@@ -16,7 +16,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results.db import dumps
+import sqlalchemy as sa
+
+from ..results.db import dumps, loads
 from ..results.store import Record
 from ..results.study import StudyStore
 
@@ -66,6 +68,36 @@ class BilevelStorage:
         self.store = StudyStore(url, create=create)
         self.url, self.display_url, self.engine = self.store.url, self.store.display_url, self.store.engine
         self.leases = self.store.leases
+        with self.store._errors("import the former bilevel tables"):
+            self._import_legacy()
+
+    def _import_legacy(self) -> None:
+        """Copy a database's former ``descend_bilevel_plans`` / ``descend_bilevel_runs`` (descend before the shared
+        core) into the shared tables, once; the old tables are left as they were."""
+        tables = set(sa.inspect(self.engine).get_table_names())
+        if not {"descend_bilevel_plans", "descend_bilevel_runs"} <= tables:
+            return
+        with self.engine.connect() as conn:
+            if conn.execute(sa.text("SELECT value FROM descend_info WHERE key = 'bilevel_legacy'")).first():
+                return
+            plans = conn.execute(sa.text("SELECT name, config FROM descend_bilevel_plans ORDER BY created")).all()
+            rows = conn.execute(sa.text("SELECT plan, problem, solver, phase, config, seed, diverged, wall_time, "
+                                        "history, provenance FROM descend_bilevel_runs ORDER BY id")).all()
+        for name, config in plans:
+            self.save_plan(name, loads(config))
+            mine = [r for r in rows if r[0] == name]
+            solvers = list(dict.fromkeys(r[2] for r in mine if r[3] != "reference"))
+            seeds = len({r[5] for r in mine if r[3] == "final"})
+            if solvers and seeds:
+                self.save_request(name, {"solvers": solvers, "seeds": seeds, "threads": 1})
+        for plan, problem, solver, phase, config, seed, diverged, wall, history, prov in rows:
+            self.add(BilevelRun(plan, problem, solver, phase, loads(config), int(seed), loads(history),
+                                bool(diverged), float(wall), loads(prov)))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO descend_info (key, value) VALUES ('bilevel_legacy', 'imported')"))
+        except sa.exc.IntegrityError:  # another process imported them at the same time (the copies are idempotent)
+            pass
 
     def save_plan(self, name: str, config: dict[str, Any]) -> None:
         self.store.save_plan(FAMILY, name, config)
