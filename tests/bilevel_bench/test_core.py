@@ -132,6 +132,7 @@ def test_a_sigkilled_run_resumes_to_the_same_summary(tmp_path):
     assert _comparable(store, name) == _comparable(bb.BilevelStorage(ref_db), name)
 
 
+@pytest.mark.slow  # ~1 min, mostly Ray's start; the default suite runs the shared ray_remote in tests/bench/test_ray.py
 def test_the_plan_runs_on_the_ray_executor(tmp_path):
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
