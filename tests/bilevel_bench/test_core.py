@@ -48,6 +48,12 @@ def test_the_core_imports_no_family():
     assert not {m for m in mods if m.startswith(families)}
 
 
+def test_the_bilevel_adapter_imports_no_other_family():
+    mods = _imports("import descend.bilevel_bench")
+    assert "descend.results.runner" in mods and "descend.bilevel.solver" not in mods  # solvers load lazily
+    assert not {m for m in mods if m.startswith(("descend.bench", "descend.optim", "optuna"))}
+
+
 def test_the_bilevel_library_stays_torch_only():
     mods = _imports("import descend.bilevel, descend.bilevel.datasets")
     assert "descend.bilevel.solver" in mods and "torch" in mods

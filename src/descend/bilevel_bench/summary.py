@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bench.metrics import steps_to_target
+from ..results.curves import steps_to_target
 from .spec import GRIDS, PROBLEMS, VALIDATION_KEY, ProblemSpec
 from .storage import BilevelRun, BilevelStorage, config_key
 
