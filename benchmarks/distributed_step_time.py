@@ -13,18 +13,15 @@ Reported: median step seconds (max over ranks), and state bytes on the most load
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from descend.distributed.launch import spawn
 
 
 def _bench(rank: int, world: int, dim: int, layers: int, steps: int) -> dict[str, Any]:
@@ -59,20 +56,6 @@ def _bench(rank: int, world: int, dim: int, layers: int, steps: int) -> dict[str
     return out
 
 
-def _entry(rank: int, world: int, store: str, outdir: str, args: tuple[int, int, int]) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    res = _bench(rank, world, *args)
-    dist.destroy_process_group()
-    Path(outdir, f"{rank}.json").write_text(json.dumps(res))
-
-
-def _run_world(world: int, args: tuple[int, int, int]) -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_entry, args=(world, os.path.join(tmp, "store"), tmp, args), nprocs=world)
-        return [json.loads(Path(tmp, f"{r}.json").read_text()) for r in range(world)]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 4])
@@ -94,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             _print({dist.get_world_size(): gathered})
         dist.destroy_process_group()
         return
-    _print({w: _run_world(w, (a.dim, a.layers, a.steps)) for w in a.worlds})
+    _print({w: spawn(_bench, w, a.dim, a.layers, a.steps) for w in a.worlds})
 
 
 def _print(results: dict[int, list[dict[str, Any]]]) -> None:

@@ -1,4 +1,4 @@
-"""Shared test configuration: where the golden fixtures live; eager elementwise optimizers by default.
+"""Shared test configuration: the golden fixtures (packaged in descend.fixtures); eager optimizers by default.
 
 ``DESCEND_COMPILE=0``: the auto mode of the elementwise optimizers (``fused=None``, compiled where
 ``torch.compile`` works) runs eagerly in the test suite, so that the hundreds of contract tests do not each
@@ -14,21 +14,24 @@ from pathlib import Path
 
 import pytest
 
+from descend import fixtures
+
 os.environ.setdefault("DESCEND_COMPILE", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite replays the fixtures packaged with descend (what a pip user gets); tests/test_fixtures.py checks that
+# they are a byte-identical copy of $DESCEND_SHARED/reference (default ../shared), the recorded originals.
 SHARED = Path(os.environ.get("DESCEND_SHARED", ROOT.parent / "shared"))
-FIXTURES = SHARED / "reference" / "optimizers"
-BILEVEL_FIXTURES = SHARED / "reference" / "bilevel"
+FIXTURES = fixtures.directory("optimizers")
+BILEVEL_FIXTURES = fixtures.directory("bilevel")
 
 
 def fixture_files(prefix: str = "") -> list[Path]:
-    """Optimizer fixture files whose name starts with ``prefix`` (fails in CI if the directory is missing)."""
-    if not FIXTURES.is_dir():
-        if os.environ.get("CI"):
-            raise RuntimeError(f"golden fixtures not found at {FIXTURES} (set DESCEND_SHARED)")
-        pytest.skip(f"golden fixtures not found at {FIXTURES} (set DESCEND_SHARED)", allow_module_level=True)
-    return sorted(FIXTURES.glob(f"{prefix}*.json"))
+    """Packaged optimizer fixture files whose name starts with ``prefix``."""
+    found = fixtures.files("optimizers", prefix)
+    if not found:
+        raise RuntimeError(f"no packaged fixture starts with {prefix!r} in {FIXTURES}")
+    return found
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -484,11 +484,15 @@ _SEVERITY = ("ok", "skipped", "FAIL", "REFUSED", "ERROR")
 
 
 def run_cli(prog: str, description: str, header: str, replay_one: Callable[[Path, argparse.Namespace], Outcome],
-            argv: Sequence[str] | None, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+            argv: Sequence[str] | None, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+            packaged: str | None = None) -> int:
     """The replayers' shared command line: every file is reported on one line, whatever happens to the others,
-    and the exit status is that of the worst outcome (see the module docstring)."""
+    and the exit status is that of the worst outcome (see the module docstring).  With no file given, the
+    fixtures packaged with descend (:mod:`descend.fixtures`, set ``packaged``) are replayed."""
     ap = argparse.ArgumentParser(prog=prog, description=description)
-    ap.add_argument("files", nargs="+", help="fixture files (a directory means every *.json in it)")
+    ap.add_argument("files", nargs="+" if packaged is None else "*",
+                    help="fixture files (a directory means every *.json in it)"
+                         + ("" if packaged is None else f"; none: the {packaged} fixtures packaged with descend"))
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-observable details")
     ap.add_argument("--strict", action="store_true",
                     help="exit with status 3 when a fixture is skipped (nothing registered replays it)")
@@ -496,6 +500,12 @@ def run_cli(prog: str, description: str, header: str, replay_one: Callable[[Path
     if add_arguments is not None:
         add_arguments(ap)
     args = ap.parse_args(argv)
+    if not args.files and packaged is not None:
+        from descend import fixtures
+
+        args.files = [str(fixtures.directory(packaged))]
+        print(f"{prog}: no files given; replaying the fixtures packaged with descend in {args.files[0]}",
+              file=sys.stderr)
     files = expand_paths(args.files)
     if not files:
         print(f"{prog}: no fixture files given (a directory given holds no *.json)", file=sys.stderr)
@@ -590,7 +600,7 @@ def _check_format(fx: Any, expected: str, where: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# format descend-optimizer-fixture/1 (see ../shared/reference/optimizers/README.md)
+# format descend-optimizer-fixture/1 (see descend/fixtures/optimizers/README.md)
 
 OPTIMIZER_FORMAT = "descend-optimizer-fixture/1"
 DTYPES = ("float64", "float32")
@@ -768,7 +778,7 @@ def _check_problem(prob: Mapping[str, Any], params: Mapping[str, Any], steps: in
 
 
 # ----------------------------------------------------------------------------------------------------
-# format descend-bilevel-fixture/1 (see ../shared/reference/bilevel/README.md)
+# format descend-bilevel-fixture/1 (see descend/fixtures/bilevel/README.md)
 
 BILEVEL_FORMAT = "descend-bilevel-fixture/1"
 BILEVEL_SUMMARIES = ("restart_iterations", "clipped_iterations")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import math
 import os
 import re
@@ -35,12 +37,58 @@ def _render(html_path, tmp_path) -> dict[str, str]:
     cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", html_path.resolve().as_uri()]
+           "--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom", html_path.resolve().as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", proc.stdout)
     assert body, f"no <body> in the dumped DOM: {proc.stdout[:500]!r}"
-    return dict(re.findall(r'(data-[\w-]+)="([^"]*)"', body.group(1)))
+    return {k: html.unescape(v) for k, v in re.findall(r'(data-[\w-]+)="([^"]*)"', body.group(1))}
+
+
+#: Injected into a copy of a report (the report itself is not changed): after load, the layout Chromium computed
+#: for every <h2> section -- its title, vertical position and height, the images up to the next <h2> and how many
+#: decoded, the tables and their rows, the visible text -- the visible text above the first <h2> (notes, warnings)
+#: and every id used twice, as JSON in <body data-layout>.
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var out = [], hs = document.querySelectorAll("h2");
+  for (var i = 0; i < hs.length; i++) {
+    var s = {title: hs[i].textContent.trim(), top: hs[i].getBoundingClientRect().top + window.scrollY,
+             height: hs[i].getBoundingClientRect().height, images: 0, rendered: 0, tables: 0, rows: 0, text: ""};
+    for (var el = hs[i].nextElementSibling; el && el.tagName !== "H2"; el = el.nextElementSibling) {
+      if (el.tagName === "SCRIPT") continue;
+      var im = el.tagName === "IMG" ? [el] : el.querySelectorAll("img");
+      for (var j = 0; j < im.length; j++) { s.images++; if (im[j].complete && im[j].naturalWidth > 0) s.rendered++; }
+      var tb = el.tagName === "TABLE" ? [el] : el.querySelectorAll("table");
+      for (var k = 0; k < tb.length; k++) { s.tables++; s.rows += tb[k].rows.length; }
+      if (el.offsetHeight > 0) s.text += " " + el.innerText;
+    }
+    out.push(s);
+  }
+  var pre = "";
+  for (var el = document.body.firstElementChild; el && el.tagName !== "H2"; el = el.nextElementSibling)
+    if (el.tagName !== "SCRIPT" && el.offsetHeight > 0) pre += " " + el.innerText;
+  var seen = {}, dup = [];
+  document.querySelectorAll("[id]").forEach(function (e) { if (seen[e.id]) dup.push(e.id); seen[e.id] = 1; });
+  document.body.setAttribute("data-layout", JSON.stringify({preamble: pre, sections: out, duplicate_ids: dup}));
+});
+</script>"""
+
+
+def _layout(html_path, tmp_path) -> dict:
+    """The report's sections as Chromium laid them out (see :data:`_LAYOUT_PROBE`), checked to be visible and in
+    document order; also the page's own render check (``figures`` / ``rendered``)."""
+    text = html_path.read_text(encoding="utf-8")
+    assert text.count("</body>") == 1
+    probe = tmp_path / f"probe-{html_path.name}"
+    probe.write_text(text.replace("</body>", _LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    attrs = _render(probe, tmp_path)
+    assert "data-layout" in attrs, f"the probe did not run: {attrs}"
+    layout = json.loads(attrs["data-layout"])
+    tops = [s["top"] for s in layout["sections"]]
+    assert tops == sorted(tops) and all(s["height"] > 0 for s in layout["sections"]), layout["sections"]
+    layout["figures"], layout["rendered"] = int(attrs["data-figures"]), int(attrs["data-rendered"])
+    return layout
 
 
 def test_report_renders_in_the_browser(finished_plan: Finished, tmp_path):

@@ -89,7 +89,7 @@ def test_full_size_trained_cnn_32():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="tol"):
+    with pytest.raises(ValueError, match=r"^tol must be in \(0\.0, 1\.0\), got 0\.0$"):
         dcdm.dcdm(dcdm.poisson_matvec(4), torch.ones(16, dtype=torch.float64), lambda r: r, tol=0.0)
     with pytest.raises(ValueError, match="divisible"):
         dcdm.PoissonCNN(10, levels=2)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from descend.distributed._comm import InProcess
+from descend.distributed.examples import sliding_metrics, sliding_nodes
 from descend.distributed.sliding import (
     LogisticNode,
     centralized_optimum,
@@ -28,18 +29,6 @@ from descend.distributed.sliding import (
 
 DT = torch.float64
 R = 3.0
-
-
-def _nodes(m: int = 8, d: int = 10, n: int = 20) -> dict[int, LogisticNode]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.zeros(d, dtype=DT)
-    w[:3] = torch.randn(3, generator=g, dtype=DT) * 3
-    out = {}
-    for i in range(m):
-        A = torch.randn(n, d, generator=g, dtype=DT)
-        y = torch.sign(A @ w + 0.5 * torch.randn(n, generator=g, dtype=DT))
-        out[i] = LogisticNode(A, y)
-    return out
 
 
 def test_l1_oracle_and_projection() -> None:
@@ -60,21 +49,15 @@ def test_topologies() -> None:
     assert all(len(nb) == 4 for nb in t) and all(i in t[j] for i in range(9) for j in t[i])
 
 
-def _metrics(nodes: dict[int, LogisticNode], fstar: float, xs: dict[int, torch.Tensor]) -> tuple[float, float]:
-    avg = torch.stack(list(xs.values())).mean(0)
-    gap = sum(float(n.value(avg)) for n in nodes.values()) - fstar
-    return gap, max(float((v - avg).norm()) for v in xs.values())
-
-
 def _recorder(nodes: dict[int, LogisticNode], fstar: float, trace: dict[int, tuple[float, float]]
               ) -> Callable[[int, dict[int, torch.Tensor]], None]:
     def record(k: int, xs: dict[int, torch.Tensor]) -> None:
-        trace[k] = _metrics(nodes, fstar, xs)
+        trace[k] = sliding_metrics(nodes, fstar, xs)
     return record
 
 
 def test_counters_and_progress() -> None:
-    nodes = _nodes()
+    nodes = sliding_nodes()
     _, fstar = centralized_optimum(list(nodes.values()), R, 3000)
     lf = max(float(torch.linalg.matrix_norm(n.A, 2) ** 2) / (4 * len(n.A)) for n in nodes.values())
     for graph in (ring(8), torus(3, 3)):

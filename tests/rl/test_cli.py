@@ -15,7 +15,7 @@ runner = CliRunner()
 
 def test_run_stores_curves_and_report(tmp_path: Path) -> None:
     db = tmp_path / "rl.db"
-    args = ["rl", "run", "--env", "tabular", "--algos", "n_pg_igt,gpomdp", "--seeds", "2", "--budget", "40",
+    args = ["rl", "run", "--env", "tabular", "--methods", "n_pg_igt,gpomdp", "--seeds", "2", "--budget", "40",
             "--eval-every", "10", "--storage", str(db)]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -44,11 +44,12 @@ def test_same_seed_same_curve(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--algos", "sgd"], "--algos must be among"),
+    (["--methods", "sgd"], "--methods must be among"),
+    (["--algos", "sgd"], "--methods must be among"),  # the old name, kept as a hidden alias
     (["--seeds", "0"], "--seeds must be ≥ 1"),
     (["--budget", "0"], "--budget must be ≥ 1"),
     (["--env", "NoSuchEnv-v9"], "--env must be 'tabular' or a registered Gymnasium id"),
-    (["--env", "tabular", "--algos", "ppo"], "--algos ppo needs a Gymnasium --env"),
+    (["--env", "tabular", "--methods", "ppo"], "--methods ppo needs a Gymnasium --env"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, extra: list[str], message: str) -> None:
     res = runner.invoke(app, ["rl", "run", "--storage", str(tmp_path / "x.db"), *extra])

@@ -13,6 +13,8 @@
 * :func:`performance_profile` — AlgoPerf-style ρ_s(τ): the fraction of workloads on which solver s reaches
   the target within τ × the best solver's time; misses never count.
 * :func:`bootstrap_ci`, :func:`geometric_mean` — aggregation over seeds and workloads.
+* :func:`ensemble_metrics` — the data-constrained mode's ensembles (Kim et al. 2025, §"ensembling"): the
+  cross-entropy and accuracy of the mean of K runs' predicted class probabilities.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "bootstrap_ci",
     "budget_to_reach",
     "data_efficiency",
+    "ensemble_metrics",
     "fit_power_law",
     "geometric_mean",
     "isotonic_decreasing",
@@ -386,6 +389,49 @@ def monotone_curve(ys: Sequence[float], rtol: float = 0.01) -> bool:
             return False
         best = min(best, y)
     return True
+
+def ensemble_metrics(members: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, float]:
+    """Cross-entropy and accuracy of an ensemble that averages its members' class probabilities.
+
+    ``members[k][split]`` is ``{"log_probs": N×C, "labels": N}`` (run ``k``'s final held-out predictions, as
+    :func:`descend.bench.trial.run_trial` stores them with ``predictions=True``); every member must predict
+    the same labels.  Returns ``{f"{split}_loss", f"{split}_acc"}`` per split: ``−mean_i log((1/K) Σ_k
+    p_k(y_i | x_i))`` (a log-sum-exp per example, so tiny probabilities do not underflow) and the accuracy of
+    the averaged probabilities' arg-max.  By Jensen's inequality the ensemble's loss is never above its
+    members' mean loss.
+
+    >>> import math
+    >>> a = {"val": {"log_probs": [[math.log(0.9), math.log(0.1)]], "labels": [0]}}
+    >>> b = {"val": {"log_probs": [[math.log(0.5), math.log(0.5)]], "labels": [0]}}
+    >>> round(ensemble_metrics([a, b])["val_loss"], 6) == round(-math.log(0.7), 6)
+    True
+    """
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    out: dict[str, float] = {}
+    k = len(members)
+    for split in members[0]:
+        labels = list(members[0][split]["labels"])
+        tables = [m[split]["log_probs"] for m in members]
+        if any(list(m[split]["labels"]) != labels or len(m[split]["log_probs"]) != len(labels) for m in members):
+            raise ValueError(f"ensemble members disagree on the {split!r} split's labels")
+        loss = correct = 0.0
+        for i, y in enumerate(labels):
+            rows = [t[i] for t in tables]
+            logp = [_logsumexp([r[c] for r in rows]) - math.log(k) for c in range(len(rows[0]))]
+            loss -= logp[int(y)]
+            correct += float(max(range(len(logp)), key=logp.__getitem__) == int(y))
+        out[f"{split}_loss"] = loss / max(len(labels), 1)
+        out[f"{split}_acc"] = correct / max(len(labels), 1)
+    return out
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    m = max(xs)
+    if m == -math.inf:
+        return -math.inf
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
 
 def performance_profile(times: Mapping[str, Mapping[str, float]], taus: Sequence[float]) -> dict[str, list[float]]:
     """ρ_s(τ) for every solver s: the fraction of workloads with time_s ≤ τ · min_s' time_s'.

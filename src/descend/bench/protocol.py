@@ -29,7 +29,10 @@ it, and several workers can share one database.
 workload such as MNIST-1D at 4000 samples), the weight-decay range reaches 30 × the usual value (0.1, or the
 default when larger), and tuning selects,
 among the trials whose validation curve is monotone (no over-fitting), the lowest final value; the report fits
-the ladder's asymptote.
+the ladder's asymptote.  With ``ensemble=K`` (K ≥ 2, at most ``seeds``) the final runs also store their
+held-out class probabilities, and the report scores the ensemble of each optimizer's first K final seeds
+(:func:`descend.bench.metrics.ensemble_metrics`): Kim et al.'s observation that ensembling independently
+trained models lowers the loss further, at K times the training compute.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class Plan:
     mode: str = "standard"
     monitors: tuple[str, ...] = ()  # curvature monitors on the final runs (descend.bench.trial.MONITORS)
     monitor_every: int = 0
+    ensemble: int = 0  # data-constrained mode: score ensembles of this many final seeds (0: none)
 
     def __post_init__(self) -> None:
         check_monitors(self.monitors, self.monitor_every)
@@ -141,6 +145,14 @@ class Plan:
             raise ValueError(f"widen and widen_trials must be >= 0, got {self.widen}, {self.widen_trials}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.ensemble:
+            if self.mode != "data-constrained" or not 2 <= self.ensemble <= self.seeds:
+                raise ValueError(f"ensemble must be 0 or in [2, seeds={self.seeds}] with mode 'data-constrained', "
+                                 f"got {self.ensemble} with mode {self.mode!r}")
+            for w, _ in self.cells:
+                if not get_workload(w).predicts:
+                    raise ValueError(f"ensemble needs held-out predictions; workload {w!r} gives none "
+                                     "(Workload.predicts)")
         for name in self.optimizers:
             if "#" in name or "@" in name:
                 raise ValueError(f"optimizer names may not contain '#' or '@' (reserved for arms), got {name!r}")
@@ -229,6 +241,8 @@ class Plan:
         d = asdict(self)
         if not self.monitors:  # plans without monitors keep the dict (and default name digest) they always had
             del d["monitors"], d["monitor_every"]
+        if not self.ensemble:  # nor do plans without ensembles
+            del d["ensemble"]
         return d
 
     @classmethod
@@ -657,12 +671,13 @@ def run_work(storage: Storage, plan: Plan, item: WorkItem, *, progress: Callable
             hp = best_config(storage, plan, item)
             factor = arm.factor * (plan.ladder[item.rung] if item.phase == "ladder" else 1.0)
             steps = plan.steps(w, s, factor)
+            extra: dict[str, Any] = {}
             if plan.monitors and item.phase == "final":  # curvature monitors: on the final runs only
-                res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
-                          progress=progress, monitors=plan.monitors, monitor_every=plan.monitor_every)
-            else:
-                res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
-                          progress=progress)
+                extra.update(monitors=plan.monitors, monitor_every=plan.monitor_every)
+            if plan.ensemble and item.phase == "final" and item.seed <= plan.ensemble:  # ensemble members
+                extra.update(predictions=True)
+            res = run(w, s, arm.spec, hp, item.seed, steps, evaluations=plan.evaluations, threads=plan.threads,
+                      progress=progress, **extra)
             row = _row(plan, item, number, steps, hp, res)
             return row if storage.add_run(row) else None
 

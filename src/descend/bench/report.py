@@ -57,6 +57,9 @@ class CellResult:
     curves: list[list[dict[str, float]]] = field(default_factory=list)
     widened: list[Any] = field(default_factory=list)  # protocol.Widening
     test: list[float] = field(default_factory=list)  # held-out test metric per seed (never used for selection)
+    #: data-constrained ensembles: the members' (first K final seeds) mean metrics and the ensemble's
+    ensemble: dict[str, float] = field(default_factory=dict)
+    ensemble_members: dict[str, float] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -215,20 +218,36 @@ def summarize(storage: Storage, plan_name: str, baseline: str | None = None) -> 
                 else:
                     sp = metrics.ladder_speedup(base_ladder.budgets, base_ladder.values, fin, rows[0].steps,
                                                 paired=False)
+            ens, members = _ensemble(plan, rows)
             cells[key][o] = CellResult(
                 optimizer=o, final=fin, seeds=[r.seed for r in rows], steps_used=rows[0].steps,
                 steps_to_target=stt, time_to_target=ttt, speedup=sp, hyperparameters=rows[0].hyperparameters,
                 tune_trials=tunes[key][o], train_time=statistics.fmean(r.train_time for r in rows),
                 overhead=statistics.fmean(r.provenance.get("overhead", 0.0) for r in rows),
                 curves=[r.curve for r in rows], widened=widenings(storage, plan, w, s, o),
-                test=[float(r.final.get(test_key, math.nan)) if test_key else math.nan for r in rows])
+                test=[float(r.final.get(test_key, math.nan)) if test_key else math.nan for r in rows],
+                ensemble=ens, ensemble_members=members)
     return Summary(plan=plan_name, metric=metric, cells=cells, targets=targets,
                    baseline=baseline if any(baseline in c for c in cells.values()) else None,
                    provenance=prov or provenance(), missing=missing, ladders=ladders,
                    size_fits=_size_fits(plan, finals, metric),
                    settings={"ladder": plan.ladder, "ladder_retune": plan.ladder_retune, "sampler": plan.sampler,
                              "trials": plan.trials, "trial_scaling": plan.trial_scaling, "seeds": plan.seeds,
-                             "mode": plan.mode, "tune_fraction": plan.tune_fraction, "widen": plan.widen})
+                             "mode": plan.mode, "tune_fraction": plan.tune_fraction, "widen": plan.widen,
+                             "ensemble": plan.ensemble})
+
+
+def _ensemble(plan: Any, rows: list[RunRow]) -> tuple[dict[str, float], dict[str, float]]:
+    """The ensemble of the first ``plan.ensemble`` final seeds (their stored held-out predictions) and those
+    members' mean metrics; empty while a member is missing or diverged (a diverged member has no predictions,
+    and an ensemble without it would be a smaller one under the same name)."""
+    k = getattr(plan, "ensemble", 0)
+    members = [r for r in rows if r.seed <= k]
+    if not k or len(members) < k or any(r.diverged or "predictions" not in r.provenance for r in members):
+        return {}, {}
+    ens = metrics.ensemble_metrics([r.provenance["predictions"] for r in members])
+    means = {key: statistics.fmean(float(r.final.get(key, math.nan)) for r in members) for key in ens}
+    return ens, means
 
 
 def _ladder(plan: Any, key: str, w: str, s: str, arm: str, by_opt: dict[str, list[RunRow]],
@@ -335,6 +354,13 @@ def verdicts(summary: Summary) -> list[str]:
         own = res.get(base)
         if own is not None and own.speedup is not None:
             out.append(f"On {cell}, AdamW against its own ladder: {own.speedup} (the metric's self-check, ≈ 1).")
+    k = summary.settings.get("ensemble", 0)
+    for cell, res in summary.cells.items():
+        for o, r in sorted(res.items()):
+            if r.ensemble and "#" not in o:
+                out.append(f"On {cell}, an ensemble of {k} {o} runs: held-out test loss "
+                           f"{_fmt(r.ensemble.get('test_loss', math.nan))} against its members' mean "
+                           f"{_fmt(r.ensemble_members.get('test_loss', math.nan))} ({k}× the training compute).")
     return out
 
 
@@ -658,6 +684,17 @@ def write_html(summary: Summary, path: str | Path) -> Path:
             fits.append(f"<tr><td>{esc(w)}</td><td>{esc(arm)} (model size)</td><td>{_fmt(f.E)} [{_fmt(f.E_ci[0])}, "
                         f"{_fmt(f.E_ci[1])}]</td><td>{_fmt(f.alpha, 3)} [{_fmt(f.alpha_ci[0], 3)}, "
                         f"{_fmt(f.alpha_ci[1], 3)}]</td><td>{esc('; '.join(f.problems) or 'ok')}</td></tr>")
+    st = summary.settings
+    ens_rows = [f"<tr><td>{esc(cell)}</td><td>{esc(o)}</td>" + "".join(
+        f"<td>{_fmt(r.ensemble_members.get(k, math.nan))}</td><td>{_fmt(r.ensemble.get(k, math.nan))}</td>"
+        for k in ("val_loss", "test_loss", "test_acc")) + "</tr>"
+        for cell, res in summary.cells.items() for o, r in sorted(res.items()) if r.ensemble]
+    ensemble_html = (f"<h2>Ensembles</h2><p>Each optimizer's first {esc(str(st.get('ensemble')))} final seeds, their "
+                     "class probabilities averaged (data-constrained mode; Kim et al. 2025): the members' mean "
+                     "against the ensemble, at that many times the training compute.</p><table><tr><th>workload"
+                     "</th><th>optimizer</th><th>val loss, members</th><th>val loss, ensemble</th><th>test loss, "
+                     "members</th><th>test loss, ensemble</th><th>test accuracy, members</th><th>test accuracy, "
+                     "ensemble</th></tr>" + "".join(ens_rows) + "</table>") if ens_rows else ""
     fits_html = ("<table><tr><th>workload</th><th>fit</th><th>asymptote E [95 % CI]</th><th>α [95 % CI]</th>"
                  "<th>reliability</th></tr>" + "".join(fits) + "</table>") if fits else "<p>No ladder to fit.</p>"
     widened = [f"<li>{esc(cell)} {esc(o)}: {esc(w.parameter)} best {w.best:.3g} within 10 % of an edge of "
@@ -669,18 +706,17 @@ def write_html(summary: Summary, path: str | Path) -> Path:
                    for k, v in sorted(summary.provenance.items()) if k not in ("overhead", "n_params"))
     missing = (f"<p class=warn>Incomplete: {esc('; '.join(summary.missing))}</p>" if summary.missing else "")
     overhead = [r.overhead for c in summary.cells.values() for r in c.values()]
-    st = summary.settings
     ladder_txt = ", ".join(f"{f:g}" for f in st.get("ladder", ())) or "none"
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>descend bench — {esc(summary.plan)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}td.hp{{font-size:11px}}
 figure{{display:inline-block;margin:6px}}figcaption{{font-size:12px;color:#444}}.warn{{color:#a40}}
-#verdict li{{margin:3px 0}}</style></head>
+ul.verdict li{{margin:3px 0}}</style></head>
 <body><h1>descend bench: {esc(summary.plan)}</h1>
 {missing}
 <h2 id="verdict">Verdict</h2>
-<ul id="verdict">{verdict or "<li>No finished cell yet.</li>"}</ul>
+<ul class="verdict">{verdict or "<li>No finished cell yet.</li>"}</ul>
 <p>Geometric mean of speedups over workloads: {"; ".join(gm) or "–"}.
 Read: "X reaches AdamW's final value S× [lo, hi] faster" means AdamW, rerun with its tuned configuration and its own
 full schedule, needs S × the budget X used to end as well as X ends (95 % bootstrap CI over seeds).
@@ -701,7 +737,7 @@ the seed means are made monotone (isotonic regression) and interpolated linearly
 <h2>Scaling-law view</h2>
 <p>L = E + A·x<sup>−α</sup> fitted to each ladder (x = budget) and, for workloads run at three or more scales, to
 model size; E is the asymptote (bootstrap CI over seeds).</p>{fits_html}
-<h2>Aggregates</h2>{images(agg_figs)}
+{ensemble_html}<h2>Aggregates</h2>{images(agg_figs)}
 <h2>Protocol</h2>
 <p>Mode {esc(str(st.get("mode", "standard")))}. Every optimizer's trial 0 is its documented default; trials:
 {esc(str(st.get("trials")))} for AdamW's search space, {"grown in proportion to each space's dimension" if

@@ -96,23 +96,26 @@ def compile_setting(compile: bool | None) -> Iterator[None]:
 def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
               steps: int, *, evaluations: int = 20, threads: int | None = None,
               progress: Callable[[int], None] | None = None, monitors: Sequence[str] = (),
-              monitor_every: int = 0, compile: bool | None = None) -> TrialResult:
+              monitor_every: int = 0, predictions: bool = False, compile: bool | None = None) -> TrialResult:
     """Train ``workload`` at ``scale`` with ``optimizer`` for ``steps`` steps and return its curve.
 
     ``hyperparameters`` may come from JSON: lists are turned back into tuples (``betas``).  ``progress(k)``
     is called after every step with the number of steps done.  ``monitors`` (names in :data:`MONITORS`) are
-    evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).  ``compile``:
+    evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).  ``predictions``
+    stores the task's final held-out predictions (:attr:`Task.predict`) in ``info["predictions"]``
+    (``{split: {"log_probs": N×C, "labels": N}}``, float32 values) for ensembles of runs.  ``compile``:
     whether descend's optimizers take their compiled paths, for this trial only (:func:`compile_setting`;
     default eager unless ``DESCEND_COMPILE`` was set).
     """
     with compile_setting(compile):
         return _run_trial(workload, scale, optimizer, hyperparameters, seed, steps, evaluations=evaluations,
-                          threads=threads, progress=progress, monitors=monitors, monitor_every=monitor_every)
+                          threads=threads, progress=progress, monitors=monitors, monitor_every=monitor_every,
+                          predictions=predictions)
 
 
 def _run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
                steps: int, *, evaluations: int, threads: int | None, progress: Callable[[int], None] | None,
-               monitors: Sequence[str], monitor_every: int) -> TrialResult:
+               monitors: Sequence[str], monitor_every: int, predictions: bool) -> TrialResult:
     hyperparameters = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -122,6 +125,8 @@ def _run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     task = get_workload(workload).build(seed, scale)
+    if predictions and task.predict is None:
+        raise ValueError(f"workload {workload!r} gives no held-out predictions (Task.predict): it cannot be ensembled")
     spec = do.get(optimizer)
     params = task.params
     if spec.module_groups is not None and task.model is not None:
@@ -174,6 +179,9 @@ def _run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[
     if diverged:
         final = {"step": curve[-1]["step"], "val_loss": math.inf, "train_loss": math.inf}
     info = dict(task.info)
+    if predictions and not diverged and task.predict is not None:
+        info["predictions"] = {split: {"log_probs": lp.float().tolist(), "labels": y.tolist()}
+                               for split, (lp, y) in task.predict().items()}
     if mons is not None:
         info.update(monitors=list(monitors), monitor_every=monitor_every, monitor_time=monitor_time)
     return TrialResult(curve=curve, final=final, diverged=diverged, train_time=train_time, eval_time=eval_time,

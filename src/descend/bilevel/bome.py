@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from .._validate import check_choice, check_float, check_int
 from .oracles import dot
 from .problems import BilevelProblem
 from .solver import BilevelSolver

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validate import check_choice, check_float, check_int
+from .._validate import check_choice, check_float, check_int
 from .problems import BilevelProblem
 
 __all__ = ["HYPER_CLEANING_DATASETS", "LOGREG_DATASETS", "hyper_cleaning", "hyper_cleaning_baselines", "logreg_l2"]

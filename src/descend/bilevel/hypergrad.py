@@ -37,7 +37,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ._validate import check_choice, check_float, check_int, check_vector
+from .._validate import check_choice, check_float, check_int, check_vector
 from .linsolve import conjugate_gradient, lanczos_solve, neumann
 from .oracles import Oracles
 from .problems import BilevelProblem

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_float, check_int
+from .._validate import check_float, check_int
 from .linsolve import LanczosBasis
 from .problems import BilevelProblem
 from .solver import AIDSolver

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._validate import check_float, check_int
+from .._validate import check_float, check_int
 
 __all__ = ["LanczosBasis", "conjugate_gradient", "lanczos_solve", "neumann"]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._validate import check_finite, check_optional_int
+from .._validate import check_finite, check_optional_int
 from .problems import BilevelProblem
 
 __all__ = ["COUNT_KEYS", "Oracles", "dot"]

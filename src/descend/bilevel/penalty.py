@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ._validate import check_float, check_int
+from .._validate import check_float, check_int
 from .problems import BilevelProblem
 from .solver import BilevelSolver
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_float, check_int
+from .._validate import check_float, check_int
 
 __all__ = [
     "BilevelProblem",

@@ -10,8 +10,11 @@ iteration at a time and compares every recorded iterate within the fixture's tol
 
 Command line::
 
+    python -m descend.bilevel.replay --no-diagnostics
     python -m descend.bilevel.replay ../shared/reference/bilevel/*.json
 
+replays, with no path, the fixtures packaged with descend (:mod:`descend.fixtures`, ``bilevel``: a copy of
+``shared/reference/bilevel/``, so a pip install can replay them), or the given files and directories; it
 prints one line per fixture (max |err| of the iterates, max err/tol over iterates and observables, or why it
 was not replayed) and exits with the status of the worst file: 0 all within tolerance (a well-formed fixture
 of a solver descend does not have is listed as ``skipped``; 3 with ``--strict``), 1 a fixture fails, 2 a file
@@ -363,7 +366,8 @@ def _arguments(ap: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status (see the module docstring)."""
     return run_cli("python -m descend.bilevel.replay", __doc__.split("\n\n")[0],
-                   f"{'solver':<9} {'iters':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv, _arguments)
+                   f"{'solver':<9} {'iters':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv, _arguments,
+                   packaged="bilevel")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._validate import check_float, check_int, check_vector
+from .._validate import check_float, check_int, check_vector
 from .oracles import COUNT_KEYS, Oracles
 from .problems import BilevelProblem
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import check_choice, check_float, check_int, check_vector
+from .._validate import check_choice, check_float, check_int, check_vector
 from .linsolve import conjugate_gradient, neumann
 from .problems import BilevelProblem
 from .solver import AIDSolver, BilevelSolver

@@ -12,7 +12,7 @@ from typing import Any
 from . import claim_ids, get_claim
 from ._base import ClaimResult
 
-__all__ = ["FAMILY", "METHOD", "check_rows", "from_record", "to_record", "write_report"]
+__all__ = ["FAMILY", "METHOD", "check_rows", "from_record", "overview_rows", "to_record", "write_report"]
 
 FAMILY = "claims"
 METHOD = "experiment"
@@ -51,6 +51,25 @@ def check_rows(checks: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+def _setting_label(claim: Any, setting: dict[str, Any]) -> str:
+    default = claim.Setting().as_dict()
+    changed = {k: v for k, v in setting.items() if default.get(k) != v}
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in changed.items()) or "default setting"
+
+
+def overview_rows(store: Any) -> list[dict[str, str]]:
+    """One row per stored run — claim, setting (what differs from the default), seed, verdict, seconds — claims
+    in id order, the latest run first (the report's overview table; ``descend claims report`` prints it)."""
+    records = [from_record(r) for r in store.records(FAMILY)]
+    rows = []
+    for cid in claim_ids():
+        claim = get_claim(cid)
+        for r in [r for r in records if r["claim"] == cid][::-1]:
+            rows.append({"claim": cid, "setting": _setting_label(claim, r["setting"]), "seed": str(r["seed"]),
+                         "verdict": r["verdict"], "seconds": f"{r['seconds']:.1f}"})
+    return rows
+
+
 def write_report(store: Any, out: str | Path) -> Path:
     """One section per claim with stored results (the latest record of each setting/seed): paper, prediction,
     tolerance, the measured-vs-predicted plot and the checks."""
@@ -64,23 +83,18 @@ def write_report(store: Any, out: str | Path) -> Path:
     from ..results.html import figure_html, table_html, write_page
 
     records = [from_record(r) for r in store.records(FAMILY)]
-    known = claim_ids()
-    overview = []
+    overview = overview_rows(store)
     sections = []
-    for cid in known:
+    for cid in claim_ids():
         mine = [r for r in records if r["claim"] == cid]
         if not mine:
             continue
         claim = get_claim(cid)
-        default = claim.Setting().as_dict()
         parts = [f"<h2 id='{cid}'>{cid} — {html.escape(claim.title)}</h2>",
                  f"<p><b>Paper.</b> {html.escape(claim.paper.cite())}<br><b>Prediction.</b> "
                  f"{html.escape(claim.prediction)}<br><b>Tolerance.</b> {html.escape(claim.tolerance_why)}</p>"]
         for r in mine[::-1]:
-            changed = {k: v for k, v in r["setting"].items() if default.get(k) != v}
-            label = ", ".join(f"{k}={_fmt(v)}" for k, v in changed.items()) or "default setting"
-            overview.append({"claim": cid, "setting": label, "seed": str(r["seed"]), "verdict": r["verdict"],
-                             "seconds": f"{r['seconds']:.1f}"})
+            label = _setting_label(claim, r["setting"])
             fig = plt.figure(figsize=(10, 3.6))
             try:
                 claim.plot(r["curve"], r["setting"], fig)

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_float, check_int
+
 __all__ = [
     "DCDMResult",
     "PoissonCNN",
@@ -63,8 +65,7 @@ Model = Callable[[Tensor], Tensor]
 def poisson_matvec(m: int) -> Matvec:
     """The 5-point Dirichlet Laplacian on an m×m grid (4 on the diagonal, −1 to neighbours) as a mat-vec on
     flattened (…, m·m) vectors in row-major order (equal to :func:`descend.classic.sor.laplacian_2d`)."""
-    if m < 2:
-        raise ValueError(f"m must be ≥ 2, got {m}")
+    check_int("m", m, 2)
 
     def matvec(v: Tensor) -> Tensor:
         shape = v.shape
@@ -89,8 +90,7 @@ def poisson_eigvecs(m: int, dtype: torch.dtype = torch.float64) -> tuple[Tensor,
 def sample_rhs(m: int, count: int, seed: int = 0, low_weight: float = 9.0, dtype: torch.dtype = torch.float64,
                eig: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """``count`` unit right-hand sides Σ c_i v_i, c_i ~ N(0, 1), the low-eigenvalue half of the modes ×low_weight."""
-    if count < 1:
-        raise ValueError(f"count must be ≥ 1, got {count}")
+    check_int("count", count, 1)
     _lam, vecs = poisson_eigvecs(m, dtype) if eig is None else eig
     n = m * m
     weights = torch.ones(n, dtype=dtype)
@@ -111,10 +111,8 @@ class DCDMResult:
 def dcdm(matvec: Matvec, b: Tensor, model: Model, x0: Tensor | None = None, tol: float = 1e-4,
          max_iter: int = 100) -> DCDMResult:
     """DCDM (see the module docstring); ``model`` maps a unit residual (n,) to a direction (n,)."""
-    if not 0.0 < tol < 1.0:
-        raise ValueError(f"tol must be in (0, 1), got {tol}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be ≥ 1, got {max_iter}")
+    check_float("tol", tol, 0.0, 1.0, low_open=True, high_open=True)
+    check_int("max_iter", max_iter, 1)
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - matvec(x)
     norm0 = float(r.norm())

@@ -50,6 +50,7 @@ from typing import Protocol
 
 import torch
 
+from .._validate import check_float, check_int
 from . import registry
 
 __all__ = [
@@ -160,10 +161,9 @@ def grad_norm_smooth(
 ) -> GNSResult:
     """Algorithm 1.  Stops after ``max_iter`` outer iterations, when ``f − fstar < tol`` (both given), or when
     ‖∇f‖* ≤ ``grad_tol``.  ``norm`` is B (SPD); the Curvature oracle must have been built with the same B."""
-    if not gamma0 > 0:
-        raise ValueError(f"gamma0 must be > 0, got {gamma0}")
-    if max_iter < 0 or max_inner < 1:
-        raise ValueError(f"max_iter must be ≥ 0 and max_inner ≥ 1, got {max_iter}, {max_inner}")
+    check_float("gamma0", gamma0, 0.0, low_open=True)
+    check_int("max_iter", max_iter, 0)
+    check_int("max_inner", max_inner, 1)
     norm_chol = None if norm is None else torch.linalg.cholesky(norm)
     x = x0.clone()
     fx = f(x)
@@ -296,8 +296,7 @@ def nonlinear_equations_problem(m: int = 100, n: int = 200, p: float = 4.0, *, s
     """f(x) = (1/p)‖Ax − b‖^p (A: m×n Gaussian, b = A x♮ so f* = 0), x0 = 0.  Exact Hessian
     ‖u‖^{p−2}AᵀA + (p−2)‖u‖^{p−4}(Aᵀu)(Aᵀu)ᵀ; approximation ``"fisher"``: only the rank-one term (Woodbury),
     ``"gauss-newton"``: only ‖u‖^{p−2}AᵀA."""
-    if p < 2:
-        raise ValueError(f"p must be ≥ 2, got {p}")
+    check_float("p", p, 2.0)
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(m, n, generator=gen, dtype=torch.float64) / math.sqrt(n)
     b = a @ torch.randn(n, generator=gen, dtype=torch.float64)

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import registry
 
-__all__ = ["FAMILY", "run_and_store", "write_report"]
+__all__ = ["FAMILY", "run_and_store", "summary_rows", "write_report"]
 
 FAMILY = "classic"
 
@@ -44,6 +44,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _rows(study: str, records: list[Any]) -> list[dict[str, str]]:
+    return [{"study": study, "method": r.method, "seed": str(r.seed), **{k: _fmt(v) for k, v in r.summary.items()}}
+            for r in records]
+
+
+def summary_rows(store: Any) -> list[dict[str, str]]:
+    """One row per stored record: study (solver/problem), method, seed and its summary values (the report's
+    tables, as one; ``descend classic report`` prints it)."""
+    return [row for study in store.studies(FAMILY) for row in _rows(study, store.records(FAMILY, study))]
+
+
 def write_report(store: Any, out: str | Path) -> Path:
     """One HTML page: per solver and study, the paper-style figure and a table of every stored record."""
     from ..results.html import figure_html, table_html, write_page
@@ -67,8 +78,7 @@ def write_report(store: Any, out: str | Path) -> Path:
         if spec is not None and spec.figure is not None:
             traces = [registry.Trace(r.method, dict(r.curve), dict(r.summary), dict(r.setting)) for r in shown]
             body.append(figure_html(spec.figure(traces), spec.figure_caption or study))
-        rows = [{"method": r.method, "seed": str(r.seed), **{k: _fmt(v) for k, v in r.summary.items()}}
-                for r in records]
+        rows = [{k: v for k, v in row.items() if k != "study"} for row in _rows(study, records)]
         cols = list(dict.fromkeys(k for row in rows for k in row))
         body.append(table_html(rows, cols))
     return write_page("descend classic solvers", "\n".join(body), out)

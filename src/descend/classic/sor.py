@@ -61,6 +61,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_choice, check_float, check_int
+
 __all__ = [
     "GRID",
     "REGIMES",
@@ -86,22 +88,18 @@ CONTEXT_RANGE: tuple[float, float] = (-0.15, 0.65)
 
 
 def _check_omega(omega: float) -> None:
-    if not 0.0 < omega < 2.0:
-        raise ValueError(f"omega must be in (0, 2), got {omega}")
+    check_float("omega", omega, 0.0, 2.0, low_open=True, high_open=True)
 
 
 def _check_tol(tol: float, max_iter: int) -> None:
-    if not 0.0 < tol < 1.0:
-        raise ValueError(f"tol must be in (0, 1), got {tol}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be ≥ 1, got {max_iter}")
+    check_float("tol", tol, 0.0, 1.0, low_open=True, high_open=True)
+    check_int("max_iter", max_iter, 1)
 
 
 def laplacian_2d(m: int, shift: float = 0.0, dtype: torch.dtype = torch.float64) -> Tensor:
     """Dense 5-point Laplacian (4 on the diagonal, -1 to each neighbour) on an ``m``×``m`` interior grid, plus
     ``shift``·I; lexicographic order (``delsq(numgrid('S', m + 2))`` up to the grid's transposition)."""
-    if m < 1:
-        raise ValueError(f"m must be ≥ 1, got {m}")
+    check_int("m", m, 1)
     t = 2.0 * torch.eye(m, dtype=dtype) - torch.diag(torch.ones(m - 1, dtype=dtype), 1)
     t = t - torch.diag(torch.ones(m - 1, dtype=dtype), -1)
     eye = torch.eye(m, dtype=dtype)
@@ -251,10 +249,8 @@ def stencil_sor_costs(m: int, shifts: Tensor | np.ndarray, rhs: Tensor | np.ndar
 # ----------------------------------------------------------------------------------------------------- problems
 def sample_instances(t: int, regime: str, seed: int = 0, m: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """``t`` shifts c_t = −0.15 + 0.6 Beta(a, b) and right-hand sides b_t ~ N(0, I) truncated to ‖b‖ ≤ √n."""
-    if regime not in REGIMES:
-        raise ValueError(f"regime must be one of {sorted(REGIMES)}, got {regime!r}")
-    if t < 1:
-        raise ValueError(f"t must be ≥ 1, got {t}")
+    check_choice("regime", regime, sorted(REGIMES))
+    check_int("t", t, 1)
     rng = np.random.default_rng(seed)
     a_, b_ = REGIMES[regime]
     shifts = -0.15 + 0.6 * rng.beta(a_, b_, size=t)
@@ -349,8 +345,7 @@ class ChebCB:
 
     def __init__(self, grid: Sequence[float] = GRID, m: int = 6, context_range: tuple[float, float] = CONTEXT_RANGE,
                  seed: int = 0) -> None:
-        if m < 1:
-            raise ValueError(f"m must be ≥ 1, got {m}")
+        check_int("m", m, 1)
         if not context_range[1] > context_range[0]:
             raise ValueError(f"context_range must be (a, b) with b > a, got {context_range}")
         self.grid = tuple(float(g) for g in grid)
@@ -451,10 +446,8 @@ def run_relaxation_study(t: int = 3000, regime: str = "high", seed: int = 0, lea
     """Play each learner on the same T instances; cost every grid ω and ω* on every ``stride``-th of the last
     ``window`` instances (``stride`` > 1 makes the baselines a paired subsample of the window: the learners are
     compared on exactly those instances)."""
-    if not 1 <= window <= t:
-        raise ValueError(f"window must be in [1, t={t}], got {window}")
-    if stride < 1:
-        raise ValueError(f"stride must be ≥ 1, got {stride}")
+    check_int("window", window, 1, t)  # at most t, the number of instances
+    check_int("stride", stride, 1)
     unknown = set(learners) - {"tsallis", "chebcb"}
     if unknown:
         raise ValueError(f"learners must be among ['chebcb', 'tsallis'], got {sorted(unknown)}")

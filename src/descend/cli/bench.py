@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import UserError, console, fail, split_list
+from ._common import UserError, check_format, console, fail, rows_text, split_list
 
 app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
@@ -174,26 +174,11 @@ def _seed_caveat(summary: Any) -> str:
 
 def leaderboard_text(summary: Any, fmt: str) -> str:
     """The leaderboard as ``csv``, ``json`` or ``markdown`` text (for pipes, spreadsheets and READMEs)."""
-    import csv
-    import io
-    import json
-
     from ..bench.report import leaderboard_rows
 
     rows = [{title: r[k] for k, title in LEADERBOARD_COLUMNS.items()} for r in leaderboard_rows(summary)]
-    if fmt == "json":
-        return json.dumps(rows, indent=1)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(LEADERBOARD_COLUMNS.values()), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue().rstrip("\n")
-    cols = list(LEADERBOARD_COLUMNS.values())
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
-    caveat = _seed_caveat(summary)
-    return "\n".join(lines + ([f"\n{caveat}"] if caveat else []))
+    caveat = _seed_caveat(summary) if fmt == "markdown" else ""
+    return rows_text(rows, fmt, list(LEADERBOARD_COLUMNS.values())) + (f"\n\n{caveat}" if caveat else "")
 
 
 def _drain_with_progress(storage: Any, plan: Any, parallel: int, executor: Any, quiet: bool) -> int:
@@ -289,6 +274,9 @@ def run(
         help="curvature monitors on the final runs: sharpness | trace | param_change (comma list or repeated); "
              "stored in the curves, plotted in the report")] = None,
     monitor_every: Annotated[int, typer.Option(help="evaluate the monitors every this many steps")] = 50,
+    ensemble: Annotated[int, typer.Option(
+        help="data-constrained mode: also score the ensemble of each optimizer's first K final seeds "
+             "(K in [2, --seeds]; 0 = off; MNIST-1D workloads)")] = 0,
 ) -> None:
     """Tune every optimizer with the same budget on each workload, rerun the best on seeds, report."""
     import math
@@ -313,6 +301,9 @@ def run(
                 raise UserError(f"--monitor must be one of {', '.join(MONITORS)}, got {m!r}")
         if monitors and monitor_every < 1:
             raise UserError(f"--monitor-every must be >= 1, got {monitor_every}")
+        if ensemble and (mode != "data-constrained" or not 2 <= ensemble <= seeds):
+            raise UserError(f"--ensemble must be 0 or in [2, --seeds={seeds}] and needs --mode data-constrained, "
+                            f"got {ensemble} with --mode {mode}")
         opts = tuple(optimizers or [o for o in DEFAULT_OPTIMIZERS if o in _available()])
         cells, imports = _parse_cells(suite, workloads)
         try:
@@ -323,7 +314,7 @@ def run(
                     sampler=sampler, tune_fraction=tune_fraction, budget_scale=budget_scale, threads=threads,
                     workload_imports=imports, ladder=factors, ladder_retune=ladder_retune, noise_floor=noise_floor,
                     trial_scaling=trial_scaling, mode=mode, widen=widen, monitors=monitors,
-                    monitor_every=monitor_every if monitors else 0)
+                    monitor_every=monitor_every if monitors else 0, ensemble=ensemble)
         if name is None:
             plan = dataclasses.replace(plan, name=default_plan_name(plan, suite if not workloads else None))
         db = Storage(storage)
@@ -402,8 +393,7 @@ def report_cmd(
     from ..bench.storage import Storage, StorageError
 
     try:
-        if fmt not in ("table", "csv", "json", "markdown"):
-            raise UserError(f"--format must be table, csv, json or markdown, got {fmt!r}")
+        check_format(fmt)
         _check_out("--out", out)
         given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)  # a missing file is an error, not a new empty database

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import console, fail
+from ._common import FORMAT_HELP, UserError, check_format, console, fail, print_rows, report_written
 
 app = typer.Typer(help="Theory claims from the seed papers as experiments with a verdict.", no_args_is_help=True)
 
@@ -122,17 +122,21 @@ def claims_run(
 def claims_report(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("claims.html"),
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """Write the HTML page: per claim, the measured-vs-predicted plot and the checks of each stored run."""
-    from ..claims.report import FAMILY, write_report
+    """Print one row per stored run (claim, setting, seed, verdict) and write the HTML page: per claim, the
+    measured-vs-predicted plot and the checks of each stored run."""
+    from ..claims.report import FAMILY, overview_rows, write_report
     from ..results import ResultStore, StorageError
 
     try:
+        check_format(fmt)
         store = ResultStore(storage, create=False)
         if not store.records(FAMILY):
             raise fail(f"{store.display_url} holds no claims results; run `descend claims run … --storage "
                        f"{storage}` first")
+        print_rows(overview_rows(store), fmt, title="descend claims")
         path = write_report(store, out)
-    except StorageError as exc:
+    except (UserError, StorageError) as exc:
         raise fail(exc) from None
-    typer.echo(f"report: {path}")
+    report_written(path, fmt)

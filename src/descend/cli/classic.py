@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
 
 app = typer.Typer(help="Classic structured solvers from the seed papers (BCD, GNS, AdaSketch-Newton, ...).",
                   no_args_is_help=True)
@@ -37,7 +37,8 @@ def classic_run(
     solver: Annotated[str, typer.Argument(help="solver name (see `descend classic list`)")],
     problem: Annotated[str, typer.Option(help="problem name of that solver (see `descend classic list`)")],
     seed: Annotated[int, typer.Option(help="random seed (data and sketches)")] = 0,
-    full: Annotated[bool, typer.Option("--full", help="the paper's sizes instead of the reduced ones")] = False,
+    full: Annotated[bool, typer.Option("--full/--quick", help="the paper's sizes, or the reduced ones (the "
+                                                               "default)")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="solver option key=value (repeatable)")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
@@ -71,16 +72,21 @@ def classic_run(
 def classic_report(
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("classic.html"),
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """HTML page with each solver's paper-style figure and the stored summaries."""
-    from ..classic.report import write_report
+    """Print the stored summaries (one row per record) and write the HTML page with each solver's paper-style
+    figure and those summaries."""
+    from ..classic.report import summary_rows, write_report
     from ..results import ResultStore, StorageError
 
     try:
-        path = write_report(ResultStore(storage, create=False), out)
+        check_format(fmt)
+        store = ResultStore(storage, create=False)
+        print_rows(summary_rows(store), fmt, title="descend classic")
+        path = write_report(store, out)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
-    typer.echo(f"report: {path}")
+    report_written(path, fmt)
 
 
 @app.command("list")

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._validate import check_choice, check_float, check_int
 from ._random import Seed, generator, probes
 from .operators import CurvatureOperator
 
@@ -94,8 +95,7 @@ def lanczos(op: CurvatureOperator, m: int, v0: Tensor | None = None, *, seed: Se
     from a fresh random vector orthogonal to the basis (``beta = 0`` there).  ``stop(partial_result)`` is called
     after every step and ends the run early when it returns ``True``.
     """
-    if m < 1:
-        raise ValueError(f"m must be >= 1, got {m}")
+    check_int("m", m, 1)
     gen = generator(seed)
     m = min(m, op.dim)
     start = op.n_calls
@@ -174,14 +174,11 @@ def top_eigenpairs(op: CurvatureOperator, k: int = 1, *, which: str = "largest",
     Stops when each wanted Ritz residual is ``<= tol * max |theta|`` or after ``max_iter`` products
     (default ``min(dim, max(100, 20 k))``; ``converged`` says which).  Cost: ``n_hvp`` products.
     """
-    if k < 1 or k > op.dim:
-        raise ValueError(f"k must be in [1, {op.dim}] (the operator's dimension), got {k}")
-    if which not in _WHICH:
-        raise ValueError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if max_iter is not None and max_iter < k:
-        raise ValueError(f"max_iter must be >= k = {k}, got {max_iter}")
+    check_int("k", k, 1, op.dim)  # at most the operator's dimension
+    check_choice("which", which, _WHICH)
+    check_float("tol", tol, 0.0, low_open=True)
+    if max_iter is not None:
+        check_int("max_iter", max_iter, k)
     t0 = time.perf_counter()
     limit = min(op.dim, max_iter if max_iter is not None else max(100, 20 * k))
 
@@ -256,8 +253,7 @@ class SpectralDensity:
         if sigma is None:
             span = float(self.nodes.max() - self.nodes.min())
             sigma = max(0.01 * span, 1e-12)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
+        check_float("sigma", sigma, 0.0, low_open=True)
         g = grid.double().reshape(-1, 1, 1)
         kern = torch.exp(-0.5 * ((g - self.nodes.double()) / sigma) ** 2) / (sigma * (2 * torch.pi) ** 0.5)
         return (kern * self.weights.double()).sum(dim=2).mean(dim=1)
@@ -267,10 +263,8 @@ def spectral_density(op: CurvatureOperator, n_iter: int = 100, n_vectors: int = 
                      seed: Seed = 0) -> SpectralDensity:
     """Stochastic Lanczos quadrature (Ghorbani et al. 2019): ``n_vectors`` runs of ``n_iter`` Lanczos steps
     from normalised Rademacher vectors.  Cost: about ``n_iter * n_vectors`` products (``n_hvp``)."""
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-    if n_vectors < 1:
-        raise ValueError(f"n_vectors must be >= 1, got {n_vectors}")
+    check_int("n_iter", n_iter, 1)
+    check_int("n_vectors", n_vectors, 1)
     t0 = time.perf_counter()
     gen = generator(seed)
     start = op.n_calls

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..optim._validate import check_int
+from .._validate import check_int
 from .lanczos import top_eigenpairs
 from .operators import CurvatureOperator
 from .trace import trace

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import check_choice, check_int
 from ._random import Seed, generator, probes
 from .operators import CurvatureOperator
 
@@ -68,11 +69,9 @@ def trace(op: CurvatureOperator, method: str = "hutch++", budget: int = 30, *, s
     ``"exact"`` uses ``op.dim`` products with the basis vectors (``budget`` ignored).  Hutch++ needs
     ``budget >= 3``; Hutchinson ``budget >= 1``.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
-    minimum = 3 if method == "hutch++" else 1
-    if method != "exact" and (isinstance(budget, bool) or not isinstance(budget, int) or budget < minimum):
-        raise ValueError(f"budget must be an int >= {minimum} for {method}, got {budget!r}")
+    check_choice("method", method, _METHODS)
+    if method != "exact":
+        check_int(f"budget (for {method})", budget, 3 if method == "hutch++" else 1)
     t0 = time.perf_counter()
     start = op.n_calls
     gen = generator(seed)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import check_float, check_int
 from ._comm import Communicator
 
 __all__ = ["Composite", "OpenProblem", "compose", "distributed_gd", "dual_decomposition", "gd_step"]
@@ -131,10 +132,8 @@ def distributed_gd(composite: Composite, x0: torch.Tensor, gamma: float, steps: 
     """Run ``steps`` iterations; this process hosts ``workers`` (problem indices).  Returns each hosted worker's
     local variables ``φ_i^* x``.  ``callback(t, x)`` sees the composite iterate (assembled from the message;
     only for checks — the workers never store it)."""
-    if not gamma > 0:
-        raise ValueError(f"gamma must be > 0, got {gamma}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    check_float("gamma", gamma, 0.0, low_open=True)
+    check_int("steps", steps, 0)
     x0 = x0.detach()
     local = {i: composite.pullback(i, x0).clone() for i in workers}
     for t in range(steps):
@@ -170,8 +169,7 @@ def dual_decomposition(problems: Sequence[OpenProblem], A: Sequence[torch.Tensor
                        ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """Dual ascent for ``min Σ_i f_i(y_i)`` s.t. ``Σ_i A_i y_i = b`` (see the module docstring).  Returns the
     hosted workers' ``y_i`` and the multiplier ``λ``."""
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+    check_float("alpha", alpha, 0.0, low_open=True)
     lam = torch.zeros(b.shape[0], dtype=b.dtype)
     y = {i: torch.zeros(problems[i].n_vars, dtype=b.dtype) for i in workers}
     for _ in range(steps):

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .._validate import check_betas, check_float, check_int
 from ._comm import rank_and_world
 
 __all__ = ["LAMB", "dat_step", "fgsm_fast", "pgd", "qsgd", "qsgd_variance_bound"]
@@ -47,8 +48,7 @@ def qsgd(g: torch.Tensor, bits: int, generator: torch.Generator | None = None, d
 
     The norm is over the whole tensor, or along ``dim`` (each slice quantized independently: a batch of draws).
     """
-    if not (isinstance(bits, int) and 1 <= bits <= 16):
-        raise ValueError(f"bits must be an integer in [1, 16], got {bits!r}")
+    check_int("bits", bits, 1, 16)
     norm = g.norm() if dim is None else g.norm(dim=dim, keepdim=True)
     s = 2**bits - 1
     level = torch.where(norm > 0, g.abs() / torch.where(norm > 0, norm, 1.0) * s, 0.0)
@@ -71,16 +71,11 @@ class LAMB(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 1e-4, clamp: float = 10.0) -> None:
-        if not lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
-        if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        if not clamp > 0:
-            raise ValueError(f"clamp must be > 0, got {clamp}")
+        check_float("lr", lr, 0.0)
+        check_betas("betas", betas)
+        check_float("eps", eps, 0.0)
+        check_float("weight_decay", weight_decay, 0.0)
+        check_float("clamp", clamp, 0.0, low_open=True)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                                   "clamp": clamp})
 

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .._validate import check_choice, check_int
 from ._comm import is_dtensor, local_chunk, rank_and_world
 
 __all__ = ["ELEMENTWISE", "MODES", "PER_TENSOR", "ShardedOptimizer", "assign_owners", "default_mode"]
@@ -80,8 +81,7 @@ def _cost(shape: Sequence[int]) -> float:
 def assign_owners(shapes: Sequence[Sequence[int]], world_size: int) -> list[int]:
     """Owner rank of each tensor: longest processing time first on ``rows·cols·min(rows, cols)``, ties to the
     lower rank and the lower index (deterministic, so every rank computes the same assignment)."""
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    check_int("world_size", world_size, 1)
     load = [0.0] * world_size
     owners = [0] * len(shapes)
     for i in sorted(range(len(shapes)), key=lambda j: (-_cost(shapes[j]), j)):
@@ -120,8 +120,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
         if not isinstance(optimizer, str) or optimizer not in do.available():
             raise ValueError(f"optimizer must be one of {do.available()}, got {optimizer!r}")
         mode = default_mode(optimizer) if mode is None else mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_choice("mode", mode, MODES)
         spec = do.get(optimizer)
         if spec.requires_closure and mode != "local":
             raise ValueError(f"optimizer {optimizer!r} needs a closure, which mode {mode!r} cannot give it "

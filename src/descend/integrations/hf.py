@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..optim._validate import check_int
+from .._validate import check_int
 from ..optim.sophia import gnb_hessian_update
 from . import sophia_optimizers
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..optim._validate import check_int
+from .._validate import check_int
 from . import sophia_optimizers, sophia_step
 
 __all__ = ["SophiaHessianCallback"]

@@ -13,8 +13,11 @@ names map onto descend's, FRUGAL's recorded random subsets, …) lives in each o
 
 Command line::
 
+    python -m descend.optim.replay
     python -m descend.optim.replay ../shared/reference/optimizers/*.json
 
+replays, with no path, the fixtures packaged with descend (:mod:`descend.fixtures`, ``optimizers``: a copy of
+``shared/reference/optimizers/``, so a pip install can replay them), or the given files and directories; it
 prints one line per fixture -- max abs error and max error/tolerance ratio, or why it was not replayed -- and
 exits with the status of the worst file: 0 every file replayed within tolerance (a well-formed fixture of an
 optimizer descend does not register is listed as ``skipped: no registered optimizer for fixture optimizer
@@ -275,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import descend.optim  # noqa: F401  (registers every optimizer)
 
     return run_cli("python -m descend.optim.replay", __doc__.split("\n\n")[0],
-                   f"{'optimizer':<14} {'steps':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv)
+                   f"{'optimizer':<14} {'steps':>5} {'max|err|':>10} {'err/tol':>9}", _replay_one, argv,
+                   packaged="optimizers")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from descend.bilevel._validate import check_choice, check_int
+from descend._validate import check_choice, check_int
 
 from .estimators import FlatPolicy, gpomdp, harpg_hvp, reinforce
 from .policies import Policy

@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from descend.bilevel._validate import check_int
+from descend._validate import check_int
 
 from .estimators import FlatPolicy
 from .policies import SoftmaxPolicy

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from descend.bilevel._validate import check_float, check_int
+from descend._validate import check_float, check_int
 
 from .policies import GaussianPolicy, Policy, SoftmaxPolicy
 from .trajectories import Trajectories

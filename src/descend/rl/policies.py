@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from descend.bilevel._validate import check_float, check_int
+from descend._validate import check_float, check_int
 
 __all__ = ["GaussianPolicy", "Policy", "SoftmaxPolicy", "TabularSoftmaxPolicy", "mlp"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from descend.bilevel._validate import check_float
+from descend._validate import check_float
 
 __all__ = ["MOMENTUM_HARPG", "MOMENTUM_IGT", "STEP_2_OVER_T", "Constant", "Power", "Schedule", "as_schedule"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from descend.bilevel._validate import check_int
+from descend._validate import check_int
 
 from .algorithms import GPOMDP, HARPG, NHARPG, NPGIGT, REINFORCE, NormalizedPG, PolicyGradient, StepInfo
 from .policies import Policy, TabularSoftmaxPolicy

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from descend.bilevel._validate import check_float, check_int
+from descend._validate import check_float, check_int
 
 from .policies import Policy, SoftmaxPolicy
 from .trajectories import Trajectories

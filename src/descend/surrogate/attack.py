@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from descend.bilevel._validate import check_choice, check_float, check_int
+from descend._validate import check_choice, check_float, check_int
 
 __all__ = ["CDSM", "CoordinateSearch", "DirectionalAttack", "EvaluationBudget", "Hybrid", "NNProblem", "Trace"]
 

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from descend.bilevel._validate import check_choice, check_float, check_int
+from descend._validate import check_choice, check_float, check_int
 
 from .tasks import OfflineTask
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from descend.bilevel._validate import check_choice, check_float, check_int
+from descend._validate import check_choice, check_float, check_int
 
 __all__ = [
     "GAMMA_SCHEDULE",

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from descend.bilevel._validate import check_choice, check_int
+from descend._validate import check_choice, check_int
 
-__all__ = ["METHODS", "build_report", "run_study"]
+__all__ = ["METHODS", "build_report", "report_rows", "run_study"]
 
 FAMILY = "surrogate"
 METHODS = ("ignite", "attack", "lpn")
@@ -149,6 +149,34 @@ def bootstrap_ci(values: list[float], *, n_boot: int = 2000, level: float = 0.95
     return float(t.mean()), float(lo), float(hi)
 
 
+def _study_rows(study: str, recs: list[Any]) -> list[dict[str, str]]:
+    rows = []
+    for m in sorted({r.method for r in recs}):
+        rs = [r for r in recs if r.method == m]
+        if study == "ignite":
+            mean, lo, hi = bootstrap_ci([r.summary["p100"] for r in rs])
+            rows.append({"method": m, "runs": str(len(rs)), "p100 mean [95% CI]": f"{mean:.4f} [{lo:.4f}, "
+                         f"{hi:.4f}]", "task": str(sorted({r.setting['task'] for r in rs}))})
+        elif study == "attack":
+            finals = sorted(r.summary["best"] for r in rs)
+            rows.append({"method": m, "starts": str(len(rs)),
+                         "median best feasible": f"{finals[len(finals) // 2]:.4f}",
+                         "all accepted feasible": str(all(r.summary["all_accepted_feasible"] for r in rs))})
+        else:
+            errs = [r.summary["max_abs_err_vs_soft_threshold"] for r in rs]
+            rows.append({"loss": m, "seeds": str(len(rs)), "f(-3..3) (seed 0)":
+                         " ".join(f"{v:.2f}" for v in rs[0].summary["f_at_-3..3"]),
+                         "max |f − soft-thr| at -3..3": f"{max(errs):.3f}"})
+    return rows
+
+
+def report_rows(store: Any) -> list[dict[str, str]]:
+    """The report's tables as one list of rows, each led by its ``study`` (ignite, attack, lpn); a column
+    another study lacks is absent from that row (``descend surrogate report`` prints them)."""
+    return [{"study": study, **row} for study in store.studies(FAMILY)
+            for row in _study_rows(study, store.records(FAMILY, study))]
+
+
 def build_report(store: Any, out: Any) -> Any:
     """One section (figure + table) per stored study of the family; returns the written path."""
     import matplotlib
@@ -166,34 +194,23 @@ def build_report(store: Any, out: Any) -> Any:
         recs = store.records(FAMILY, study)
         methods = sorted({r.method for r in recs})
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        rows = []
         for m in methods:
             rs = [r for r in recs if r.method == m]
             if study == "ignite":
                 curves = torch.tensor([r.curve["p100"] for r in rs])
                 ax.plot(rs[0].curve["step"], curves.median(0).values, label=m)
-                mean, lo, hi = bootstrap_ci([r.summary["p100"] for r in rs])
-                rows.append({"method": m, "runs": str(len(rs)), "p100 mean [95% CI]": f"{mean:.4f} [{lo:.4f}, "
-                             f"{hi:.4f}]", "task": str(sorted({r.setting['task'] for r in rs}))})
                 ax.set_xlabel("gradient-ascent step")
                 ax.set_ylabel("normalised 100th-pct score")
             elif study == "attack":
                 curves = torch.tensor([r.curve["best"] for r in rs])
                 ax.plot(rs[0].curve["evals"], curves.nanmedian(0).values, label=m)
-                finals = sorted(r.summary["best"] for r in rs)
-                rows.append({"method": m, "starts": str(len(rs)),
-                             "median best feasible": f"{finals[len(finals) // 2]:.4f}",
-                             "all accepted feasible": str(all(r.summary["all_accepted_feasible"] for r in rs))})
                 ax.set_xlabel("Φ evaluations")
                 ax.set_ylabel("best feasible f(Φ(x)) (median)")
             else:
                 ax.plot(rs[0].curve["y"], rs[0].curve["f"], label=f"LPN ({m})")
-                errs = [r.summary["max_abs_err_vs_soft_threshold"] for r in rs]
-                rows.append({"loss": m, "seeds": str(len(rs)), "f(-3..3) (seed 0)":
-                             " ".join(f"{v:.2f}" for v in rs[0].summary["f_at_-3..3"]),
-                             "max |f − soft-thr| at -3..3": f"{max(errs):.3f}"})
                 ax.set_xlabel("y")
                 ax.set_ylabel("f_θ(y)")
+        rows = _study_rows(study, recs)
         if study == "lpn":
             y = torch.linspace(-4, 4, 81)
             ax.plot(y, torch.sign(y) * torch.clamp(y.abs() - 1, min=0), "k--", lw=1, label="soft-threshold")

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from descend.bilevel._validate import check_choice, check_float, check_int
+from descend._validate import check_choice, check_float, check_int
 
 __all__ = ["TASKS", "OfflineTask", "branin", "hartmann6", "make_task", "teacher_oracle", "trained_mlp_problem"]
 

@@ -79,6 +79,11 @@ class Task:
             from module types.  Declared on ``model`` (:func:`descend.optim.roles.declare_roles`), so every
             group builder sees them.
         info: anything to store with the trial's provenance (e.g. ``n_params``).
+        predict: for classification workloads, the held-out predictions at the current parameters:
+            ``{"val": (log_probs, labels), "test": (log_probs, labels)}`` (``log_probs``: N×C log-softmax
+            outputs, ``labels``: N integers).  The data-constrained mode's ensembles
+            (:func:`descend.bench.metrics.ensemble_metrics`) average the final runs' probabilities; a task
+            without it cannot be ensembled.
     """
 
     params: Any
@@ -90,6 +95,7 @@ class Task:
     model: torch.nn.Module | None = None
     info: dict[str, Any] = field(default_factory=dict)
     roles: Mapping[str, Role | str] | None = None
+    predict: Callable[[], Mapping[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def __post_init__(self) -> None:
         if self.roles:
@@ -122,6 +128,8 @@ class Workload:
     test_metric: ClassVar[str | None] = "test_loss"
     #: the cheapest scale to build in the test suite (``None`` = the first scale)
     test_scale: ClassVar[str | None] = None
+    #: whether its tasks give :attr:`Task.predict` (held-out class probabilities), so runs can be ensembled
+    predicts: ClassVar[bool] = False
 
     def build(self, seed: int, scale: str) -> Task:
         raise NotImplementedError

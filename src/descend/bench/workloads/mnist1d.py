@@ -97,6 +97,7 @@ def load_mnist1d(num_samples: int = SAMPLES) -> dict[str, torch.Tensor]:
 class _MNIST1D(Workload):
     batch: ClassVar[int] = 128
     test_scale: ClassVar[str | None] = "s4k"  # 5 000 signals: seconds to generate, not minutes
+    predicts: ClassVar[bool] = True
 
     def model(self, settings: dict[str, Any]) -> torch.nn.Module:
         raise NotImplementedError
@@ -119,8 +120,15 @@ class _MNIST1D(Workload):
             model.train()
             return out
 
+        @torch.no_grad()
+        def predict() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+            model.eval()
+            out = {split: (F.log_softmax(model(d[f"x_{split}"]), dim=-1), d[f"y_{split}"]) for split in ("val", "test")}
+            model.train()
+            return out
+
         return Task(params=list(model.parameters()), train_loss=train_loss, evaluate=evaluate, model=model,
-                    info={"n_params": sum(p.numel() for p in model.parameters())})
+                    info={"n_params": sum(p.numel() for p in model.parameters())}, predict=predict)
 
 
 @register_workload
