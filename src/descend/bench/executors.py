@@ -1,10 +1,10 @@
-"""Executors: who runs the trials of a plan.
+"""Executors: who runs the trials of a plan — the optimizer family's adapter of :mod:`descend.results.runner`.
 
-* ``local`` — this process, one trial at a time.
+* ``local`` — this process, one trial at a time (or ``parallel`` threads).
 * ``ray`` — trials run as Ray tasks (``ray.init(address)`` for an existing cluster, or a local Ray with the
   machine's CPUs); this process only asks Optuna for configurations and stores the results.
 * workers — start ``descend bench worker --storage URL`` in as many processes (or machines) as you like;
-  each one runs :func:`drain` on the plans it finds in the database.  Claims in the database keep them from
+  each one runs :func:`drain` on the plans it finds in the database.  Leases in the database keep them from
   duplicating work.
 
 No scheduler of our own: ordering and idempotence come from the database (see :mod:`.protocol`).
@@ -12,20 +12,40 @@ No scheduler of our own: ordering and idempotence come from the database (see :m
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..optim._fused import ENV_VAR
+from ..results import runner
 from .protocol import Plan, WorkItem, pending_work, run_work
 from .storage import RunRow, Storage
 from .trial import TrialResult, run_trial
 
-__all__ = ["drain", "ray_executor"]
+__all__ = ["OptimizerWork", "drain", "ray_executor"]
 
 OnEvent = Callable[[str, WorkItem, RunRow | None], None]
+
+
+class OptimizerWork:
+    """A plan of the optimizer benchmark as :class:`descend.results.runner.Work`: its tuning trials, final
+    seeds and ladder rungs (:func:`~descend.bench.protocol.pending_work`), run by ``executor`` (default
+    :func:`~descend.bench.trial.run_trial` in this process)."""
+
+    def __init__(self, storage: Storage, plan: Plan, executor: Callable[..., TrialResult] | None = None) -> None:
+        self.storage, self.plan, self.executor = storage, plan, executor
+        self.finished: set[str] = set()  # cells (and tuning rounds) found complete: never scanned again
+
+    def pending(self) -> Iterator[WorkItem]:
+        return pending_work(self.storage, self.plan, self.finished)
+
+    def run(self, item: WorkItem, progress: Callable[[int], None] | None) -> RunRow | None:
+        return run_work(self.storage, self.plan, item, progress=progress, executor=self.executor)
+
+    def missing(self) -> int:
+        return self.storage.missing_finals(self.plan)
+
+    def exclusive(self, item: WorkItem) -> bool:
+        # a cell's next tuning item is the same value for every trial it asks for: several may run at once
+        return item.phase == "final"
 
 
 def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable[..., TrialResult] | None = None,
@@ -36,67 +56,21 @@ def drain(storage: Storage, plan: Plan, *, parallel: int = 1, executor: Callable
     ``parallel`` > 1 keeps that many trials in flight (threads that wait on ``executor``, e.g. Ray tasks).
     Work leased by another live process is waited for, not duplicated; work whose lease expired (its
     process died, on any host) is taken over.  Returns only once every final run of the plan is stored;
-    ``on_wait()`` is called whenever it waits for work leased by others.
+    ``on_wait()`` is called whenever it waits for work leased by others.  Trials run descend's optimizers
+    eagerly unless ``DESCEND_COMPILE`` says otherwise, set per trial (:func:`~descend.bench.trial.compile_setting`).
     """
-    parallel = max(parallel, 1)
     import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first step: keep that out of trials)
 
-    # Trials run descend's optimizers eagerly unless DESCEND_COMPILE says otherwise: a compiled default path
-    # costs 10-45 s on its first step in every trial process, more than a whole quick-suite trial, and the
-    # benchmark's default cost axis is steps (wall-time profiles are labelled as this machine's).  Set
-    # DESCEND_COMPILE=1 to benchmark the compiled paths (Ray workers inherit the variable).
-    os.environ.setdefault(ENV_VAR, "0")
-
-    done = 0
-    in_flight: dict[Future[RunRow | None], WorkItem] = {}
-    finished: set[str] = set()
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        while True:
-            for item in pending_work(storage, plan, finished):
-                if len(in_flight) >= parallel:
-                    break
-                if item.phase == "final" and item in in_flight.values():
-                    continue
-                if on_event:
-                    on_event("start", item, None)
-                cb = (lambda k, item=item: progress(item, k)) if progress else None
-                in_flight[pool.submit(run_work, storage, plan, item, progress=cb, executor=executor)] = item
-            if not in_flight:
-                if storage.missing_finals(plan) == 0:
-                    return done
-                # nothing to start, yet the plan is unfinished: other processes hold leases on the tuning
-                # trials left; wait until they finish or their leases expire (then their trials are reclaimed)
-                if on_wait:
-                    on_wait()
-                time.sleep(poll)
-                continue
-            completed, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)  # not `finished`: the cell cache
-            progressed = False
-            for fut in completed:
-                item = in_flight.pop(fut)
-                row = fut.result()
-                progressed |= row is not None
-                done += row is not None
-                if on_event:
-                    on_event("done" if row is not None else "skipped", item, row)
-            if not progressed:
-                time.sleep(poll)  # the work left is claimed by other live processes: wait for them
+    return runner.drain(OptimizerWork(storage, plan, executor), parallel=parallel, on_event=on_event,
+                        progress=progress, poll=poll, on_wait=on_wait)
 
 
 def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Callable[..., TrialResult]:
     """An executor that runs each trial as a Ray task (one CPU each; torch threads as the plan says)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
-
-    @ray.remote(num_cpus=1)
-    def _remote(*args: Any, **kwargs: Any) -> TrialResult:
-        return run_trial(*args, **kwargs)
+    remote = runner.ray_remote(run_trial, address, num_cpus)
 
     def run(*args: Any, progress: Callable[[int], None] | None = None, **kwargs: Any) -> TrialResult:
-        result = ray.get(_remote.remote(*args, **kwargs))
+        result: TrialResult = remote(*args, **kwargs)
         if progress is not None:
             progress(args[5] if len(args) > 5 else kwargs.get("steps", 0))
         return result

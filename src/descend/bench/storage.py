@@ -9,20 +9,16 @@ refused: a benchmark must survive its process.  descend's tables (created next t
   metrics, timings, provenance and the whole per-step curve as JSON.  A row is written in one transaction
   when its trial has finished, so a process killed mid-trial leaves nothing half-written; a unique key
   (cell, phase, seed, trial number) makes duplicates impossible;
-* ``descend_claims`` — leases: which process is running which piece of work, until when.  A lease lasts
-  ``lease`` seconds (:data:`LEASE`) and is renewed by a heartbeat thread every ``lease / 4`` seconds while
-  its holder works; work whose lease has expired is taken over by anyone, whatever host or pid held it (a
-  holder on this host whose pid is gone is taken over at once).  Hosts sharing a database need clocks that
-  agree to well within a lease (NTP).
+* ``descend_claims`` — leases: which process is running which piece of work, until when (the shared lease
+  table of :mod:`descend.results.leases`, with its heartbeat; :class:`Storage` delegates ``claim`` / ``release``
+  / ``leases`` / ``holds`` / ``claimed`` to it).
 """
 
 from __future__ import annotations
 
-import math
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +36,13 @@ from ..results.db import (
     loads,
     make_engine,
     normalize_url,
-    owner_alive,
     owner_id,
 )
+from ..results.leases import LEASE, Leases, check_lease, claims_table
+from ..results.plans import load_plans, save_plan
 
 __all__ = ["LEASE", "STALE_AFTER", "RunRow", "Storage", "StorageError", "normalize_url", "owner_id"]
 
-#: Seconds a claim lives without a heartbeat (the heartbeat renews it every ``LEASE / 4`` seconds).
-LEASE = 120.0
 STALE_AFTER = LEASE  # the former name
 SCHEMA_VERSION = 2  # 2: leases (descend_claims.expires)
 
@@ -78,13 +73,7 @@ _runs = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.UniqueConstraint("plan", "cell", "phase", "seed", "trial_number", name="uq_descend_run"),
 )
-_claims = sa.Table(
-    "descend_claims", _meta,
-    sa.Column("key", sa.String(400), primary_key=True),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("heartbeat", sa.Float, nullable=False),  # last renewal (time.time() of the holder)
-    sa.Column("expires", sa.Float, nullable=False),  # the lease: free for anyone after this time
-)
+_claims = claims_table(_meta)
 
 
 @dataclass
@@ -123,8 +112,7 @@ class Storage:
     """
 
     def __init__(self, url: str, *, create: bool = True, lease: float = LEASE) -> None:
-        if not (isinstance(lease, (int, float)) and math.isfinite(lease) and lease > 0):
-            raise ValueError(f"lease must be a finite number of seconds > 0, got {lease!r}")
+        lease = check_lease(lease)
         self.url = normalize_url(url)
         self.display_url = sa.engine.make_url(self.url).render_as_string(hide_password=True)
         self.lease = float(lease)
@@ -134,9 +122,7 @@ class Storage:
         with self._errors("open"):
             self._init_schema(create)
         self._optuna: Any = None
-        self._held: dict[str, tuple[str, Callable[[], None] | None]] = {}
-        self._lock = threading.Lock()
-        self._beat: threading.Thread | None = None
+        self.lease_table = Leases(self.engine, _claims, self._errors, self.lease)
 
     def _init_schema(self, create: bool) -> None:
         def check_version(conn: sa.Connection) -> None:
@@ -251,121 +237,28 @@ class Storage:
         return len(want - have)
 
     # -------------------------------------------------------------------------------------------- leases
+    # the shared lease table (descend.results.leases): the benchmark's names for its methods
     def claim(self, key: str, owner: str | None = None, *, on_beat: Callable[[], None] | None = None) -> bool:
-        """Take the lease on a piece of work: succeeds if it is free, ours, expired, or held by a pid of this
-        host that is gone.  While held, a heartbeat thread renews it (and calls ``on_beat``) until
-        :meth:`release`."""
-        owner = owner or owner_id()
-        now = time.time()
-        try:
-            with self._errors("claim work"), self.engine.begin() as conn:
-                row = conn.execute(sa.select(_claims.c.owner, _claims.c.expires).where(_claims.c.key == key)).first()
-                if row is None:
-                    conn.execute(_claims.insert().values(key=key, owner=owner, heartbeat=now, expires=now + self.lease))
-                else:
-                    holder, expires = row
-                    if holder != owner and expires > now and owner_alive(holder) is not False:
-                        return False
-                    # compare-and-swap: of two processes taking over the same expired lease, one wins
-                    taken = conn.execute(_claims.update().where(_claims.c.key == key, _claims.c.owner == holder,
-                                                                _claims.c.expires == expires)
-                                         .values(owner=owner, heartbeat=now, expires=now + self.lease))
-                    if taken.rowcount != 1:
-                        return False
-        except StorageError as exc:
-            if isinstance(exc.__cause__, IntegrityError):  # inserted by another process just now
-                return False
-            raise
-        if on_beat is not None:
-            on_beat()  # the first heartbeat, at once (short trials end before the thread's first beat)
-        with self._lock:
-            self._held[key] = (owner, on_beat)
-            if self._beat is None:
-                self._beat = threading.Thread(target=self._heartbeat, name="descend-lease", daemon=True)
-                self._beat.start()
-        return True
+        """See :meth:`descend.results.leases.Leases.claim`."""
+        return self.lease_table.claim(key, owner, on_beat=on_beat)
 
     def release(self, key: str, owner: str | None = None) -> None:
-        owner = owner or owner_id()
-        with self._lock:
-            if self._held.get(key, (None,))[0] == owner:
-                del self._held[key]
-        with self._errors("release work"), self.engine.begin() as conn:
-            conn.execute(_claims.delete().where(_claims.c.key == key, _claims.c.owner == owner))
+        self.lease_table.release(key, owner)
 
     def leases(self, prefix: str = "") -> dict[str, tuple[str, float]]:
         """``key -> (owner, expires)`` of the stored leases whose key starts with ``prefix``."""
-        q = sa.select(_claims.c.key, _claims.c.owner, _claims.c.expires)
-        if prefix:
-            q = q.where(_claims.c.key.startswith(prefix, autoescape=True))
-        with self._errors("read the leases"), self.engine.connect() as conn:
-            return {k: (o, e) for k, o, e in conn.execute(q).all()}
+        return self.lease_table.leases(prefix)
 
     def holds(self, key: str, owner: str | None = None) -> bool:
         """Whether the stored lease on ``key`` is still ``owner``'s (default: the calling thread's)."""
-        q = sa.select(_claims.c.owner).where(_claims.c.key == key)
-        with self._errors("read the leases"), self.engine.connect() as conn:
-            return conn.execute(q).scalar() == (owner or owner_id())
+        return self.lease_table.holds(key, owner)
 
     def lease_live(self, lease: tuple[str, float] | None, now: float | None = None) -> bool:
         """Whether a lease from :meth:`leases` still binds others (unexpired, and not a gone pid of this host)."""
-        if lease is None:
-            return False
-        holder, expires = lease
-        return expires > (time.time() if now is None else now) and owner_alive(holder) is not False
+        return self.lease_table.lease_live(lease, now)
 
-    def _heartbeat(self) -> None:
-        """Renew this process's leases every ``lease / 4`` s; ends when none is held (restarted by claim)."""
-        while True:
-            time.sleep(self.lease / 4)
-            with self._lock:
-                held = dict(self._held)
-                if not held:
-                    self._beat = None
-                    return
-            now = time.time()
-            for key, (owner, on_beat) in held.items():
-                try:
-                    with self.engine.begin() as conn:
-                        renewed = conn.execute(_claims.update().where(_claims.c.key == key, _claims.c.owner == owner)
-                                               .values(heartbeat=now, expires=now + self.lease)).rowcount
-                    if on_beat is not None:
-                        on_beat()
-                except Exception:  # a locked or unreachable database: retry at the next beat
-                    continue
-                if not renewed:  # taken over (we were stalled longer than the lease) or released meanwhile
-                    with self._lock:
-                        if self._held.get(key, (None,))[0] == owner:
-                            del self._held[key]
-
-    @contextmanager
-    def claimed(self, key: str, *, on_beat: Callable[[], None] | None = None) -> Iterator[bool]:
-        ok = self.claim(key, on_beat=on_beat)
-        try:
-            yield ok
-        finally:
-            if ok:
-                self.release(key)
-
-
-def save_plan(engine: sa.Engine, table: sa.Table, name: str, config: Mapping[str, Any]) -> None:
-    """Store (or confirm) plan ``name`` in a plan ``table`` (name, config, created); a different config under the
-    same name raises :class:`StorageError`.  Shared by the optimizer and the bilevel benchmarks."""
-    text = dumps(config)
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(table.c.config).where(table.c.name == name)).first()
-        if row is None:
-            conn.execute(table.insert().values(name=name, config=text, created=time.time()))
-        elif row[0] != text:
-            raise StorageError(f"plan {name!r} already exists with another configuration; "
-                               "use another --name or the same options")
-
-
-def load_plans(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
-    """Every plan of a plan ``table``, oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(table.c.name, table.c.config).order_by(table.c.created)).all()
-    return {name: loads(cfg) for name, cfg in rows}
+    def claimed(self, key: str, *, on_beat: Callable[[], None] | None = None) -> AbstractContextManager[bool]:
+        return self.lease_table.claimed(key, on_beat=on_beat)
 
 
 def _mapping(text: str) -> dict[str, Any]:

@@ -9,8 +9,11 @@ clock at ``evaluations`` evenly spaced checkpoints.  A non-finite training loss 
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,9 +21,10 @@ from typing import Any
 import torch
 
 from .. import optim as do
+from ..optim._fused import ENV_VAR
 from .workloads import get_workload
 
-__all__ = ["MONITORS", "TrialResult", "check_monitors", "run_trial", "schedule"]
+__all__ = ["MONITORS", "TrialResult", "check_monitors", "compile_setting", "run_trial", "schedule"]
 
 
 @dataclass
@@ -53,18 +57,65 @@ def _checkpoints(steps: int, evaluations: int) -> set[int]:
     return {round(steps * (i + 1) / evaluations) for i in range(evaluations)} | {steps}
 
 
+class _CompileState:
+    lock = threading.Lock()
+    depth = 0
+    saved: str | None = None
+
+
+@contextmanager
+def compile_setting(compile: bool | None) -> Iterator[None]:
+    """``DESCEND_COMPILE`` for the duration of a trial, restored when the last trial running in this process ends.
+
+    ``compile=None``: the value the user set before any trial started, else ``"0"`` — trials run descend's
+    optimizers eagerly unless asked: a compiled default path costs 10-45 s on its first step in every trial
+    process, more than a whole quick-suite trial, and the benchmark's default cost axis is steps (wall-time
+    profiles are labelled as this machine's).  ``True`` / ``False``: ``"1"`` / ``"0"``.  Trials running at once
+    in one process share the variable: give them the same setting (a plan does).
+    """
+    st = _CompileState
+    with st.lock:
+        if st.depth == 0:
+            st.saved = os.environ.get(ENV_VAR)
+        user = st.saved
+        os.environ[ENV_VAR] = ("1" if compile else "0") if compile is not None else (user if user is not None
+                                                                                       else "0")
+        st.depth += 1
+    try:
+        yield
+    finally:
+        with st.lock:
+            st.depth -= 1
+            if st.depth == 0:
+                if st.saved is None:
+                    os.environ.pop(ENV_VAR, None)
+                else:
+                    os.environ[ENV_VAR] = st.saved
+
+
 def run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
               steps: int, *, evaluations: int = 20, threads: int | None = None,
               progress: Callable[[int], None] | None = None, monitors: Sequence[str] = (),
-              monitor_every: int = 0, predictions: bool = False) -> TrialResult:
+              monitor_every: int = 0, predictions: bool = False, compile: bool | None = None) -> TrialResult:
     """Train ``workload`` at ``scale`` with ``optimizer`` for ``steps`` steps and return its curve.
 
     ``hyperparameters`` may come from JSON: lists are turned back into tuples (``betas``).  ``progress(k)``
     is called after every step with the number of steps done.  ``monitors`` (names in :data:`MONITORS`) are
     evaluated every ``monitor_every`` steps and at the last step (:func:`_bench_monitors`).  ``predictions``
     stores the task's final held-out predictions (:attr:`Task.predict`) in ``info["predictions"]``
-    (``{split: {"log_probs": N×C, "labels": N}}``, float32 values) for ensembles of runs.
+    (``{split: {"log_probs": N×C, "labels": N}}``, float32 values) for ensembles of runs.  ``compile``:
+    whether descend's optimizers take their compiled paths, for this trial only (:func:`compile_setting`;
+    default eager unless ``DESCEND_COMPILE`` was set).
     """
+    with compile_setting(compile):
+        return _run_trial(workload, scale, optimizer, hyperparameters, seed, steps, evaluations=evaluations,
+                          threads=threads, progress=progress, monitors=monitors, monitor_every=monitor_every,
+                          predictions=predictions)
+
+
+def _run_trial(workload: str, scale: str, optimizer: str, hyperparameters: dict[str, Any], seed: int,
+               steps: int, *, evaluations: int, threads: int | None, progress: Callable[[int], None] | None,
+               monitors: Sequence[str], monitor_every: int, predictions: bool) -> TrialResult:
     hyperparameters = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

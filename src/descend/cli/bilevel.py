@@ -1,17 +1,37 @@
-"""``descend bilevel run | report | list``: the fair bilevel-solver benchmark's commands."""
+"""``descend bilevel run | worker | report | list``: the fair bilevel-solver benchmark's commands."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ._common import fail, split_list
+from ._common import UserError, fail, split_list
 
 app = typer.Typer(help="The fair bilevel-solver benchmark (benchmark_bilevel's protocol).",
                           no_args_is_help=True)
+
+
+def _executor(executor: str, ray_address: str | None, parallel: int) -> Any:
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor must be local or ray, got {executor!r}")
+    if parallel < 1:
+        raise UserError(f"--parallel must be ≥ 1, got {parallel}")
+    if executor == "local":
+        return None
+    from ..bilevel_bench import ray_executor
+
+    return ray_executor(ray_address, num_cpus=parallel)
+
+
+def _print_summary(bb: Any, summary: Any, report: Path | None) -> None:
+    typer.echo(bb.markdown_table(summary))
+    for line in bb.edge_warnings(summary):
+        typer.echo(line)
+    if report is not None:
+        typer.echo(f"report: {bb.write_html(summary, report)}")
 
 
 @app.command("run")
@@ -30,29 +50,74 @@ def bilevel_run(
     threads: Annotated[int, typer.Option(help="torch threads during the runs")] = 1,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
     name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) | ray (each run a Ray task)")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
+    parallel: Annotated[int, typer.Option(help="runs in flight (threads locally; Ray tasks and CPUs with ray)")] = 1,
     report: Annotated[Path | None, typer.Option(help="write the HTML report here when done")] = None,
     quiet: Annotated[bool, typer.Option(help="no per-run lines")] = False,
 ) -> None:
-    """Grid on the tuning seeds, select by median validation curve, rerun on fresh seeds (resumable)."""
-    from ..bilevel import bench as bb
+    """Grid on the tuning seeds, select by median validation curve, rerun on fresh seeds (resumable; more
+    processes can join with `descend bilevel worker`)."""
+    import descend.bilevel_bench as bb
+
+    from ..results.db import StorageError
 
     names = split_list(solvers) or ["aid_cg", "soba", "stocbio", "lancbio", "bome", "f2sa"]
     try:
         plan = bb.Plan(problem=problem, solvers=names, grid=grid, seeds=seeds, tune_seeds=tune_seeds,
                        budget=bb.parse_budget(budget), batch_size=batch_size, select=select, threads=threads,
                        name=name)
+        run_executor = _executor(executor, ray_address, parallel)
         db = bb.BilevelStorage(storage)
         t0 = time.perf_counter()
-        n = bb.run_plan(plan, db, progress=None if quiet else typer.echo)
-    except (ValueError, RuntimeError) as exc:
+        n = bb.run_plan(plan, db, progress=None if quiet else typer.echo, parallel=parallel, executor=run_executor)
+        summary = bb.summarize(db, plan.name)
+    except (ValueError, RuntimeError, StorageError) as exc:
         raise fail(exc) from None
-    typer.echo(f"{n} runs done in {time.perf_counter() - t0:.0f} s; results in {db.url} (plan {plan.name!r})")
-    summary = bb.summarize(db, plan.name)
-    typer.echo(bb.markdown_table(summary))
-    for line in bb.edge_warnings(summary):
-        typer.echo(line)
-    if report is not None:
-        typer.echo(f"report: {bb.write_html(summary, report)}")
+    typer.echo(f"{n} runs done in {time.perf_counter() - t0:.0f} s; results in {db.display_url} (plan {plan.name!r})")
+    _print_summary(bb, summary, report)
+
+
+@app.command("worker")
+def bilevel_worker(
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file shared with `bilevel run`")] = "bench.db",
+    plan: Annotated[str | None, typer.Option(help="only this plan (default: every bilevel plan, oldest first)")
+                    ] = None,
+    executor: Annotated[str, typer.Option(help="local | ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
+    parallel: Annotated[int, typer.Option(help="runs in flight")] = 1,
+    quiet: Annotated[bool, typer.Option(help="no per-run lines")] = False,
+) -> None:
+    """Run the pending runs of stored bilevel plans until every one is stored (several workers share a study)."""
+    import descend.bilevel_bench as bb
+
+    from ..results.db import StorageError
+
+    try:
+        db = bb.BilevelStorage(storage, create=False)
+        stored = db.plans()
+        if plan is not None and plan not in stored:
+            raise UserError(f"no bilevel plan {plan!r} in {db.display_url}; plans: {', '.join(stored) or 'none'}")
+        plans = [bb.stored_plan(db, name) for name in stored if plan is None or name == plan]
+        run_executor = _executor(executor, ray_address, parallel)
+    except (ValueError, StorageError) as exc:
+        raise fail(exc) from None
+    total = 0
+    try:
+        for p in plans:
+            told: list[bool] = []
+
+            def waiting(p: Any = p, told: list[bool] = told) -> None:
+                if not told:
+                    told.append(True)
+                    typer.echo(f"plan {p.name!r}: waiting for runs leased by other workers (a dead worker's lease "
+                               f"expires within {db.leases.lease:.0f} s, then its runs are redone here)", err=True)
+
+            total += bb.run_plan(p, db, progress=None if quiet else typer.echo, parallel=parallel,
+                                 executor=run_executor, on_wait=waiting, save=False)
+    except (ValueError, RuntimeError, StorageError) as exc:
+        raise fail(exc) from None
+    typer.echo(f"worker done: {total} runs")
 
 
 @app.command("report")
@@ -64,21 +129,20 @@ def bilevel_report(
                                                        "solver)")] = None,
 ) -> None:
     """Print the results table and write the HTML report of a bilevel plan."""
-    from ..bilevel import bench as bb
+    import descend.bilevel_bench as bb
+
+    from ..results.db import StorageError
 
     try:
         summary = bb.summarize(bb.BilevelStorage(storage), plan, target)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, StorageError) as exc:
         raise fail(exc) from None
-    typer.echo(bb.markdown_table(summary))
-    for line in bb.edge_warnings(summary):
-        typer.echo(line)
-    typer.echo(f"report: {bb.write_html(summary, out)}")
+    _print_summary(bb, summary, out)
 
 
 @app.command("list")
 def bilevel_list() -> None:
     """List bilevel benchmark problems, solvers and grids."""
-    from ..bilevel import bench as bb
+    import descend.bilevel_bench as bb
 
     typer.echo(bb.describe())

@@ -191,6 +191,14 @@ class ResultStore:
                                       t.setting_key == key)
             return conn.execute(q).first() is not None
 
+    def keys(self, family: str, study: str) -> set[tuple[str, int, str]]:
+        """``(method, seed, setting_key)`` of every record of a study (one query: what a runner skips)."""
+        t = _results.c
+        with self._errors("read results"), self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.method, t.seed, t.setting_key).where(t.family == family,
+                                                                                  t.study == study)).all()
+        return {(m, int(k), key) for m, k, key in rows}
+
     def records(self, family: str, study: str | None = None, method: str | None = None) -> list[Record]:
         """The stored records of ``family`` (optionally one study / method), oldest first."""
         t = _results.c

@@ -8,7 +8,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from descend.bilevel import bench as bb
+import descend.bilevel_bench as bb
 from descend.cli import app
 
 
