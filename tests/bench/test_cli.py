@@ -350,8 +350,9 @@ def test_report_formats_for_pipes(runner, finished_plan: Finished, tmp_path):
     base = ["bench", "report", "--storage", finished_plan.url, "--out", out, "--format"]
     result = runner.invoke(app, [*base, "json"])
     assert result.exit_code == 0, _output(result)
-    rows = json.loads(result.output[:result.output.rindex("]") + 1])
+    rows = json.loads(result.stdout)  # stdout is pure JSON: the "report: PATH" line goes to stderr
     assert {r["optimizer"] for r in rows} >= set(finished_plan.plan.optimizers)
+    assert "report: " in result.stderr
     result = runner.invoke(app, [*base, "csv"])
     header = next(csv.reader([result.output.splitlines()[0]]))
     assert header[:3] == ["workload", "optimizer", "final val (mean [95% CI])"]

@@ -186,3 +186,16 @@ def test_cli_tiny_run_and_report(tmp_path):
     assert "0 runs done" in CliRunner().invoke(app, args).output
     r = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--out", str(out)])
     assert r.exit_code == 0 and out.exists()
+    # the shared --format renderer: json parses back to the markdown table's rows; csv's header is the row keys
+    import json
+
+    from descend.cli._common import rows_text
+
+    rj = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--format", "json"])
+    assert rj.exit_code == 0, rj.output
+    rows = json.loads(rj.stdout)
+    assert [r["solver"] for r in rows] == ["aid_cg"] and "grid edge" in rows[0]["config"]
+    rc = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--format", "csv"])
+    assert rc.stdout.splitlines()[0] == rows_text(rows, "csv").splitlines()[0]
+    bad = CliRunner().invoke(app, ["bilevel", "report", "--storage", db, "--format", "yaml"])
+    assert bad.exit_code == 2 and "--format must be" in bad.output

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import UserError, check_format, console, fail, rows_text, split_list
+from ._common import UserError, check_format, console, fail, report_written, rows_text, split_list
 
 app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
 
@@ -358,7 +358,7 @@ def _available() -> list[str]:
     return optim.available()
 
 
-def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> None:
+def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None, fmt: str = "table") -> None:
     from ..bench.report import summarize, write_html
     from ..bench.storage import StorageError
 
@@ -374,7 +374,7 @@ def _write_report(db: Any, plan_name: str, out: Path, summary: Any = None) -> No
         path = write_html(summary, out)
     except OSError as exc:
         raise fail(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    typer.echo(f"report: {path}")
+    report_written(path, fmt)  # on stderr under --format csv|json, so that stdout parses
 
 
 @app.command("report")
@@ -415,7 +415,7 @@ def report_cmd(
         console().print(_leaderboard_table(db, name, summary))
     else:
         typer.echo(leaderboard_text(summary, fmt))
-    _write_report(db, name, out, summary)
+    _write_report(db, name, out, summary, fmt)
 
 
 @app.command("list")

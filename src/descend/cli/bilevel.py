@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import UserError, fail, split_list
+from ._common import UserError, check_format, fail, print_rows, report_written, split_list
 
 app = typer.Typer(help="The fair bilevel-solver benchmark (benchmark_bilevel's protocol).",
                           no_args_is_help=True)
@@ -26,12 +26,17 @@ def _executor(executor: str, ray_address: str | None, parallel: int) -> Any:
     return ray_executor(ray_address, num_cpus=parallel)
 
 
-def _print_summary(bb: Any, summary: Any, report: Path | None) -> None:
-    typer.echo(bb.markdown_table(summary))
+def _print_summary(bb: Any, summary: Any, report: Path | None, fmt: str = "markdown") -> None:
+    """The results table (markdown by default, as the README shows it; ``--format table|csv|json`` through the
+    shared renderer) and the grid-edge warnings (on stderr under csv/json, so that stdout parses)."""
+    if fmt == "markdown":
+        typer.echo(bb.markdown_table(summary))
+    else:
+        print_rows(bb.table_rows(summary), fmt, title=f"bilevel — {summary.metric}")
     for line in bb.edge_warnings(summary):
-        typer.echo(line)
+        typer.echo(line, err=fmt in ("csv", "json"))
     if report is not None:
-        typer.echo(f"report: {bb.write_html(summary, report)}")
+        report_written(bb.write_html(summary, report), fmt)
 
 
 @app.command("run")
@@ -127,6 +132,7 @@ def bilevel_report(
     out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("bilevel-report.html"),
     target: Annotated[float | None, typer.Option(help="target of the report metric (default: from the best "
                                                        "solver)")] = None,
+    format: Annotated[str, typer.Option(help="table | csv | json | markdown (the results table)")] = "markdown",
 ) -> None:
     """Print the results table and write the HTML report of a bilevel plan."""
     import descend.bilevel_bench as bb
@@ -134,10 +140,11 @@ def bilevel_report(
     from ..results.db import StorageError
 
     try:
+        check_format(format)
         summary = bb.summarize(bb.BilevelStorage(storage), plan, target)
     except (ValueError, RuntimeError, StorageError) as exc:
         raise fail(exc) from None
-    _print_summary(bb, summary, out)
+    _print_summary(bb, summary, out, format)
 
 
 @app.command("list")
