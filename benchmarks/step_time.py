@@ -143,7 +143,7 @@ PEERS: dict[str, tuple[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer
 }
 
 #: Optimizers with a compiled elementwise fast path besides those the registry marks ``elementwise``.
-FAST_PATH = ("agd_interpolation", "frugal", "mechanic")
+FAST_PATH = ("agd_interpolation", "frugal", "mechanic", "adam_mini")
 
 #: Keyword that selects the eager path, by registry name (default: ``fused=False`` if the factory takes it).
 EAGER_KWARGS: dict[str, dict[str, bool]] = {"mechanic": {"tuner_fused": False}, "nadamw": {"fused": False},

@@ -223,12 +223,14 @@ def run_elementwise(fn: Callable[..., Any], fused: bool | None, tensors: Sequenc
 
 
 def run_elementwise_many(fn: Callable[..., Any], fused: bool | None,
-                         items: Sequence[Sequence[torch.Tensor | None]], **scalars: Any) -> list[Any]:
+                         items: Sequence[Sequence[torch.Tensor | None]], *,
+                         qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile,
+                         **scalars: Any) -> list[Any]:
     """``[fn(*ts, **scalars) for ts in items]``, the compiled way in as few calls as possible.
 
-    The tuples that qualify (:func:`can_compile`) are bucketed by dtype, device and which arguments are
-    ``None``; each bucket runs as one call of the compiled :func:`multi_tensor` wrapper (in chunks of at
-    most :data:`MAX_TENSORS_PER_CALL`); the rest run eagerly.  The results come back in the order of
+    The tuples that qualify (``qualifies``, default :func:`can_compile`) are bucketed by dtype, device and
+    which arguments are ``None``; each bucket runs as one call of the compiled :func:`multi_tensor` wrapper
+    (in chunks of at most :data:`MAX_TENSORS_PER_CALL`); the rest run eagerly.  The results come back in the order of
     ``items``.  Compilation happens once per (function, dtype, flags, list length and size pattern); the
     lists an optimizer passes are the same every step, so a step never recompiles.
     """
@@ -242,7 +244,7 @@ def run_elementwise_many(fn: Callable[..., Any], fused: bool | None,
     buckets: dict[tuple[Any, ...], list[int]] = {}
     for i in todo:
         ts = items[i]
-        if not can_compile(ts):
+        if not qualifies(ts):
             out[i] = fn(*ts, **scalars)
             continue
         key = tuple(None if t is None else (t.dtype, t.device) for t in ts)
@@ -288,22 +290,29 @@ class ElementwiseBatch:
 
     def __init__(self, fused: bool | None) -> None:
         self.fused = fused
-        self._groups: dict[tuple[Any, ...], tuple[Callable[..., Any], dict[str, Any],
+        self._groups: dict[tuple[Any, ...], tuple[Callable[..., Any], Callable[..., bool], dict[str, Any],
                                                   list[Sequence[torch.Tensor | None]]]] = {}
         self._then: list[Callable[[], Any]] = []
 
     def add(self, fn: Callable[..., Any], tensors: Sequence[torch.Tensor | None], scalars: dict[str, Any],
-            then: Callable[[], Any] | None = None) -> None:
-        key = (fn, *sorted(scalars.items()))
-        self._groups.setdefault(key, (fn, scalars, []))[2].append(tensors)
+            then: Callable[[], Any] | None = None, *,
+            qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile) -> None:
+        """Record ``fn(*tensors, **scalars)``; ``then`` runs after the batch; ``qualifies``: which tuples
+        may be compiled (default :func:`can_compile`: contiguous tensors of one size)."""
+        key = (fn, qualifies, *sorted(scalars.items()))
+        self._groups.setdefault(key, (fn, qualifies, scalars, []))[3].append(tensors)
         if then is not None:
             self._then.append(then)
+
+    def then(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` after the batch (after the earlier callbacks)."""
+        self._then.append(callback)
 
     def run(self) -> None:
         groups, thens = self._groups, self._then
         self._groups, self._then = {}, []
-        for fn, scalars, items in groups.values():
-            run_elementwise_many(fn, self.fused, items, **scalars)
+        for fn, qualifies, scalars, items in groups.values():
+            run_elementwise_many(fn, self.fused, items, qualifies=qualifies, **scalars)
         for then in thens:
             then()
 

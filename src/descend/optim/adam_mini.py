@@ -68,12 +68,14 @@ import torch
 from torch import nn
 
 from ._base import DescendOptimizer, begin_step
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, FloatRange, OptimizerSpec, register
 from .roles import Role, param_roles
 
-__all__ = ["PARTITIONS", "AdamMini", "adam_mini_param_groups", "adam_mini_reference_groups", "blocks_of"]
+__all__ = ["PARTITIONS", "AdamMini", "adam_mini_block_update", "adam_mini_param_groups", "adam_mini_reference_groups",
+           "blocks_of"]
 
 PARTITIONS = ("auto", "row", "head", "qkv", "tensor", "elementwise")
 
@@ -110,27 +112,35 @@ def _n_blocks(segments: Segments) -> int:
     return sum(n for _, n in segments)
 
 
-def _accumulate_block_sq(v: torch.Tensor, g: torch.Tensor, segments: Segments, weight: float) -> None:
-    """``v_b += weight · mean_{i ∈ b}(g_i²)`` in place (one pass over ``g``: a norm per block, no ``g²`` copy)."""
-    flat = g.reshape(-1)
-    start, b = 0, 0
-    for size, n in segments:
-        part = flat[start:start + size * n]
-        if size == 1:
-            v[b:b + n].addcmul_(part, part, value=weight)
-        else:
-            v[b:b + n].add_(torch.linalg.vector_norm(part.view(n, size), dim=1).square_(), alpha=weight / size)
-        start, b = start + size * n, b + n
+def adam_mini_block_update(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, beta1: float,
+                           beta2: float, decay: float, step_size: float, sqrt_bc2: float, eps: float) -> None:
+    """One Adam-mini step of one segment, in place: the math of the eager and the compiled path.
+
+    ``w``, ``g``, ``m``: the segment's elements (1-D, contiguous), ``n · size`` of them, block ``b`` being
+    elements ``b·size … (b+1)·size - 1``; ``v``: the ``n`` block second moments.  ``decay = 1 - lr·wd``,
+    ``step_size = lr / (1-β1^t)``, ``sqrt_bc2 = sqrt(1-β2^t)``::
+
+        v_b <- β2 v_b + (1-β2) mean_{i ∈ b} g_i²;   m <- m + (1-β1)(g - m);   w <- decay · w
+        w_i <- w_i - step_size · m_i / (sqrt(v_b) / sqrt_bc2 + eps)
+
+    Compiled (:mod:`descend.optim._fused`), the block sums and the moment update are one loop over ``g``
+    and ``m``, the parameter update a second over ``w`` and ``m``.
+    """
+    n = v.shape[0]
+    g2 = g.view(n, -1)
+    v.mul_(beta2).add_((g2 * g2).sum(dim=1) * ((1.0 - beta2) / g2.shape[1]))
+    m.lerp_(g, 1.0 - beta1)
+    w.mul_(decay)
+    factor = step_size / (v.sqrt() / sqrt_bc2 + eps)
+    w.view(n, -1).sub_(m.view(n, -1) * factor.view(n, 1))
 
 
-def _sub_scaled_blocks(w: torch.Tensor, m: torch.Tensor, factor: torch.Tensor, segments: Segments) -> None:
-    """``w_i -= m_i · factor_b`` in place (``b`` the block of element ``i``; one fused pass per segment)."""
-    wf, mf = w.view(-1), m.reshape(-1)
-    start, b = 0, 0
-    for size, n in segments:
-        wv, mv = wf[start:start + size * n].view(n, size), mf[start:start + size * n].view(n, size)
-        wv.addcmul_(mv, factor[b:b + n].view(n, 1), value=-1.0)
-        start, b = start + size * n, b + n
+def _segments_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether a segment qualifies for the compiled path: contiguous, ``w``/``g``/``m`` of one size ≥ 2."""
+    w, g, m, v = tensors
+    assert w is not None and g is not None and m is not None and v is not None
+    n = w.numel()
+    return n >= 2 and g.numel() == n and m.numel() == n and all(t.is_contiguous() for t in (w, g, m, v))
 
 
 class AdamMini(DescendOptimizer):
@@ -147,6 +157,8 @@ class AdamMini(DescendOptimizer):
         partition: one of :data:`PARTITIONS` (see the module docstring); ``"auto"``: per row for matrices,
             one block for vectors.
         head_numel: elements per attention head (``d_head · d``), for ``"head"`` and ``"qkv"``.
+        fused: ``None`` (default) compiled where ``torch.compile`` works (one compiled call per group of
+            segments, :func:`adam_mini_block_update`), ``True`` always, ``False`` eager.
     """
 
     def __init__(
@@ -159,7 +171,9 @@ class AdamMini(DescendOptimizer):
         *,
         partition: str = "auto",
         head_numel: int | None = None,
+        fused: bool | None = None,
     ) -> None:
+        self._fused = check_fused(fused)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "partition": partition,
                     "head_numel": head_numel}
         _check_hyperparameters(defaults)
@@ -168,6 +182,7 @@ class AdamMini(DescendOptimizer):
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _CONFIG_ATTRS = ("_fused",)
 
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The one validation of a group (constructor defaults, ``add_param_group``, ``load_state_dict``),
@@ -181,6 +196,7 @@ class AdamMini(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "AdamMini")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of segments that share scalars
         for group in self.param_groups:
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
@@ -198,22 +214,22 @@ class AdamMini(DescendOptimizer):
                 w = p if p.dtype == dtype else p.to(dtype)
                 state["step"] += 1
                 t = float(state["step"].item())
-                v = state["exp_avg_sq"]
-                _accumulate_block_sq(v.mul_(beta2), g, segments, 1.0 - beta2)
-                if wd != 0.0:
-                    w.mul_(1.0 - lr * wd)
+                scalars = {"beta1": beta1, "beta2": beta2, "decay": 1.0 - lr * wd, "step_size": lr / (1.0 - beta1**t),
+                           "sqrt_bc2": math.sqrt(1.0 - beta2**t), "eps": eps}
                 m = state["exp_avg"]
-                m.lerp_(g, 1.0 - beta1)
-                h = v.sqrt().div_(math.sqrt(1.0 - beta2 ** t)).add_(eps)
-                factor = h.reciprocal_().mul_(lr / (1.0 - beta1 ** t))  # lr·/((1-β1^t)·h_b), one per block
-                if not w.is_contiguous():
-                    w_c = w.contiguous()
-                    _sub_scaled_blocks(w_c, m, factor, segments)
-                    w.copy_(w_c)
-                else:
-                    _sub_scaled_blocks(w, m, factor, segments)
-                if w is not p:
-                    p.copy_(w)
+                # the segments are ranges of the row-major elements: work on contiguous copies where needed
+                w_c, m_c, g_c = w.contiguous(), m.contiguous(), g.contiguous()
+                wf, mf, gf, v = w_c.view(-1), m_c.view(-1), g_c.view(-1), state["exp_avg_sq"]
+                start, b = 0, 0
+                for size, n in segments:
+                    end = start + size * n
+                    batch.add(adam_mini_block_update, (wf[start:end], gf[start:end], mf[start:end], v[b:b + n]),
+                              scalars, qualifies=_segments_compile)
+                    start, b = end, b + n
+                for work, out in ((w_c, w), (m_c, m), (w, p)):
+                    if work is not out:
+                        batch.then(copy_back(out, work))
+        batch.run()
         return loss
 
 
