@@ -1,6 +1,6 @@
 """The fast path of elementwise optimizers: one compiled loop per tensor instead of one memory pass per op.
 
-An elementwise optimizer (AdaBelief, Lion, Sophia-G, NAdamW, AGD, FRUGAL, Mechanic's reductions) writes its
+An elementwise optimizer (AdaBelief, Lion, Sophia-G, NAdamW, AGD, FRUGAL, Mechanic's reductions, Adam-mini) writes its
 per-tensor update once, as a plain Python function of tensors and Python scalars that updates its arguments
 in place (the *math function*).  The eager path calls that function directly, one ATen kernel (= one pass
 over memory) per operation.  The fast path runs the very same function through ``torch.compile``
@@ -20,20 +20,25 @@ The ``fused`` flag of every such optimizer:
   ``DESCEND_COMPILE=1`` forces the auto mode on even on devices not listed above.
 * ``True``: always compiled (errors propagate); ``False``: always eager.
 
-How the compiled function is called, so that it compiles once per function and dtype instead of once per
-shape or per learning rate:
+How the compiled function is called, so that a step makes one compiled call per parameter group (not one per
+tensor) and never recompiles:
 
+* an optimizer collects its per-tensor calls in an :class:`ElementwiseBatch`; the tensors that share a math
+  function and scalar values (a parameter group's) are updated by ONE call of :func:`multi_tensor`'s wrapper
+  -- ``for ts in lists: fn(*ts, **scalars)``, compiled -- in chunks of at most :data:`MAX_TENSORS_PER_CALL`.
+  A compiled call costs ~0.1-0.2 ms on the CPU (guards, argument wrapping, inductor's wrapper), which per
+  tensor was 10-40 % of a 12.6M-parameter step; per group it is paid once.  The wrapper of each math
+  function has its own code object, hence its own dynamo cache and recompile limit;
 * every tensor is passed as a flat 1-D alias of its storage (:func:`flat_alias`) and compiled with
-  ``dynamic=True``: one graph serves all sizes;
+  ``dynamic=True``: one graph serves all sizes (dynamo guards on the number of tensors in the call and on
+  which of their sizes are equal, both fixed for a model, so the graph is reused at every step);
 * scalars (learning rate, bias corrections, ...) are plain Python floats used only in tensor arithmetic;
   dynamo (``specialize_float=False``, torch's default) turns them into graph inputs instead of guarding on
-  their values, so a learning-rate schedule never recompiles (tested with dynamo's counters);
+  their values, so a learning-rate schedule or the step counter never recompiles (tested with dynamo's
+  counters); float32 CPU tensors get them as 0-d float32 tensors (see :func:`run_elementwise_many`);
 * booleans select code (guards); keep their combinations few (dynamo keeps at most
   ``torch._dynamo.config.recompile_limit`` graphs per function, 8 by default, and runs further variants
   eagerly -- still correct, just slow).
-
-Tensors that are not contiguous, or have fewer than :data:`MIN_COMPILED_NUMEL` elements, take the eager path
-(a compiled call costs tens of microseconds of guard checking and would add a size-1 specialisation).
 
 Cost of the first step (compilation) and the caches: each (function, dtype, flag combination) compiles once
 per process -- dynamo traces, inductor generates C++ and gcc builds it.  Inductor's on-disk FX-graph cache

@@ -45,6 +45,12 @@ recorded trajectories (``adam_mini__*.json``: a toy transformer's q/k/v/o/MLP/em
 Llama names with grouped-query attention, weight decay with gradients ~3e-7 where ``eps`` matters) with
 rtol 1e-10, atol 1e-12 in float64, and live against the installed package (tests/optim/test_adam_mini.py).
 
+Fast path: the step of each block segment is one math function, :func:`adam_mini_block_update` (block-mean
+of g², moment, decay and parameter update), run eagerly or compiled by ``torch.compile`` (``fused``; default
+``None``: compiled where it works, eager with one warning where not; :mod:`descend.optim._fused`); a group's
+segments go into one compiled call.  Compiled and eager agree to rounding (float64, rtol 1e-13,
+tests/optim/test_fused.py).
+
 Deviations from the reference:
 
 * The partition is a per-group option (derived from module structure by :func:`adam_mini_param_groups`);
