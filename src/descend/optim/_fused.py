@@ -173,6 +173,13 @@ def flat_alias(t: torch.Tensor) -> torch.Tensor:
     return out.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
 
 
+def shaped_alias(t: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``t``'s shape sharing its memory (``t`` contiguous) that, like :func:`flat_alias`, is not a
+    view, so that dynamo guards on nothing but its dtype, device and rank."""
+    out = torch.empty(0, dtype=t.dtype, device=t.device)
+    return out.set_(t.untyped_storage(), t.storage_offset(), t.shape, t.stride())
+
+
 def can_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
     """Whether the tensors qualify for the compiled path (contiguous, same size, not tiny)."""
     ts = [t for t in tensors if t is not None]
@@ -230,14 +237,17 @@ def run_elementwise(fn: Callable[..., Any], fused: bool | None, tensors: Sequenc
 def run_elementwise_many(fn: Callable[..., Any], fused: bool | None,
                          items: Sequence[Sequence[torch.Tensor | None]], *,
                          qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile,
-                         **scalars: Any) -> list[Any]:
+                         keep_shape: bool = False, **scalars: Any) -> list[Any]:
     """``[fn(*ts, **scalars) for ts in items]``, the compiled way in as few calls as possible.
 
     The tuples that qualify (``qualifies``, default :func:`can_compile`) are bucketed by dtype, device and
     which arguments are ``None``; each bucket runs as one call of the compiled :func:`multi_tensor` wrapper
-    (in chunks of at most :data:`MAX_TENSORS_PER_CALL`); the rest run eagerly.  The results come back in the order of
-    ``items``.  Compilation happens once per (function, dtype, flags, list length and size pattern); the
-    lists an optimizer passes are the same every step, so a step never recompiles.
+    (in chunks of at most :data:`MAX_TENSORS_PER_CALL`); the rest run eagerly.  The results come back in the
+    order of ``items``.  ``keep_shape``: pass the tensors with their shapes (aliases without a ``_base``) instead of
+    flattened, for math functions that reduce along a dimension (Adam-mini's blocks: a flattened block index
+    would cost an integer division per vector in the compiled loop).  Compilation happens once per
+    (function, dtype, flags, list length and size pattern); the lists an optimizer passes are the same every
+    step, so a step never recompiles.
     """
     out: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
@@ -257,7 +267,8 @@ def run_elementwise_many(fn: Callable[..., Any], fused: bool | None,
     for idx in buckets.values():
         for lo in range(0, len(idx), MAX_TENSORS_PER_CALL):
             chunk = idx[lo:lo + MAX_TENSORS_PER_CALL]
-            args = [tuple(None if t is None else flat_alias(t) for t in items[i]) for i in chunk]
+            alias = shaped_alias if keep_shape else flat_alias
+            args = [tuple(None if t is None else alias(t) for t in items[i]) for i in chunk]
             head = next(t for t in items[chunk[0]] if t is not None)
             kw = _as_compiled_scalars(scalars, head)
             if fused:
@@ -295,17 +306,18 @@ class ElementwiseBatch:
 
     def __init__(self, fused: bool | None) -> None:
         self.fused = fused
-        self._groups: dict[tuple[Any, ...], tuple[Callable[..., Any], Callable[..., bool], dict[str, Any],
+        self._groups: dict[tuple[Any, ...], tuple[Callable[..., Any], Callable[..., bool], bool, dict[str, Any],
                                                   list[Sequence[torch.Tensor | None]]]] = {}
         self._then: list[Callable[[], Any]] = []
 
     def add(self, fn: Callable[..., Any], tensors: Sequence[torch.Tensor | None], scalars: dict[str, Any],
             then: Callable[[], Any] | None = None, *,
-            qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile) -> None:
+            qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile,
+            keep_shape: bool = False) -> None:
         """Record ``fn(*tensors, **scalars)``; ``then`` runs after the batch; ``qualifies``: which tuples
         may be compiled (default :func:`can_compile`: contiguous tensors of one size)."""
-        key = (fn, qualifies, *sorted(scalars.items()))
-        self._groups.setdefault(key, (fn, qualifies, scalars, []))[3].append(tensors)
+        key = (fn, qualifies, keep_shape, *sorted(scalars.items()))
+        self._groups.setdefault(key, (fn, qualifies, keep_shape, scalars, []))[4].append(tensors)
         if then is not None:
             self._then.append(then)
 
@@ -316,8 +328,8 @@ class ElementwiseBatch:
     def run(self) -> None:
         groups, thens = self._groups, self._then
         self._groups, self._then = {}, []
-        for fn, qualifies, scalars, items in groups.values():
-            run_elementwise_many(fn, self.fused, items, qualifies=qualifies, **scalars)
+        for fn, qualifies, keep_shape, scalars, items in groups.values():
+            run_elementwise_many(fn, self.fused, items, qualifies=qualifies, keep_shape=keep_shape, **scalars)
         for then in thens:
             then()
 

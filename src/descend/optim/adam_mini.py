@@ -45,11 +45,11 @@ recorded trajectories (``adam_mini__*.json``: a toy transformer's q/k/v/o/MLP/em
 Llama names with grouped-query attention, weight decay with gradients ~3e-7 where ``eps`` matters) with
 rtol 1e-10, atol 1e-12 in float64, and live against the installed package (tests/optim/test_adam_mini.py).
 
-Fast path: the step of each block segment is one math function, :func:`adam_mini_block_update` (block-mean
-of g², moment, decay and parameter update), run eagerly or compiled by ``torch.compile`` (``fused``; default
-``None``: compiled where it works, eager with one warning where not; :mod:`descend.optim._fused`); a group's
-segments go into one compiled call.  Compiled and eager agree to rounding (float64, rtol 1e-13,
-tests/optim/test_fused.py).
+Fast path: per block segment, two math functions, :func:`adam_mini_moments` (block-mean of g², first moment)
+and :func:`adam_mini_apply` (decay and parameter update), run eagerly or compiled by ``torch.compile``
+(``fused``; default ``None``: compiled where it works, eager with one warning where not;
+:mod:`descend.optim._fused`); a group's segments go into one compiled call each.  Compiled and eager agree
+to rounding (float64, rtol 1e-13, tests/optim/test_fused.py).
 
 Deviations from the reference:
 
@@ -80,8 +80,8 @@ from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, FloatRange, OptimizerSpec, register
 from .roles import Role, param_roles
 
-__all__ = ["PARTITIONS", "AdamMini", "adam_mini_block_update", "adam_mini_param_groups", "adam_mini_reference_groups",
-           "blocks_of"]
+__all__ = ["PARTITIONS", "AdamMini", "adam_mini_apply", "adam_mini_moments", "adam_mini_param_groups",
+           "adam_mini_reference_groups", "blocks_of"]
 
 PARTITIONS = ("auto", "row", "head", "qkv", "tensor", "elementwise")
 
@@ -118,35 +118,41 @@ def _n_blocks(segments: Segments) -> int:
     return sum(n for _, n in segments)
 
 
-def adam_mini_block_update(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, beta1: float,
-                           beta2: float, decay: float, step_size: float, sqrt_bc2: float, eps: float) -> None:
-    """One Adam-mini step of one segment, in place: the math of the eager and the compiled path.
+def adam_mini_moments(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, beta1: float, beta2: float) -> None:
+    """Adam-mini's moments of one segment, in place (the math of the eager and the compiled path).
 
-    ``w``, ``g``, ``m``: the segment's elements (1-D, contiguous), ``n · size`` of them, block ``b`` being
-    elements ``b·size … (b+1)·size - 1``; ``v``: the ``n`` block second moments.  ``decay = 1 - lr·wd``,
-    ``step_size = lr / (1-β1^t)``, ``sqrt_bc2 = sqrt(1-β2^t)``::
+    ``g``, ``m``: the segment's elements as ``[n, size]`` (contiguous), block ``b`` being row ``b``; ``v``: the
+    ``n`` block second moments::
 
-        v_b <- β2 v_b + (1-β2) mean_{i ∈ b} g_i²;   m <- m + (1-β1)(g - m);   w <- decay · w
-        w_i <- w_i - step_size · m_i / (sqrt(v_b) / sqrt_bc2 + eps)
+        v_b <- β2 v_b + (1-β2) mean_{i ∈ b} g_i²;   m <- m + (1-β1)(g - m)
 
-    Compiled (:mod:`descend.optim._fused`), the block sums and the moment update are one loop over ``g``
-    and ``m``, the parameter update a second over ``w`` and ``m``.
+    Compiled (:mod:`descend.optim._fused`): one loop over ``g`` and ``m``.
     """
-    n = v.shape[0]
-    g2 = g.view(n, -1)
-    v.mul_(beta2).add_((g2 * g2).sum(dim=1) * ((1.0 - beta2) / g2.shape[1]))
+    v.mul_(beta2).add_((g * g).sum(dim=1) * ((1.0 - beta2) / g.shape[1]))
     m.lerp_(g, 1.0 - beta1)
-    w.mul_(decay)
+
+
+def adam_mini_apply(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, decay: float, step_size: float,
+                    sqrt_bc2: float, eps: float) -> None:
+    """Adam-mini's parameter update of one segment, in place, after :func:`adam_mini_moments`::
+
+        w_i <- decay · w_i - step_size · m_i / (sqrt(v_b) / sqrt_bc2 + eps)
+
+    (``decay = 1 - lr·wd``, ``step_size = lr / (1-β1^t)``, ``sqrt_bc2 = sqrt(1-β2^t)``).  Compiled: one loop
+    over ``w`` and ``m``.
+    """
     factor = step_size / (v.sqrt() / sqrt_bc2 + eps)
-    w.view(n, -1).sub_(m.view(n, -1) * factor.view(n, 1))
+    w.mul_(decay)
+    w.sub_(m * factor.view(-1, 1))
 
 
 def _segments_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
-    """Whether a segment qualifies for the compiled path: contiguous, ``w``/``g``/``m`` of one size ≥ 2."""
-    w, g, m, v = tensors
-    assert w is not None and g is not None and m is not None and v is not None
-    n = w.numel()
-    return n >= 2 and g.numel() == n and m.numel() == n and all(t.is_contiguous() for t in (w, g, m, v))
+    """Whether a segment qualifies for the compiled path: contiguous, its elements (all but the last
+    tensor, the block moments) of one size ≥ 2."""
+    *elems, v = tensors
+    assert v is not None and all(t is not None for t in elems)
+    n = elems[0].numel()  # type: ignore[union-attr]
+    return n >= 2 and all(t.numel() == n and t.is_contiguous() for t in elems) and v.is_contiguous()  # type: ignore[union-attr]
 
 
 class AdamMini(DescendOptimizer):
@@ -164,7 +170,7 @@ class AdamMini(DescendOptimizer):
             one block for vectors.
         head_numel: elements per attention head (``d_head · d``), for ``"head"`` and ``"qkv"``.
         fused: ``None`` (default) compiled where ``torch.compile`` works (one compiled call per group of
-            segments, :func:`adam_mini_block_update`), ``True`` always, ``False`` eager.
+            segments, :func:`adam_mini_moments`, :func:`adam_mini_apply`), ``True`` always, ``False`` eager.
     """
 
     def __init__(
@@ -202,7 +208,8 @@ class AdamMini(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "AdamMini")
-        batch = ElementwiseBatch(self._fused)  # one compiled call per group of segments that share scalars
+        # one compiled call per group of segments that share scalars: the moments first, then the update
+        moments, batch = ElementwiseBatch(self._fused), ElementwiseBatch(self._fused)
         for group in self.param_groups:
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
@@ -220,7 +227,7 @@ class AdamMini(DescendOptimizer):
                 w = p if p.dtype == dtype else p.to(dtype)
                 state["step"] += 1
                 t = float(state["step"].item())
-                scalars = {"beta1": beta1, "beta2": beta2, "decay": 1.0 - lr * wd, "step_size": lr / (1.0 - beta1**t),
+                scalars = {"decay": 1.0 - lr * wd, "step_size": lr / (1.0 - beta1**t),
                            "sqrt_bc2": math.sqrt(1.0 - beta2**t), "eps": eps}
                 m = state["exp_avg"]
                 # the segments are ranges of the row-major elements: work on contiguous copies where needed
@@ -229,12 +236,16 @@ class AdamMini(DescendOptimizer):
                 start, b = 0, 0
                 for size, n in segments:
                     end = start + size * n
-                    batch.add(adam_mini_block_update, (wf[start:end], gf[start:end], mf[start:end], v[b:b + n]),
-                              scalars, qualifies=_segments_compile)
+                    ws, gs, ms = (f[start:end].view(n, size) for f in (wf, gf, mf))
+                    moments.add(adam_mini_moments, (gs, ms, v[b:b + n]), {"beta1": beta1, "beta2": beta2},
+                                qualifies=_segments_compile, keep_shape=True)
+                    batch.add(adam_mini_apply, (ws, ms, v[b:b + n]), scalars, qualifies=_segments_compile,
+                              keep_shape=True)
                     start, b = end, b + n
                 for work, out in ((w_c, w), (m_c, m), (w, p)):
                     if work is not out:
                         batch.then(copy_back(out, work))
+        moments.run()
         batch.run()
         return loss
 
