@@ -20,8 +20,9 @@ processes hits all alike; the first ``--warmup`` steps (compilation included) ar
 shows the median ``step()`` time, the ratio to fused AdamW, the first step's time (set-up, compilation) and
 the bytes of optimizer state per parameter element.  A second table puts, per optimizer, the default, the
 eager path and the reference side by side.  An entry whose step after the warmup takes longer than
-``--max-step-s`` is dropped (noted).  ``--compile-cost`` instead measures the first step of each elementwise optimizer in fresh
-processes with an empty and then a warm inductor cache (``TORCHINDUCTOR_CACHE_DIR`` in a temporary folder).
+``--max-step-s`` is dropped (noted).  ``--compile-cost`` instead measures the first step of each elementwise
+optimizer in fresh processes with an empty and then a warm inductor cache (``TORCHINDUCTOR_CACHE_DIR`` in a
+temporary folder).
 
 Usage::
 
