@@ -50,7 +50,7 @@ step_time.py --compile-cost``, load average 2.5-4.5): the first step of Lion / N
 and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per call.  Those
 numbers are for per-tensor graphs; a graph over a whole group (17 tensors in ``benchmarks/step_time.py``'s
 12.6M-parameter model) compiled in 31-110 s with an empty cache at load average 8 (first-step column of that
-benchmark) and 5-35 s with a warm one (Adam-mini's first step, two graphs over 32 segments: ~240 s cold).  Workers
+benchmark) and 5-35 s with a warm one (Adam-mini's first step, two graphs over 17 segments: ~115 s).  Workers
 on one machine share the default cache directory; point ``TORCHINDUCTOR_CACHE_DIR`` at a persistent disk to
 keep it across reboots.
 """
