@@ -1,6 +1,6 @@
 """The fast path of elementwise optimizers: one compiled loop per tensor instead of one memory pass per op.
 
-An elementwise optimizer (AdaBelief, Lion, Sophia-G, NAdamW, AGD, FRUGAL, Mechanic's reductions) writes its
+An elementwise optimizer (AdaBelief, Lion, Sophia-G, NAdamW, AGD, FRUGAL, Mechanic's reductions, Adam-mini) writes its
 per-tensor update once, as a plain Python function of tensors and Python scalars that updates its arguments
 in place (the *math function*).  The eager path calls that function directly, one ATen kernel (= one pass
 over memory) per operation.  The fast path runs the very same function through ``torch.compile``
@@ -20,20 +20,25 @@ The ``fused`` flag of every such optimizer:
   ``DESCEND_COMPILE=1`` forces the auto mode on even on devices not listed above.
 * ``True``: always compiled (errors propagate); ``False``: always eager.
 
-How the compiled function is called, so that it compiles once per function and dtype instead of once per
-shape or per learning rate:
+How the compiled function is called, so that a step makes one compiled call per parameter group (not one per
+tensor) and never recompiles:
 
+* an optimizer collects its per-tensor calls in an :class:`ElementwiseBatch`; the tensors that share a math
+  function and scalar values (a parameter group's) are updated by ONE call of :func:`multi_tensor`'s wrapper
+  -- ``for ts in lists: fn(*ts, **scalars)``, compiled -- in chunks of at most :data:`MAX_TENSORS_PER_CALL`.
+  A compiled call costs ~0.1-0.2 ms on the CPU (guards, argument wrapping, inductor's wrapper), which per
+  tensor was 10-40 % of a 12.6M-parameter step; per group it is paid once.  The wrapper of each math
+  function has its own code object, hence its own dynamo cache and recompile limit;
 * every tensor is passed as a flat 1-D alias of its storage (:func:`flat_alias`) and compiled with
-  ``dynamic=True``: one graph serves all sizes;
+  ``dynamic=True``: one graph serves all sizes (dynamo guards on the number of tensors in the call and on
+  which of their sizes are equal, both fixed for a model, so the graph is reused at every step);
 * scalars (learning rate, bias corrections, ...) are plain Python floats used only in tensor arithmetic;
   dynamo (``specialize_float=False``, torch's default) turns them into graph inputs instead of guarding on
-  their values, so a learning-rate schedule never recompiles (tested with dynamo's counters);
+  their values, so a learning-rate schedule or the step counter never recompiles (tested with dynamo's
+  counters); float32 CPU tensors get them as 0-d float32 tensors (see :func:`run_elementwise_many`);
 * booleans select code (guards); keep their combinations few (dynamo keeps at most
   ``torch._dynamo.config.recompile_limit`` graphs per function, 8 by default, and runs further variants
   eagerly -- still correct, just slow).
-
-Tensors that are not contiguous, or have fewer than :data:`MIN_COMPILED_NUMEL` elements, take the eager path
-(a compiled call costs tens of microseconds of guard checking and would add a size-1 specialisation).
 
 Cost of the first step (compilation) and the caches: each (function, dtype, flag combination) compiles once
 per process -- dynamo traces, inductor generates C++ and gcc builds it.  Inductor's on-disk FX-graph cache
@@ -42,7 +47,10 @@ per process -- dynamo traces, inductor generates C++ and gcc builds it.  Inducto
 run -- skips code generation and gcc.  Measured on a shared 2-core CPU (torch 2.13, ``benchmarks/
 step_time.py --compile-cost``, load average 2.5-4.5): the first step of Lion / NAdamW / Mechanic took 21 / 21 /
 45 s in a process with an empty cache and 14 / 10 / 12 s in the next process (cache hit; importing inductor
-and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per tensor.  Workers
+and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per call.  Those
+numbers are for per-tensor graphs; a graph over a whole group (17 tensors in ``benchmarks/step_time.py``'s
+12.6M-parameter model) compiled in 31-110 s with an empty cache at load average 8 (first-step column of that
+benchmark) and 5-35 s with a warm one (Adam-mini's first step, two graphs over 17 segments: ~115 s).  Workers
 on one machine share the default cache directory; point ``TORCHINDUCTOR_CACHE_DIR`` at a persistent disk to
 keep it across reboots.
 """
@@ -50,6 +58,7 @@ keep it across reboots.
 from __future__ import annotations
 
 import os
+import types
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -57,14 +66,19 @@ from typing import Any
 import torch
 
 __all__ = [
+    "MAX_TENSORS_PER_CALL",
     "MIN_COMPILED_NUMEL",
+    "ElementwiseBatch",
     "FusedFallbackWarning",
     "can_compile",
     "check_fused",
     "compile_available",
     "compiled",
+    "copy_back",
     "flat_alias",
+    "multi_tensor",
     "run_elementwise",
+    "run_elementwise_many",
     "torch_fused_supported",
     "use_compiled",
 ]
@@ -72,10 +86,14 @@ __all__ = [
 #: Tensors with fewer elements than this are always updated eagerly.
 MIN_COMPILED_NUMEL = 2
 
+#: At most this many tensors are updated by one compiled call (a longer list is cut into chunks).
+MAX_TENSORS_PER_CALL = 32
+
 #: Environment variable read by the auto mode (``fused=None``): ``0`` = eager, ``1`` = compile everywhere.
 ENV_VAR = "DESCEND_COMPILE"
 
 _COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+_MULTI: dict[Callable[..., Any], Callable[..., Any]] = {}
 _AVAILABLE: dict[str, str | None] = {}  # device type -> None (compilable) or the reason it is not
 _FAILED: list[str] = []  # set once the auto mode saw a compile failure: the reason; auto is then eager
 
@@ -158,6 +176,13 @@ def flat_alias(t: torch.Tensor) -> torch.Tensor:
     return out.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
 
 
+def shaped_alias(t: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``t``'s shape sharing its memory (``t`` contiguous) that, like :func:`flat_alias`, is not a
+    view, so that dynamo guards on nothing but its dtype, device and rank."""
+    out = torch.empty(0, dtype=t.dtype, device=t.device)
+    return out.set_(t.untyped_storage(), t.storage_offset(), t.shape, t.stride())
+
+
 def can_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
     """Whether the tensors qualify for the compiled path (contiguous, same size, not tiny)."""
     ts = [t for t in tensors if t is not None]
@@ -165,35 +190,151 @@ def can_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
     return n >= MIN_COMPILED_NUMEL and all(t.is_contiguous() and t.numel() == n for t in ts)
 
 
+def multi_tensor(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` applied to every tuple of a list, ``[fn(*ts, **scalars) for ts in lists]``: what is compiled.
+
+    One compiled call then updates a whole list of tensors (a parameter group) instead of one tensor, which
+    saves the per-call cost (guards, argument wrapping, inductor's wrapper: ~0.1-0.2 ms a call on the CPU).
+    Each math function gets a wrapper with its *own* code object (a renamed copy), so that dynamo's cache
+    and recompile limit are per math function, as for the per-tensor compile.  Built once per function.
+    """
+    w = _MULTI.get(fn)
+    if w is None:
+        code = _apply_each(fn).__code__
+        code = code.replace(co_name=f"each_{getattr(fn, '__name__', 'fn')}")
+        w = types.FunctionType(code, _apply_each.__globals__, code.co_name, None, (types.CellType(fn),))
+        _MULTI[fn] = w
+    return w
+
+
+def _apply_each(fn: Callable[..., Any]) -> Callable[..., list[Any]]:
+    def apply(lists: list[tuple[torch.Tensor | None, ...]], scalars: dict[str, Any]) -> list[Any]:
+        out = []
+        for ts in lists:
+            out.append(fn(*ts, **scalars))
+        return out
+    return apply
+
+
+def _as_compiled_scalars(scalars: dict[str, Any], first: torch.Tensor) -> dict[str, Any]:
+    if first.dtype == torch.float32 and first.device.type == "cpu":
+        # Python floats reach the compiled loop as float64 inputs that the C++ loop re-loads and converts to
+        # float at every vector (measured ~10% of a 12.6M-element AdaBelief step); float32 0-d tensors avoid
+        # the conversion.  Scalars derived inside the function (1 - beta) are then rounded in float32.
+        return {k: torch.tensor(v, dtype=torch.float32) if type(v) is float else v for k, v in scalars.items()}
+    return scalars
+
+
 def run_elementwise(fn: Callable[..., Any], fused: bool | None, tensors: Sequence[torch.Tensor | None],
                     **scalars: Any) -> Any:
-    """Call ``fn(*tensors, **scalars)`` eagerly, or its compiled version on flat aliases.
+    """Call ``fn(*tensors, **scalars)`` eagerly, or compiled on flat aliases (one tensor tuple).
 
     ``fused``: ``True`` compiled, ``False`` eager, ``None`` auto (:func:`use_compiled`).  ``fn`` must update
     its tensor arguments in place (``None`` entries are passed through); what it returns is returned (for a
     compiled call, reductions come back as 0-d tensors).  Inside a region that dynamo is already compiling
     (a user's ``torch.compile`` of the whole step) ``fn`` is called directly and traced with it.
     """
-    first = next(t for t in tensors if t is not None)
-    if fused is False or torch.compiler.is_compiling() or not can_compile(tensors):
-        return fn(*tensors, **scalars)
-    if fused is None and not compile_available(first.device):
-        return fn(*tensors, **scalars)
-    args = [None if t is None else flat_alias(t) for t in tensors]
-    if first.dtype == torch.float32 and first.device.type == "cpu":
-        # Python floats reach the compiled loop as float64 inputs that the C++ loop re-loads and converts to
-        # float at every vector (measured ~10% of a 12.6M-element AdaBelief step); float32 0-d tensors avoid
-        # the conversion.  Scalars derived inside the function (1 - beta) are then rounded in float32.
-        scalars = {k: torch.tensor(v, dtype=torch.float32) if type(v) is float else v for k, v in scalars.items()}
-    if fused:
-        return compiled(fn)(*args, **scalars)
-    try:
-        return compiled(fn)(*args, **scalars)
-    except Exception as exc:  # compilation failed before anything ran: fall back, once per process
-        if not _FAILED:
-            _FAILED.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            _warn_fallback(f"torch.compile failed ({_FAILED[0]})")
-        return fn(*tensors, **scalars)
+    return run_elementwise_many(fn, fused, [tensors], **scalars)[0]
+
+
+def run_elementwise_many(fn: Callable[..., Any], fused: bool | None,
+                         items: Sequence[Sequence[torch.Tensor | None]], *,
+                         qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile,
+                         keep_shape: bool = False, **scalars: Any) -> list[Any]:
+    """``[fn(*ts, **scalars) for ts in items]``, the compiled way in as few calls as possible.
+
+    The tuples that qualify (``qualifies``, default :func:`can_compile`) are bucketed by dtype, device and
+    which arguments are ``None``; each bucket runs as one call of the compiled :func:`multi_tensor` wrapper
+    (in chunks of at most :data:`MAX_TENSORS_PER_CALL`); the rest run eagerly.  The results come back in the
+    order of ``items``.  ``keep_shape``: pass the tensors with their shapes (aliases without a ``_base``) instead of
+    flattened, for math functions that reduce along a dimension (Adam-mini's blocks: a flattened block index
+    would cost an integer division per vector in the compiled loop).  Compilation happens once per
+    (function, dtype, flags, list length and size pattern); the lists an optimizer passes are the same every
+    step, so a step never recompiles.
+    """
+    out: list[Any] = [None] * len(items)
+    todo = list(range(len(items)))
+    if not items:
+        return out
+    first = next(t for t in items[0] if t is not None)
+    if fused is False or torch.compiler.is_compiling() or (fused is None and not compile_available(first.device)):
+        return [fn(*ts, **scalars) for ts in items]
+    buckets: dict[tuple[Any, ...], list[int]] = {}
+    for i in todo:
+        ts = items[i]
+        if not qualifies(ts):
+            out[i] = fn(*ts, **scalars)
+            continue
+        key = tuple(None if t is None else (t.dtype, t.device) for t in ts)
+        buckets.setdefault(key, []).append(i)
+    for idx in buckets.values():
+        for lo in range(0, len(idx), MAX_TENSORS_PER_CALL):
+            chunk = idx[lo:lo + MAX_TENSORS_PER_CALL]
+            alias = shaped_alias if keep_shape else flat_alias
+            args = [tuple(None if t is None else alias(t) for t in items[i]) for i in chunk]
+            head = next(t for t in items[chunk[0]] if t is not None)
+            kw = _as_compiled_scalars(scalars, head)
+            if fused:
+                res = compiled(multi_tensor(fn))(args, kw)
+            else:
+                try:
+                    res = compiled(multi_tensor(fn))(args, kw)
+                except Exception as exc:  # compilation failed before anything ran: fall back, once per process
+                    if not _FAILED:
+                        _FAILED.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                        _warn_fallback(f"torch.compile failed ({_FAILED[0]})")
+                    res = [fn(*items[i], **scalars) for i in chunk]
+            for i, r in zip(chunk, res, strict=True):
+                out[i] = r
+    return out
+
+
+def copy_back(p: torch.Tensor, w: torch.Tensor) -> Callable[[], None]:
+    """A callback for :meth:`ElementwiseBatch.add`: ``p.copy_(w)`` (a low-precision parameter rounded from its
+    float32 work copy once the batch has run)."""
+    def then() -> None:
+        p.copy_(w)
+    return then
+
+
+class ElementwiseBatch:
+    """Collects an optimizer step's per-tensor calls and runs them together (:func:`run_elementwise_many`).
+
+    ``add(fn, tensors, scalars, then)`` records one tensor's update; :meth:`run` groups the records by
+    function and scalar values (a parameter group's tensors share them), runs each group in one compiled
+    call (or eagerly, per ``fused``), then calls the ``then`` callbacks in order (a low-precision parameter
+    copied back from its float32 work copy).  Each record's update only touches its own tensors, so running
+    them later and together gives the same result as one by one.
+    """
+
+    def __init__(self, fused: bool | None) -> None:
+        self.fused = fused
+        self._groups: dict[tuple[Any, ...], tuple[Callable[..., Any], Callable[..., bool], bool, dict[str, Any],
+                                                  list[Sequence[torch.Tensor | None]]]] = {}
+        self._then: list[Callable[[], Any]] = []
+
+    def add(self, fn: Callable[..., Any], tensors: Sequence[torch.Tensor | None], scalars: dict[str, Any],
+            then: Callable[[], Any] | None = None, *,
+            qualifies: Callable[[Sequence[torch.Tensor | None]], bool] = can_compile,
+            keep_shape: bool = False) -> None:
+        """Record ``fn(*tensors, **scalars)``; ``then`` runs after the batch; ``qualifies``: which tuples
+        may be compiled (default :func:`can_compile`: contiguous tensors of one size)."""
+        key = (fn, qualifies, keep_shape, *sorted(scalars.items()))
+        self._groups.setdefault(key, (fn, qualifies, keep_shape, scalars, []))[4].append(tensors)
+        if then is not None:
+            self._then.append(then)
+
+    def then(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` after the batch (after the earlier callbacks)."""
+        self._then.append(callback)
+
+    def run(self) -> None:
+        groups, thens = self._groups, self._then
+        self._groups, self._then = {}, []
+        for fn, qualifies, keep_shape, scalars, items in groups.values():
+            run_elementwise_many(fn, self.fused, items, qualifies=qualifies, keep_shape=keep_shape, **scalars)
+        for then in thens:
+            then()
 
 
 def torch_fused_supported(params: Iterable[Any]) -> bool:

@@ -61,7 +61,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step
-from ._fused import check_fused, run_elementwise
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
 from .registry import Categorical, FloatRange, OptimizerSpec, register
@@ -192,6 +192,7 @@ class AdaBelief(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "AdaBelief")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             lr, wd, eps = float(group["lr"]), float(group["weight_decay"]), float(group["eps"])
             beta1, beta2 = (float(b) for b in group["betas"])
@@ -219,10 +220,9 @@ class AdaBelief(DescendOptimizer):
                 w = p if p.dtype == dtype else p.to(dtype)
                 g = p.grad if p.grad.dtype == dtype else p.grad.to(dtype)
                 s_max = state["max_exp_avg_var"] if group["amsgrad"] else None
-                run_elementwise(fn, self._fused, (w, g, state["exp_avg"], state["exp_avg_var"], s_max),
-                                **common, **extra)
-                if w is not p:
-                    p.copy_(w)
+                batch.add(fn, (w, g, state["exp_avg"], state["exp_avg_var"], s_max), {**common, **extra},
+                          None if w is p else copy_back(p, w))
+        batch.run()
         return loss
 
 

@@ -45,6 +45,12 @@ recorded trajectories (``adam_mini__*.json``: a toy transformer's q/k/v/o/MLP/em
 Llama names with grouped-query attention, weight decay with gradients ~3e-7 where ``eps`` matters) with
 rtol 1e-10, atol 1e-12 in float64, and live against the installed package (tests/optim/test_adam_mini.py).
 
+Fast path: per block segment, two math functions, :func:`adam_mini_moments` (block-mean of g², first moment)
+and :func:`adam_mini_apply` (decay and parameter update), run eagerly or compiled by ``torch.compile``
+(``fused``; default ``None``: compiled where it works, eager with one warning where not;
+:mod:`descend.optim._fused`); a group's segments go into one compiled call each.  Compiled and eager agree
+to rounding (float64, rtol 1e-13, tests/optim/test_fused.py).
+
 Deviations from the reference:
 
 * The partition is a per-group option (derived from module structure by :func:`adam_mini_param_groups`);
@@ -68,12 +74,14 @@ import torch
 from torch import nn
 
 from ._base import DescendOptimizer, begin_step
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, FloatRange, OptimizerSpec, register
 from .roles import Role, param_roles
 
-__all__ = ["PARTITIONS", "AdamMini", "adam_mini_param_groups", "adam_mini_reference_groups", "blocks_of"]
+__all__ = ["PARTITIONS", "AdamMini", "adam_mini_apply", "adam_mini_moments", "adam_mini_param_groups",
+           "adam_mini_reference_groups", "blocks_of"]
 
 PARTITIONS = ("auto", "row", "head", "qkv", "tensor", "elementwise")
 
@@ -110,27 +118,41 @@ def _n_blocks(segments: Segments) -> int:
     return sum(n for _, n in segments)
 
 
-def _accumulate_block_sq(v: torch.Tensor, g: torch.Tensor, segments: Segments, weight: float) -> None:
-    """``v_b += weight · mean_{i ∈ b}(g_i²)`` in place (one pass over ``g``: a norm per block, no ``g²`` copy)."""
-    flat = g.reshape(-1)
-    start, b = 0, 0
-    for size, n in segments:
-        part = flat[start:start + size * n]
-        if size == 1:
-            v[b:b + n].addcmul_(part, part, value=weight)
-        else:
-            v[b:b + n].add_(torch.linalg.vector_norm(part.view(n, size), dim=1).square_(), alpha=weight / size)
-        start, b = start + size * n, b + n
+def adam_mini_moments(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, beta1: float, beta2: float) -> None:
+    """Adam-mini's moments of one segment, in place (the math of the eager and the compiled path).
+
+    ``g``, ``m``: the segment's elements as ``[n, size]`` (contiguous), block ``b`` being row ``b``; ``v``: the
+    ``n`` block second moments::
+
+        v_b <- β2 v_b + (1-β2) mean_{i ∈ b} g_i²;   m <- m + (1-β1)(g - m)
+
+    Compiled (:mod:`descend.optim._fused`): one loop over ``g`` and ``m``.
+    """
+    v.mul_(beta2).add_((g * g).sum(dim=1) * ((1.0 - beta2) / g.shape[1]))
+    m.lerp_(g, 1.0 - beta1)
 
 
-def _sub_scaled_blocks(w: torch.Tensor, m: torch.Tensor, factor: torch.Tensor, segments: Segments) -> None:
-    """``w_i -= m_i · factor_b`` in place (``b`` the block of element ``i``; one fused pass per segment)."""
-    wf, mf = w.view(-1), m.reshape(-1)
-    start, b = 0, 0
-    for size, n in segments:
-        wv, mv = wf[start:start + size * n].view(n, size), mf[start:start + size * n].view(n, size)
-        wv.addcmul_(mv, factor[b:b + n].view(n, 1), value=-1.0)
-        start, b = start + size * n, b + n
+def adam_mini_apply(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, decay: float, step_size: float,
+                    sqrt_bc2: float, eps: float) -> None:
+    """Adam-mini's parameter update of one segment, in place, after :func:`adam_mini_moments`::
+
+        w_i <- decay · w_i - step_size · m_i / (sqrt(v_b) / sqrt_bc2 + eps)
+
+    (``decay = 1 - lr·wd``, ``step_size = lr / (1-β1^t)``, ``sqrt_bc2 = sqrt(1-β2^t)``).  Compiled: one loop
+    over ``w`` and ``m``.
+    """
+    factor = step_size / (v.sqrt() / sqrt_bc2 + eps)
+    w.mul_(decay)
+    w.sub_(m * factor.view(-1, 1))
+
+
+def _segments_compile(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether a segment qualifies for the compiled path: contiguous, its elements (all but the last
+    tensor, the block moments) of one size ≥ 2."""
+    *elems, v = tensors
+    assert v is not None and all(t is not None for t in elems)
+    n = elems[0].numel()  # type: ignore[union-attr]
+    return n >= 2 and all(t.numel() == n and t.is_contiguous() for t in elems) and v.is_contiguous()  # type: ignore[union-attr]
 
 
 class AdamMini(DescendOptimizer):
@@ -147,6 +169,8 @@ class AdamMini(DescendOptimizer):
         partition: one of :data:`PARTITIONS` (see the module docstring); ``"auto"``: per row for matrices,
             one block for vectors.
         head_numel: elements per attention head (``d_head · d``), for ``"head"`` and ``"qkv"``.
+        fused: ``None`` (default) compiled where ``torch.compile`` works (one compiled call per group of
+            segments, :func:`adam_mini_moments`, :func:`adam_mini_apply`), ``True`` always, ``False`` eager.
     """
 
     def __init__(
@@ -159,7 +183,9 @@ class AdamMini(DescendOptimizer):
         *,
         partition: str = "auto",
         head_numel: int | None = None,
+        fused: bool | None = None,
     ) -> None:
+        self._fused = check_fused(fused)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "partition": partition,
                     "head_numel": head_numel}
         _check_hyperparameters(defaults)
@@ -168,6 +194,7 @@ class AdamMini(DescendOptimizer):
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _CONFIG_ATTRS = ("_fused",)
 
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The one validation of a group (constructor defaults, ``add_param_group``, ``load_state_dict``),
@@ -181,6 +208,8 @@ class AdamMini(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "AdamMini")
+        # one compiled call per group of segments that share scalars: the moments first, then the update
+        moments, batch = ElementwiseBatch(self._fused), ElementwiseBatch(self._fused)
         for group in self.param_groups:
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
@@ -198,22 +227,26 @@ class AdamMini(DescendOptimizer):
                 w = p if p.dtype == dtype else p.to(dtype)
                 state["step"] += 1
                 t = float(state["step"].item())
-                v = state["exp_avg_sq"]
-                _accumulate_block_sq(v.mul_(beta2), g, segments, 1.0 - beta2)
-                if wd != 0.0:
-                    w.mul_(1.0 - lr * wd)
+                scalars = {"decay": 1.0 - lr * wd, "step_size": lr / (1.0 - beta1**t),
+                           "sqrt_bc2": math.sqrt(1.0 - beta2**t), "eps": eps}
                 m = state["exp_avg"]
-                m.lerp_(g, 1.0 - beta1)
-                h = v.sqrt().div_(math.sqrt(1.0 - beta2 ** t)).add_(eps)
-                factor = h.reciprocal_().mul_(lr / (1.0 - beta1 ** t))  # lr·/((1-β1^t)·h_b), one per block
-                if not w.is_contiguous():
-                    w_c = w.contiguous()
-                    _sub_scaled_blocks(w_c, m, factor, segments)
-                    w.copy_(w_c)
-                else:
-                    _sub_scaled_blocks(w, m, factor, segments)
-                if w is not p:
-                    p.copy_(w)
+                # the segments are ranges of the row-major elements: work on contiguous copies where needed
+                w_c, m_c, g_c = w.contiguous(), m.contiguous(), g.contiguous()
+                wf, mf, gf, v = w_c.view(-1), m_c.view(-1), g_c.view(-1), state["exp_avg_sq"]
+                start, b = 0, 0
+                for size, n in segments:
+                    end = start + size * n
+                    ws, gs, ms = (f[start:end].view(n, size) for f in (wf, gf, mf))
+                    moments.add(adam_mini_moments, (gs, ms, v[b:b + n]), {"beta1": beta1, "beta2": beta2},
+                                qualifies=_segments_compile, keep_shape=True)
+                    batch.add(adam_mini_apply, (ws, ms, v[b:b + n]), scalars, qualifies=_segments_compile,
+                              keep_shape=True)
+                    start, b = end, b + n
+                for work, out in ((w_c, w), (m_c, m), (w, p)):
+                    if work is not out:
+                        batch.then(copy_back(out, work))
+        moments.run()
+        batch.run()
         return loss
 
 

@@ -94,7 +94,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step
-from ._fused import check_fused, run_elementwise
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._validate import check_flag, check_float
 from .registry import FloatRange, OptimizerSpec, register
 
@@ -200,6 +200,7 @@ class AcceleratedSGD(DescendOptimizer):
             stochastic = {p: p.grad.detach().clone() for g in self.param_groups for p in g["params"]
                           if p.grad is not None}
         loss = begin_step(self, closure, "AcceleratedSGD")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             lr = check_float("lr", group["lr"], 0.0)
             mu = check_float("mu", group["mu"], 0.0)
@@ -211,13 +212,14 @@ class AcceleratedSGD(DescendOptimizer):
                     if p in stochastic:
                         if p.grad is None:
                             raise RuntimeError("semi_stochastic: the closure left a parameter without a gradient")
-                        self._update(p, lr, mu, gamma0, stochastic[p], p.grad)
+                        self._update(batch, p, lr, mu, gamma0, stochastic[p], p.grad)
                 elif p.grad is not None:
-                    self._update(p, lr, mu, gamma0)
+                    self._update(batch, p, lr, mu, gamma0)
+        batch.run()
         return loss
 
-    def _update(self, p: torch.Tensor, lr: float, mu: float, gamma0: float, grad: torch.Tensor | None = None,
-                full_grad: torch.Tensor | None = None) -> None:
+    def _update(self, batch: ElementwiseBatch, p: torch.Tensor, lr: float, mu: float, gamma0: float,
+                grad: torch.Tensor | None = None, full_grad: torch.Tensor | None = None) -> None:
         state = self.state[p]
         low_precision = p.dtype in (torch.bfloat16, torch.float16)
         work_dtype = torch.float32 if low_precision else p.dtype
@@ -240,12 +242,11 @@ class AcceleratedSGD(DescendOptimizer):
         assert g is not None  # ``step`` calls this only for parameters with a gradient, or passes ``grad``
         g = g if g.dtype == work_dtype else g.to(work_dtype)
         g_v = g if full_grad is None else full_grad.to(work_dtype)  # semi-stochastic: full gradient in v
-        run_elementwise(agd_update, self._fused, (y, g, g_v, v), lr=lr,
-                        v_decay=(1.0 - alpha) * gamma / gamma_next,
-                        y_coef=alpha * mu / gamma_next, g_coef=-alpha / gamma_next, has_mu=mu != 0.0,
-                        w_coef=gamma_next2 / denom, v_coef=alpha_next * gamma_next / denom)
-        if y is not p:
-            p.copy_(y)
+        batch.add(agd_update, (y, g, g_v, v),
+                  {"lr": lr, "v_decay": (1.0 - alpha) * gamma / gamma_next, "y_coef": alpha * mu / gamma_next,
+                   "g_coef": -alpha / gamma_next, "has_mu": mu != 0.0, "w_coef": gamma_next2 / denom,
+                   "v_coef": alpha_next * gamma_next / denom},
+                  None if y is p else copy_back(p, y))
 
         state["gamma"].fill_(gamma_next)
         state["alpha"].fill_(alpha_next)

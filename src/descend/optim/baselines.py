@@ -29,7 +29,7 @@ import torch
 from torch.optim.optimizer import _get_scalar_dtype
 
 from ._base import DescendOptimizer, begin_step, call_step_unhooked
-from ._fused import check_fused, run_elementwise, torch_fused_supported
+from ._fused import ElementwiseBatch, check_fused, torch_fused_supported
 from ._validate import check_betas, check_flag, check_float
 from .registry import Categorical, Dimension, FloatRange, OptimizerSpec, register
 
@@ -145,6 +145,7 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
     def step(self, closure: Any = None) -> Any:
         """One NAdamW step: :func:`nadamw_update` per tensor (compiled where ``fused`` resolves so)."""
         loss = begin_step(self, closure, type(self).__name__)
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             if any(group.get(k) for k in ("capturable", "differentiable", "foreach")) \
                     or any(p.is_complex() for p in group["params"]):
@@ -173,9 +174,10 @@ class NAdamW(_CheckedStep, torch.optim.NAdam):
                 mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
                 state["mu_product"] *= mu
                 mu_product = state["mu_product"].item()
-                run_elementwise(nadamw_update, self._fused, (p, p.grad, state["exp_avg"], state["exp_avg_sq"]),
-                                bias_correction2=1 - beta2**step, grad_coef=-lr * (1.0 - mu) / (1.0 - mu_product),
-                                avg_coef=(-lr * mu_next) / (1.0 - mu_product * mu_next), **scalars)
+                batch.add(nadamw_update, (p, p.grad, state["exp_avg"], state["exp_avg_sq"]),
+                          {"bias_correction2": 1 - beta2**step, "grad_coef": -lr * (1.0 - mu) / (1.0 - mu_product),
+                           "avg_coef": (-lr * mu_next) / (1.0 - mu_product * mu_next), **scalars})
+        batch.run()
         return loss
 
     def _torch_group_step(self, group: dict[str, Any]) -> None:

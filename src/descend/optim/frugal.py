@@ -71,7 +71,7 @@ import torch
 from torch import nn
 
 from ._base import DescendOptimizer, begin_step
-from ._fused import check_fused, run_elementwise
+from ._fused import ElementwiseBatch, check_fused
 from ._validate import check_betas, check_choice, check_float, check_int
 from .registry import Categorical, FloatRange, IntRange, OptimizerSpec, register
 from .roles import NO_HIDDEN_MATRICES, NotApplicable, Role, param_roles
@@ -320,6 +320,7 @@ class FRUGAL(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One FRUGAL step; ``closure`` (optional) re-evaluates the loss with gradients enabled."""
         loss = begin_step(self, closure, "FRUGAL")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             if not any(p.grad is not None for p in group["params"]):
                 continue
@@ -342,19 +343,22 @@ class FRUGAL(DescendOptimizer):
             for i, p in enumerate(proj):
                 if p.grad is not None:
                     assert gstate is not None  # set above: a projected parameter has a gradient
-                    self._update_projected(group, p, bool(gstate["active"][i]) if kind == "blocks" else True)
+                    self._update_projected(batch, group, p,
+                                           bool(gstate["active"][i]) if kind == "blocks" else True)
             for p in group["params"]:
                 if p.grad is not None and id(p) not in proj_ids:
                     st = self.state[p]
                     if "exp_avg" not in st:
                         _init_adam(st, p)
-                    _adam_update(st, p, p.grad, group, float(group["lr"]), self._fused,
+                    _adam_update(st, p, p.grad, group, float(group["lr"]), batch,
                                  decay=1 - float(group["lr"]) * group["weight_decay"])
             if gstate is not None:
                 gstate["group_step"] += 1
+        batch.run()
         return loss
 
-    def _update_projected(self, group: Mapping[str, Any], p: torch.Tensor, active: bool) -> None:
+    def _update_projected(self, batch: ElementwiseBatch, group: Mapping[str, Any], p: torch.Tensor,
+                          active: bool) -> None:
         kind, g, st = group["projection"], p.grad, self.state[p]
         assert g is not None  # ``step`` calls this only for parameters with gradients
         decay = 1 - float(group["lr"]) * group["weight_decay"]
@@ -365,17 +369,18 @@ class FRUGAL(DescendOptimizer):
             if active:
                 if "exp_avg" not in st:
                     _init_adam(st, p)
-                _adam_update(st, p, g, group, active_lr, self._fused, decay=decay)
+                _adam_update(st, p, g, group, active_lr, batch, decay=decay)
             elif rule == "no":
                 p.mul_(decay)
             else:
-                run_elementwise(frugal_state_free, self._fused, (p, g), decay=decay, lr=inactive_lr,
-                                sign=rule == "sign_sgd")
+                batch.add(frugal_state_free, (p, g), {"decay": decay, "lr": inactive_lr, "sign": rule == "sign_sgd"})
             return
         p.mul_(decay)
         low = _down(group, st, g)
         low_update = torch.zeros_like(low)
-        _adam_update(st, low_update, low, group, active_lr, self._fused, decay=1.0)
+        now = ElementwiseBatch(batch.fused)  # the low-dimensional update is needed at once
+        _adam_update(st, low_update, low, group, active_lr, now, decay=1.0)
+        now.run()
         update = _up(group, st, low_update, g)
         if rule != "no":
             resid = g - _up(group, st, low, g)
@@ -515,16 +520,16 @@ def frugal_state_free(p: torch.Tensor, g: torch.Tensor, *, decay: float, lr: flo
 
 
 def _adam_update(st: dict[str, Any], out: torch.Tensor, g: torch.Tensor, group: Mapping[str, Any], lr: float,
-                 fused: bool | None, *, decay: float) -> None:
-    """:func:`frugal_adamw` into ``out`` for gradient ``g``, advancing the step."""
+                 batch: ElementwiseBatch, *, decay: float) -> None:
+    """:func:`frugal_adamw` into ``out`` for gradient ``g`` (added to ``batch``), advancing the step."""
     beta1, beta2 = group["betas"]
     st["step"] += 1
     k = int(st["step"])
     correct_bias = bool(group["correct_bias"])
-    run_elementwise(frugal_adamw, fused, (out, g, st["exp_avg"], st["exp_avg_sq"]), decay=decay,
-                    beta1=float(beta1), beta2=float(beta2), correct_bias=correct_bias,
-                    step_size=lr / (1.0 - beta1**k) if correct_bias else lr,
-                    sqrt_bc2=math.sqrt(1.0 - beta2**k) if correct_bias else 1.0, eps=float(group["eps"]))
+    batch.add(frugal_adamw, (out, g, st["exp_avg"], st["exp_avg_sq"]),
+              {"decay": decay, "beta1": float(beta1), "beta2": float(beta2), "correct_bias": correct_bias,
+               "step_size": lr / (1.0 - beta1**k) if correct_bias else lr,
+               "sqrt_bc2": math.sqrt(1.0 - beta2**k) if correct_bias else 1.0, "eps": float(group["eps"])})
 
 
 # -------------------------------------------------------------------------------------- registry

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step
-from ._fused import check_fused, run_elementwise
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float
 from .registry import Categorical, FloatRange, OptimizerSpec, register
@@ -109,6 +109,7 @@ class Lion(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "Lion")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             lr = float(group["lr"])
             beta1, beta2 = group["betas"]
@@ -125,10 +126,10 @@ class Lion(DescendOptimizer):
                     state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 w = p if p.dtype == dtype else p.to(dtype)
                 g = p.grad if p.grad.dtype == dtype else p.grad.to(dtype)
-                run_elementwise(lion_update, self._fused, (w, g, state["exp_avg"]),
-                                lr=lr, beta1=float(beta1), beta2=float(beta2), decay=decay)
-                if w is not p:
-                    p.copy_(w)
+                batch.add(lion_update, (w, g, state["exp_avg"]),
+                          {"lr": lr, "beta1": float(beta1), "beta2": float(beta2), "decay": decay},
+                          None if w is p else copy_back(p, w))
+        batch.run()
         return loss
 
 

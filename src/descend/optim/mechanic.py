@@ -134,7 +134,7 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._base import begin_step, call_step_unhooked, check_floating_params, param_tensors
-from ._fused import check_fused, run_elementwise, torch_fused_supported
+from ._fused import check_fused, run_elementwise_many, torch_fused_supported
 from ._state import convert_state_value
 from ._validate import check_betas, check_choice, check_float
 from .registry import Categorical, FloatRange, OptimizerSpec, register
@@ -447,7 +447,7 @@ class Mechanic(torch.optim.Optimizer):
         works: list[torch.Tensor] = []
         kinds: list[tuple[str, torch.Tensor | None]] = []
         sums = torch.zeros(4, dtype=tdt, device=dev)
-        for p, x, g in zip(active, before, grads, strict=True):
+        for p, x in zip(active, before, strict=True):
             st = self.state[p]
             exact = _keeps_offset(self.store_delta, x.dtype)
             if _REF not in st:
@@ -469,8 +469,16 @@ class Mechanic(torch.optim.Optimizer):
             kinds.append((kind, stored))
             x_new = p if p.dtype == x.dtype else p.detach().to(x.dtype)
             works.append(x_new)
-            out = run_elementwise(mechanic_sums, fused, (x, x_new, g, st[_REF], stored),
-                                  offset_scale=offset_scale, kind=kind)
+        # one compiled call per kind (the tensors' sums are accumulated in their order, as one by one)
+        args = [(x, x_new, g, self.state[p][_REF], stored)
+                for p, x, g, x_new, (_, stored) in zip(active, before, grads, works, kinds, strict=True)]
+        outs: list[Any] = [None] * len(active)
+        for kind, idx in _by_kind(kinds).items():
+            res = run_elementwise_many(mechanic_sums, fused, [args[i] for i in idx], offset_scale=offset_scale,
+                                       kind=kind)
+            for i, out in zip(idx, res, strict=True):
+                outs[i] = out
+        for out in outs:
             sums += torch.stack(out).to(device=dev, dtype=tdt)
         p_norm, g_norm = sums[0].sqrt(), sums[1].sqrt()
         # h = <Δ, g + λ S ‖g‖/(‖x⁺‖ + ε) x⁺> = <Δ, g> + λ S ‖g‖/(‖x⁺‖ + ε) <Δ, x⁺>
@@ -487,12 +495,22 @@ class Mechanic(torch.optim.Optimizer):
 
         # Pass 2: Δ += u = x⁺ - x, x = x_ref + Δ · max(Σ s, 0) (and the exact offset D = Δ · max(Σ s, 0)).
         scale = float(s.sum().clamp(min=0.0))
-        for p, x, x_new, (kind, stored) in zip(active, before, works, kinds, strict=True):
-            st = self.state[p]
-            run_elementwise(mechanic_apply, fused, (x_new, x, st[_REF], stored),
-                            offset_scale=offset_scale, scale=scale, kind=kind)
+        applies = [(x_new, x, self.state[p][_REF], stored)
+                   for p, x, x_new, (_, stored) in zip(active, before, works, kinds, strict=True)]
+        for kind, idx in _by_kind(kinds).items():
+            run_elementwise_many(mechanic_apply, fused, [applies[i] for i in idx], offset_scale=offset_scale,
+                                 scale=scale, kind=kind)
+        for p, x_new in zip(active, works, strict=True):
             if x_new is not p:
                 p.copy_(x_new)
+
+
+def _by_kind(kinds: Sequence[tuple[str, torch.Tensor | None]]) -> dict[str, list[int]]:
+    """Indices of the tensors of each Δ kind ("delta", "offset", "ref"), in order."""
+    out: dict[str, list[int]] = {}
+    for i, (kind, _) in enumerate(kinds):
+        out.setdefault(kind, []).append(i)
+    return out
 
 
 #: torch optimizers whose ``step`` never writes ``p.grad`` (Mechanic need not copy the gradients).

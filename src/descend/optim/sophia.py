@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import DescendOptimizer, begin_step
-from ._fused import check_fused, run_elementwise
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_float, check_no_sparse_or_complex
 from .registry import Categorical, FloatRange, OptimizerSpec, register
@@ -138,6 +138,7 @@ class SophiaG(DescendOptimizer):
         if bs is not None:
             check_float("bs", bs, 0.0, low_open=True)
         loss = begin_step(self, closure, "SophiaG")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             lr = float(group["lr"])
             beta1 = float(group["betas"][0])
@@ -152,9 +153,9 @@ class SophiaG(DescendOptimizer):
                 dtype = state["exp_avg"].dtype
                 w = p if p.dtype == dtype else p.to(dtype)
                 g = p.grad if p.grad.dtype == dtype else p.grad.to(dtype)
-                run_elementwise(sophia_update, self._fused, (w, g, state["exp_avg"], state["hessian"]), **scalars)
-                if w is not p:
-                    p.copy_(w)
+                batch.add(sophia_update, (w, g, state["exp_avg"], state["hessian"]), scalars,
+                          None if w is p else copy_back(p, w))
+        batch.run()
         self._since_hessian = getattr(self, "_since_hessian", 0) + 1
         if self._since_hessian == HESSIAN_OVERDUE:
             warnings.warn(f"SophiaG: {HESSIAN_OVERDUE} steps without update_hessian(); until it is called, every "
@@ -172,6 +173,7 @@ class SophiaG(DescendOptimizer):
         """
         for group in self.param_groups:
             check_no_sparse_or_complex("SophiaG", group["params"])
+        batch = ElementwiseBatch(self._fused)
         for group in self.param_groups:
             beta2 = float(group["betas"][1])
             for p in group["params"]:
@@ -179,7 +181,8 @@ class SophiaG(DescendOptimizer):
                     continue
                 h = self._state(p)["hessian"]
                 g = p.grad if p.grad.dtype == h.dtype else p.grad.to(h.dtype)
-                run_elementwise(sophia_hessian_ema, self._fused, (h, g), beta2=beta2)
+                batch.add(sophia_hessian_ema, (h, g), {"beta2": beta2})
+        batch.run()
         self._since_hessian = 0
 
     @torch.no_grad()
