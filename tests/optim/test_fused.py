@@ -25,6 +25,7 @@ from descend.optim.adabelief import AdaBelief
 from descend.optim.adam_mini import AdamMini
 from descend.optim.agd import AcceleratedSGD
 from descend.optim.baselines import NAdamW
+from descend.optim.cautious import CAdamW
 from descend.optim.frugal import FRUGAL
 from descend.optim.lion import Lion
 from descend.optim.mechanic import Mechanic, mechanic
@@ -59,8 +60,11 @@ def _mechanic(params: Any, *, fused: bool, **hp: Any) -> torch.optim.Optimizer:
     # partial sums): positive terms, condition number 1, <= 9 terms per block here: <= 1e-15 relative
     (AdamMini, {"lr": 1e-2, "weight_decay": 0.1}),
     pytest.param(AdamMini, {"lr": 1e-2, "partition": "elementwise", "betas": (0.8, 0.9)}, marks=pytest.mark.slow),
+    # C-AdamW: the mask's mean is a sum of 0/1 terms (exact in float64 at these sizes), the rest elementwise
+    (CAdamW, {"lr": 1e-2, "weight_decay": 0.1}),
+    pytest.param(CAdamW, {"lr": 1e-2, "foreach": False, "correct_bias": False}, marks=pytest.mark.slow),
 ], ids=["nadamw", "nadam-l2-max", "agd", "agd-mu", "frugal", "frugal-sgd", "mechanic", "mechanic-store",
-        "adam_mini", "adam_mini-elementwise"])
+        "adam_mini", "adam_mini-elementwise", "c_adamw", "c_adamw-loop"])
 def test_fused_equals_eager_float64(factory: Callable[..., torch.optim.Optimizer], hp: dict[str, Any],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     assert_fused_matches_eager(factory, hp, monkeypatch)

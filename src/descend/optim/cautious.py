@@ -54,6 +54,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step, call_step_unhooked
+from ._fused import ElementwiseBatch, check_fused
 from ._validate import check_betas, check_flag, check_float
 from .lion import Lion
 from .registry import Categorical, FloatRange, OptimizerSpec, register
@@ -84,6 +85,8 @@ class CAdamW(DescendOptimizer):
         foreach: ``True`` (default) = the reference's foreach path (``eps`` after the ``sqrt(1-β2^t)``
             correction), ``False`` = its per-parameter loop (``eps`` on the uncorrected ``sqrt(v)``).
         no_deprecation_warning: accepted for compatibility with the reference, no effect.
+        fused: ``None`` (default) compiled where ``torch.compile`` works (one call per group of tensors),
+            ``True`` always, ``False`` eager; the same math function (:func:`c_adamw_math`) either way.
     """
 
     def __init__(
@@ -97,14 +100,17 @@ class CAdamW(DescendOptimizer):
         *,
         foreach: bool = True,
         no_deprecation_warning: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "correct_bias": correct_bias, "foreach": foreach}
         _check_group(defaults)
         check_flag("no_deprecation_warning", no_deprecation_warning)  # accepted for the reference's signature
+        self._fused = check_fused(fused)
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
+    _CONFIG_ATTRS = ("_fused",)
 
     def _check_group(self, group: Mapping[str, Any]) -> None:
         """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``)."""
@@ -114,6 +120,7 @@ class CAdamW(DescendOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the loss with gradients."""
         loss = begin_step(self, closure, "CAdamW")
+        batch = ElementwiseBatch(self._fused)  # one compiled call per group of tensors that share scalars
         for group in self.param_groups:
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
@@ -126,27 +133,38 @@ class CAdamW(DescendOptimizer):
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                c_adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], t=int(state["step"].item()),
-                               lr=lr, beta1=beta1, beta2=beta2, eps=eps, wd=wd,
-                               correct_bias=bool(group["correct_bias"]), foreach=bool(group["foreach"]))
+                scalars = c_adamw_scalars(t=int(state["step"].item()), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                          wd=wd, correct_bias=bool(group["correct_bias"]),
+                                          foreach=bool(group["foreach"]))
+                batch.add(c_adamw_math, (p, p.grad, state["exp_avg"], state["exp_avg_sq"]), scalars)
+        batch.run()
         return loss
 
 
-def c_adamw_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, t: int, lr: float,
-                   beta1: float, beta2: float, eps: float, wd: float, correct_bias: bool, foreach: bool) -> None:
-    """One C-AdamW step on one tensor, in place (``t`` = this step's 1-based count)."""
-    if wd != 0.0:
-        p.mul_(1.0 - lr * wd)
-    m.mul_(beta1).add_(g, alpha=1.0 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+def c_adamw_scalars(*, t: int, lr: float, beta1: float, beta2: float, eps: float, wd: float, correct_bias: bool,
+                    foreach: bool) -> dict[str, float]:
+    """The step-dependent scalars of :func:`c_adamw_math` at step ``t`` (1-based), for either code path."""
     bc1, bc2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
-    if foreach:
-        denom = v.sqrt().div_(math.sqrt(bc2)).add_(eps)
-        step_size = lr / bc1
-    else:
-        denom = v.sqrt().add_(eps)
-        step_size = lr * math.sqrt(bc2) / bc1 if correct_bias else lr
-    p.add_(m * cautious_scale(m, g) / denom, alpha=-step_size)
+    if foreach:  # eps after the sqrt(1 - β2^t) correction
+        sqrt_bc2, step_size = math.sqrt(bc2), lr / bc1
+    else:  # eps on the uncorrected sqrt(v)
+        sqrt_bc2, step_size = 1.0, (lr * math.sqrt(bc2) / bc1 if correct_bias else lr)
+    return {"decay": 1.0 - lr * wd, "beta1": beta1, "beta2": beta2, "eps": eps, "sqrt_bc2": sqrt_bc2,
+            "step_size": step_size}
+
+
+def c_adamw_math(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, decay: float, beta1: float,
+                 beta2: float, eps: float, sqrt_bc2: float, step_size: float) -> None:
+    """One C-AdamW step on one tensor, in place: the eager path and (compiled) the fast path.
+
+    ``decay = 1 - lr·wd`` (exactly 1 without decay), ``denom = sqrt(v)/sqrt_bc2 + eps`` (``sqrt_bc2 = 1`` on the
+    loop path: dividing by 1 is exact), the cautious mask and its rescaling from the updated ``m`` and ``g``.
+    """
+    p.mul_(decay)
+    m.mul_(beta1).add_(g * (1.0 - beta1))
+    v.mul_(beta2).add_(g * g * (1.0 - beta2))
+    denom = v.sqrt() / sqrt_bc2 + eps
+    p.sub_(m * cautious_scale(m, g) / denom * step_size)
 
 
 def _check_group(group: Mapping[str, Any]) -> None:
