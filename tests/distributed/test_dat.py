@@ -87,7 +87,8 @@ def test_dat_matches_single_process_adversarial_training() -> None:
     DAT and single-process AT compute the same expected gradient (their random starts differ); on 397 test
     digits one seed's robust-accuracy noise is a few points, so we require DAT within 0.05 of AT, 4-bit QSGD
     within 0.05 of unquantized DAT, and that training worked (robust accuracy > 0.3; chance is 0.1).
-    The seed-averaged comparison is the slow test below; one seed under torchrun: benchmarks/distributed_seeds.py dat."""
+    The seed-averaged comparison is the slow test below; one seed under torchrun:
+    benchmarks/distributed_seeds.py dat."""
     res = spawn(dat_runs, 2, [0], 3, 4)[0]
     single, dat, q = res["single/0"]["robust"], res["dat/0"]["robust"], res["dat_q4/0"]["robust"]
     assert single > 0.3
