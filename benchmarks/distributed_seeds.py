@@ -45,6 +45,7 @@ from descend.distributed.launch import init_from_env, spawn
 from descend.distributed.sliding import centralized_optimum, defw, gradient_sliding, l1_lo, ring, torus
 
 RADIUS = 3.0  # the ℓ1 ball of the sliding problem
+TOL_SCALE = 0.01  # sliding: CndG stops at Wolfe gap TOL_SCALE·L_f·(2 radius)²/(k(k+1))
 R_SCALE = 0.05  # sliding: R = R_SCALE · L_f (so T_k = ⌈0.05 k ‖L‖⌉ communication steps in outer step k)
 
 
@@ -57,7 +58,7 @@ def compositional(rank: int, world: int, problem: str, steps: int) -> dict[str, 
 
 
 def sliding(rank: int, world: int, graph_name: str, steps: int, dim: int = 10, samples: int = 20,
-            radius: float = RADIUS, r_scale: float = R_SCALE) -> dict[str, Any]:
+            radius: float = RADIUS, r_scale: float = R_SCALE, tol_scale: float = TOL_SCALE) -> dict[str, Any]:
     import torch.distributed as dist
 
     graph = ring(8) if graph_name == "ring" else torus(3, 3)
@@ -69,7 +70,7 @@ def sliding(rank: int, world: int, graph_name: str, steps: int, dim: int = 10, s
         comm = TorchDistributed()
         if method == "sliding":
             xs, cnt = gradient_sliding(mine, graph, l1_lo(radius), dim, steps, comm, lipschitz=lf, r=r_scale * lf,
-                                       tol=lf * (2 * radius) ** 2)
+                                       tol=tol_scale * lf * (2 * radius) ** 2)
         else:
             xs, cnt = defw(mine, graph, l1_lo(radius), dim, steps, comm)
         gathered: list[Any] = [None] * world
@@ -110,13 +111,14 @@ def _table(cmd: str, per_rank: list[dict[str, Any]]) -> str:
 
 
 def _race(a: argparse.Namespace) -> str:
-    lines = [f"target {a.target:g} (gap and consensus), d = {a.dim}, {a.samples} samples/node, ℓ1 radius {a.radius:g}",
+    lines = [f"target {a.target:g} (gap and consensus), d = {a.dim}, {a.samples} samples/node, ℓ1 radius {a.radius:g}, "
+             f"R = {a.r_scale:g}·L_f, CndG tolerance {a.tol_scale:g}·L_f·D²/(k(k+1))",
              "| graph | method | gradient samples / node | LO calls / node | rounds | at k | gap | consensus |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for graph in ("ring", "torus"):
         for method, steps in (("sliding", a.steps or 300), ("defw", a.defw_steps)):
             res = sliding_to_target(graph, method, steps, dim=a.dim, samples=a.samples, radius=a.radius,
-                                    r_scale=a.r_scale, target=a.target)
+                                    r_scale=a.r_scale, tol_scale=a.tol_scale, target=a.target)
             row, tag = (res["hit"], "") if res["hit"] is not None else (res["final"], " (not reached: final)")
             lines.append(f"| {graph} | {method}{tag} | {row['gradient_samples']} | {row['lo_calls']} | "
                          f"{row['rounds']} | {row['k']} | {row['gap']:.2e} | {row['consensus']:.2e} |")
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=20, help="sliding: data points per node")
     ap.add_argument("--radius", type=float, default=RADIUS, help="sliding: ℓ1-ball radius")
     ap.add_argument("--r-scale", type=float, default=R_SCALE, help="sliding: R / L_f (communication per gradient)")
+    ap.add_argument("--tol-scale", type=float, default=TOL_SCALE, help="sliding: CndG tolerance / (L_f (2 radius)²)")
     ap.add_argument("--target", type=float, default=0.0,
                     help="sliding: race both methods in ONE process (InProcess) until F(x̄) − F* and consensus are "
                          "both <= TARGET; --steps is the sliding budget (default 300), --defw-steps DeFW's")
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                          ("--bits", a.bits, 0), ("--dim", a.dim, 1), ("--samples", a.samples, 1)):
         if v < low:
             ap.error(f"{name} must be >= {low}, got {v}")
-    for name, f in (("--radius", a.radius), ("--r-scale", a.r_scale)):
+    for name, f in (("--radius", a.radius), ("--r-scale", a.r_scale), ("--tol-scale", a.tol_scale)):
         if not f > 0:
             ap.error(f"{name} must be > 0, got {f}")
     if a.target < 0 or (a.target > 0 and a.command != "sliding"):
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.command == "compositional":
         fn, args = compositional, (a.problem, a.steps)
     elif a.command == "sliding":
-        fn, args = sliding, (a.graph, a.steps or 60, a.dim, a.samples, a.radius, a.r_scale)
+        fn, args = sliding, (a.graph, a.steps or 60, a.dim, a.samples, a.radius, a.r_scale, a.tol_scale)
     else:
         fn, args = dat, (a.seed, a.epochs, a.bits)
     if a.torchrun:

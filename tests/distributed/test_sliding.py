@@ -58,13 +58,14 @@ def test_topologies() -> None:
 def test_cndg_solves_the_prox_subproblem() -> None:
     """The inner solve: φ(u) = ⟨g, u⟩ + a/2‖u − b‖² + c/2‖u − e‖² over the ℓ1 ball is (a + c)-strongly convex with
     minimiser proj_X(w), w = (a b + c e − g)/(a + c); a Wolfe gap ≤ δ bounds φ(u) − φ* ≤ δ, hence
-    ‖u − u*‖² ≤ 2δ/(a + c) — checked against the exact sort-based projection."""
+    ‖u − u*‖² ≤ 2δ/(a + c) — checked against the exact sort-based projection (δ = 1e-2 keeps the O(1/t)
+    Frank–Wolfe loop short; the bound still fails for a wrong gap or line search)."""
     gen = torch.Generator().manual_seed(3)
-    for _ in range(5):
-        g, b, e = (torch.randn(20, generator=gen, dtype=DT) * 2 for _ in range(3))
-        a, c, delta = 1.5, 0.7, 1e-6
+    for _ in range(3):
+        g, b, e = (torch.randn(6, generator=gen, dtype=DT) * 2 for _ in range(3))
+        a, c, delta = 1.5, 0.7, 1e-2
         cnt = Counters()
-        u = _cndg(g, torch.zeros(20, dtype=DT), ((a, b), (c, e)), delta, l1_lo(R), cnt, 100000)
+        u = _cndg(g, torch.zeros(6, dtype=DT), ((a, b), (c, e)), delta, l1_lo(R), cnt, 100000)
         star = project_l1((a * b + c * e - g) / (a + c), R)
         assert float((u - star).norm() ** 2) <= 2 * delta / (a + c)
         assert float(u.abs().sum()) <= R + 1e-12 and cnt.lo_calls >= 1
@@ -90,7 +91,7 @@ def test_counters_topology_and_progress() -> None:
             trace[k] = sliding_metrics(nd, fs, xs)  # noqa: B023 - used inside this iteration only
         comm = InProcess()
         r = 0.05 * lf
-        _, cnt = gradient_sliding(nd, graph, l1_lo(R), 10, steps, comm, lipschitz=lf, r=r, tol=lf * (2 * R) ** 2,
+        _, cnt = gradient_sliding(nd, graph, l1_lo(R), 10, steps, comm, lipschitz=lf, r=r, tol=0.01 * lf * (2 * R) ** 2,
                                   callback=record)
         expect = _rounds(steps, r, laplacian_norm(graph), lf)
         assert all(c.gradient_samples == steps and c.rounds == expect for c in cnt.values())

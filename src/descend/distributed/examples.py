@@ -146,10 +146,11 @@ def sliding_metrics(nodes: dict[int, LogisticNode], fstar: float, xs: dict[int, 
 
 
 def sliding_to_target(graph_name: str, method: str, steps: int, *, dim: int = 50, samples: int = 40,
-                      radius: float = 5.0, r_scale: float = 0.05, target: float = 1e-3,
+                      radius: float = 5.0, r_scale: float = 0.05, tol_scale: float = 0.01, target: float = 1e-3,
                       fstar_iters: int = 20000) -> dict[str, Any]:
     """One in-process run of ``method`` ("sliding" or "defw") on the 8-node ring or 3×3 torus instance
-    (:func:`sliding_nodes` with ``dim``, ``samples``): the counters of node 0 at the first iteration where both
+    (:func:`sliding_nodes` with ``dim``, ``samples``; sliding with R = ``r_scale``·L_f and CndG tolerance
+    ``tol_scale``·L_f·(2·radius)²/(k(k+1))): the counters of node 0 at the first iteration where both
     F(x̄) − F* ≤ ``target`` and consensus ≤ ``target`` (``hit``, None if never within ``steps``), and the best
     gap / consensus reached (``final``: at the last iteration)."""
     from ._comm import InProcess
@@ -171,7 +172,7 @@ def sliding_to_target(graph_name: str, method: str, steps: int, *, dim: int = 50
 
     if method == "sliding":
         gradient_sliding(nodes, graph, l1_lo(radius), dim, steps, InProcess(), lipschitz=lf, r=r_scale * lf,
-                         tol=lf * (2 * radius) ** 2, callback=record)
+                         tol=tol_scale * lf * (2 * radius) ** 2, callback=record)
     else:
         defw(nodes, graph, l1_lo(radius), dim, steps, InProcess(), callback=record)
     return res
