@@ -111,30 +111,28 @@ def test_counters_topology_and_progress() -> None:
 
 def test_bad_arguments() -> None:
     nd: dict[int, LogisticNode] = sliding_nodes(m=8)
-    for kw in ({"lipschitz": 0.0, "r": 1.0, "tol": 1.0}, {"lipschitz": 1.0, "r": -1.0, "tol": 1.0},
-               {"lipschitz": 1.0, "r": 1.0, "tol": 0.0}):
+    for lip, r, tol in ((0.0, 1.0, 1.0), (1.0, -1.0, 1.0), (1.0, 1.0, 0.0)):
         with pytest.raises(ValueError, match="must be > 0"):
-            gradient_sliding(nd, ring(8), l1_lo(R), 10, 3, InProcess(), **kw)
+            gradient_sliding(nd, ring(8), l1_lo(R), 10, 3, InProcess(), lipschitz=lip, r=r, tol=tol)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         gradient_sliding(nd, ring(8), l1_lo(R), 10, 0, InProcess(), lipschitz=1.0, r=1.0, tol=1.0)
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "claim not reproduced (measured, d = 50, 40 samples/node, ℓ1 radius 5, full local gradients): DeFW meets "
-    "gap ≤ 1e-3 and consensus ≤ 1e-3 at 3164 gradients/node (ring) and 812 (torus); the sliding method "
-    "(R = 0.05 L_f) is at gap MEASURED_RING / MEASURED_TORUS after 300 gradients and meets neither target"))
+    "claim not reproduced (measured, 3×3 torus, d = 50, 40 samples/node, ℓ1 radius 5, full local gradients): DeFW "
+    "meets gap ≤ 1e-3 and consensus ≤ 1e-3 at 812 gradients/node; the sliding method (R = 0.05 L_f, CndG "
+    "tolerance 0.01 L_f D²/(k(k+1))) is at gap 4.51e-3, consensus 3.4e-4 after 156 gradients (186k LO calls), "
+    "its gap falling like k^-1.9, i.e. ~345 gradients to 1e-3 (extrapolated; the run to 270 did not finish in "
+    "the session): ~2.4× fewer than DeFW, not the ≥ 3× asserted; see /work/notes/sliding.md"))
 def test_claim_fewer_gradients_than_defw_full_size() -> None:
-    """The spec's check at full size: on the 8-node ring and the 3×3 torus, sliding reaches both 1e-3 targets with
-    at most a third of DeFW's gradient samples, its sample count changes by < 1.5× between the graphs while its
-    rounds do change.  Budgets: sliding 300 outer steps (above a third of DeFW's need on the torus, so a miss is
-    a failure of the claim), DeFW 4000."""
-    res = {(g, m): sliding_to_target(g, m, 300 if m == "sliding" else 4000) for g in ("ring", "torus")
-           for m in ("sliding", "defw")}
-    for g in ("ring", "torus"):
-        s, d = res[(g, "sliding")]["hit"], res[(g, "defw")]["hit"]
-        assert s is not None and d is not None, (g, res[(g, "sliding")]["final"])
-        assert 3 * s["gradient_samples"] <= d["gradient_samples"]
-    a, b = res[("ring", "sliding")]["hit"], res[("torus", "sliding")]["hit"]
-    assert max(a["gradient_samples"], b["gradient_samples"]) < 1.5 * min(a["gradient_samples"], b["gradient_samples"])
-    assert a["rounds"] != b["rounds"]
+    """The spec's check at full size on the binding topology: on the 3×3 torus the sliding method must reach both
+    1e-3 targets within a third of DeFW's gradient samples ("several× fewer").  (On the 8-node ring DeFW needs
+    3164, a looser bound; the torus decides the claim.)  Topology invariance of the sample count is structural
+    (one gradient per outer step on every graph; rounds 2 Σ ⌈k R ‖L‖/L_f⌉) and is asserted in the default test.
+    Expensive: the CndG inner solves make ~10⁵–10⁶ LO calls per node (tens of minutes on a loaded 2-core box)."""
+    d = sliding_to_target("torus", "defw", 4000)["hit"]
+    assert d is not None
+    s = sliding_to_target("torus", "sliding", d["gradient_samples"] // 3)
+    assert s["hit"] is not None, s["final"]
+    assert 3 * s["hit"]["gradient_samples"] <= d["gradient_samples"]
