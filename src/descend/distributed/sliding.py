@@ -10,9 +10,10 @@ gradient complexity O(1/√ε + σ²/ε²) (convex), LO complexity O(1/ε²), an
 primal–dual method.  This module therefore implements that combination from its two published parts:
 
 * the outer method — primal–dual sliding (PDS), G. Lan, Y. Ouyang, Y. Zhou (2021), "Graph topology invariant
-  gradient and sampling complexity for decentralized and stochastic optimization", arXiv:2101.00143, with the
-  parameter rule of its smooth-convex theorem as implemented in libEnsemble's ``primaldual_slide``
-  (C. Ju, Argonne 2021; read, not copied): one gradient per outer step, T_k communication steps inside;
+  gradient and sampling complexity for decentralized and stochastic optimization" (optimization-online 2021/12;
+  only its abstract was readable either), with the parameter rule of C. Ju's public Python PDS code (Argonne
+  2021, the author of libEnsemble's ``primaldual_slide`` generator; read in the code corpus, not copied): one
+  gradient per outer step, T_k communication steps inside;
 * the inner prox solve — the CndG procedure of conditional gradient sliding, G. Lan & Y. Zhou (2016),
   "Conditional Gradient Sliding for Convex Optimization", SIAM J. Optim. 26(2), Alg. 1 (Frank–Wolfe with exact
   line search on the prox subproblem, stopped at a Wolfe gap).
