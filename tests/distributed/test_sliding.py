@@ -122,7 +122,7 @@ def test_bad_arguments() -> None:
 @pytest.mark.xfail(strict=True, reason=(
     "claim not reproduced (measured, 3×3 torus, d = 50, 40 samples/node, ℓ1 radius 5, full local gradients): DeFW "
     "meets gap ≤ 1e-3 and consensus ≤ 1e-3 at 812 gradients/node; the sliding method (R = 0.05 L_f, CndG "
-    "tolerance 0.01 L_f D²/(k(k+1))) is at gap 4.51e-3, consensus 3.4e-4 after 156 gradients (186k LO calls), "
+    "tolerance 0.01 L_f D²/(k(k+1))) is at gap 2.33e-3, consensus 1.7e-4 after 221 gradients (376k LO calls), "
     "its gap falling like k^-1.9, i.e. ~345 gradients to 1e-3 (extrapolated; the run to 270 did not finish in "
     "the session): ~2.4× fewer than DeFW, not the ≥ 3× asserted; see /work/notes/sliding.md"))
 def test_claim_fewer_gradients_than_defw_full_size() -> None:
