@@ -17,6 +17,8 @@ one JSON line.
   the distance to the closed-form minimiser, the communication rounds.
 * ``sliding`` — ℓ1-constrained logistic regression on an 8-node ring or a 3×3 torus: gradient sliding and DeFW
   with their gradient-sample / LO-call / communication counters, optimality gap F(x̄) − F* and consensus error.
+  ``sliding --target 1e-3 --dim 50 --samples 40 --radius 5`` instead races both methods in one process on both
+  graphs to gap ≤ target and consensus ≤ target (the claim check of /work/notes/sliding.md).
 * ``dat`` — fast-FGSM adversarial training of a small CNN on scikit-learn digits with LAMB, each rank on its
   slice of every global batch of 64, optionally with b-bit QSGD gradients: clean and PGD-10 robust accuracy.
 """
@@ -38,12 +40,15 @@ from descend.distributed.examples import (
     run_against_autograd,
     sliding_metrics,
     sliding_nodes,
+    sliding_to_target,
     train_adversarial,
 )
 from descend.distributed.launch import init_from_env, spawn
 from descend.distributed.sliding import centralized_optimum, defw, gradient_sliding, l1_lo, ring, torus
 
 RADIUS = 3.0  # the ℓ1 ball of the sliding problem
+TOL_SCALE = 0.01  # sliding: CndG stops at Wolfe gap TOL_SCALE·L_f·(2 radius)²/(k(k+1))
+R_SCALE = 0.05  # sliding: R = R_SCALE · L_f (so T_k = ⌈0.05 k ‖L‖⌉ communication steps in outer step k)
 
 
 def compositional(rank: int, world: int, problem: str, steps: int) -> dict[str, Any]:
@@ -54,28 +59,29 @@ def compositional(rank: int, world: int, problem: str, steps: int) -> dict[str, 
     return {**res, "workers": workers}
 
 
-def sliding(rank: int, world: int, graph_name: str, steps: int) -> dict[str, Any]:
+def sliding(rank: int, world: int, graph_name: str, steps: int, dim: int = 10, samples: int = 20,
+            radius: float = RADIUS, r_scale: float = R_SCALE, tol_scale: float = TOL_SCALE) -> dict[str, Any]:
     import torch.distributed as dist
 
     graph = ring(8) if graph_name == "ring" else torus(3, 3)
-    every = sliding_nodes(m=len(graph))
+    every = sliding_nodes(m=len(graph), d=dim, n=samples)
     mine = {i: n for i, n in every.items() if i % world == rank}
     lf = max(float(torch.linalg.matrix_norm(n.A, 2) ** 2) / (4 * len(n.A)) for n in every.values())
     out: dict[str, Any] = {}
     for method in ("sliding", "defw"):
         comm = TorchDistributed()
         if method == "sliding":
-            xs, cnt = gradient_sliding(mine, graph, l1_lo(RADIUS), 10, steps, comm, beta=lf,
-                                       eta=lf * (2 * RADIUS) ** 2, sigma=0.2)
+            xs, cnt = gradient_sliding(mine, graph, l1_lo(radius), dim, steps, comm, lipschitz=lf, r=r_scale * lf,
+                                       tol=tol_scale * lf * (2 * radius) ** 2)
         else:
-            xs, cnt = defw(mine, graph, l1_lo(RADIUS), 10, steps, comm)
+            xs, cnt = defw(mine, graph, l1_lo(radius), dim, steps, comm)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, {i: x.tolist() for i, x in xs.items()})
         allx = {int(i): torch.tensor(x, dtype=torch.float64) for part in gathered for i, x in part.items()}
         out[method] = {"x": {i: allx[i].tolist() for i in sorted(allx)},
                        "counters": {i: vars(c) for i, c in cnt.items()}}
     if rank == 0:
-        _, fstar = centralized_optimum(list(every.values()), RADIUS, 3000)
+        _, fstar = centralized_optimum(list(every.values()), radius, 3000)
         for method in ("sliding", "defw"):
             xs = {int(i): torch.tensor(x, dtype=torch.float64) for i, x in out[method]["x"].items()}
             out[method]["gap"], out[method]["consensus"] = sliding_metrics(every, fstar, xs)
@@ -106,6 +112,21 @@ def _table(cmd: str, per_rank: list[dict[str, Any]]) -> str:
             f"| {len(per_rank)} | {first['clean']:.3f} | {first['robust']:.3f} |")
 
 
+def _race(a: argparse.Namespace) -> str:
+    lines = [f"target {a.target:g} (gap and consensus), d = {a.dim}, {a.samples} samples/node, ℓ1 radius {a.radius:g}, "
+             f"R = {a.r_scale:g}·L_f, CndG tolerance {a.tol_scale:g}·L_f·D²/(k(k+1))",
+             "| graph | method | gradient samples / node | LO calls / node | rounds | at k | gap | consensus |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for graph in ("ring", "torus"):
+        for method, steps in (("sliding", a.steps or 300), ("defw", a.defw_steps)):
+            res = sliding_to_target(graph, method, steps, dim=a.dim, samples=a.samples, radius=a.radius,
+                                    r_scale=a.r_scale, tol_scale=a.tol_scale, target=a.target)
+            row, tag = (res["hit"], "") if res["hit"] is not None else (res["final"], " (not reached: final)")
+            lines.append(f"| {graph} | {method}{tag} | {row['gradient_samples']} | {row['lo_calls']} | "
+                         f"{row['rounds']} | {row['k']} | {row['gap']:.2e} | {row['consensus']:.2e} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=("compositional", "sliding", "dat"))
@@ -115,21 +136,38 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--graph", choices=("ring", "torus"), default="ring", help="sliding topology")
     ap.add_argument("--steps", type=int, default=0,
                     help="iterations (compositional readme: 100 by default; sliding: 60 by default)")
+    ap.add_argument("--dim", type=int, default=10, help="sliding: dimension d")
+    ap.add_argument("--samples", type=int, default=20, help="sliding: data points per node")
+    ap.add_argument("--radius", type=float, default=RADIUS, help="sliding: ℓ1-ball radius")
+    ap.add_argument("--r-scale", type=float, default=R_SCALE, help="sliding: R / L_f (communication per gradient)")
+    ap.add_argument("--tol-scale", type=float, default=TOL_SCALE, help="sliding: CndG tolerance / (L_f (2 radius)²)")
+    ap.add_argument("--target", type=float, default=0.0,
+                    help="sliding: race both methods in ONE process (InProcess) until F(x̄) − F* and consensus are "
+                         "both <= TARGET; --steps is the sliding budget (default 300), --defw-steps DeFW's")
+    ap.add_argument("--defw-steps", type=int, default=4000, help="sliding --target: DeFW's iteration budget")
     ap.add_argument("--seed", type=int, default=0, help="DAT seed")
     ap.add_argument("--epochs", type=int, default=3, help="DAT epochs")
     ap.add_argument("--bits", type=int, default=0, help="DAT QSGD bits (0: unquantized gradients)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every rank's results")
     a = ap.parse_args(argv)
     for name, v, low in (("--world", a.world, 1), ("--steps", a.steps, 0), ("--epochs", a.epochs, 1),
-                         ("--bits", a.bits, 0)):
+                         ("--bits", a.bits, 0), ("--dim", a.dim, 1), ("--samples", a.samples, 1)):
         if v < low:
             ap.error(f"{name} must be >= {low}, got {v}")
+    for name, f in (("--radius", a.radius), ("--r-scale", a.r_scale), ("--tol-scale", a.tol_scale)):
+        if not f > 0:
+            ap.error(f"{name} must be > 0, got {f}")
+    if a.target < 0 or (a.target > 0 and a.command != "sliding"):
+        ap.error(f"--target must be > 0 and only with the sliding command, got {a.target}")
+    if a.target > 0:
+        print(_race(a))
+        return
     fn: Callable[..., dict[str, Any]]
     args: tuple[Any, ...]
     if a.command == "compositional":
         fn, args = compositional, (a.problem, a.steps)
     elif a.command == "sliding":
-        fn, args = sliding, (a.graph, a.steps or 60)
+        fn, args = sliding, (a.graph, a.steps or 60, a.dim, a.samples, a.radius, a.r_scale, a.tol_scale)
     else:
         fn, args = dat, (a.seed, a.epochs, a.bits)
     if a.torchrun:

@@ -49,7 +49,8 @@ def test_sliding_recipe_on_two_ranks_equals_the_in_process_run() -> None:
     graph = ring(8)
     nodes = sliding_nodes(m=8)
     lf = max(float(torch.linalg.matrix_norm(n.A, 2) ** 2) / (4 * len(n.A)) for n in nodes.values())
-    xs, cnt = gradient_sliding(nodes, graph, l1_lo(3.0), 10, 12, InProcess(), beta=lf, eta=lf * 36.0, sigma=0.2)
+    xs, cnt = gradient_sliding(nodes, graph, l1_lo(3.0), 10, 12, InProcess(), lipschitz=lf, r=0.05 * lf,
+                               tol=0.01 * lf * 36.0)
     got = per_rank[0]["sliding"]
     for i, x in xs.items():
         assert torch.equal(torch.tensor(got["x"][str(i)], dtype=torch.float64), x)

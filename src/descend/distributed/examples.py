@@ -25,7 +25,8 @@ from .dat import LAMB, dat_step, fgsm_fast, pgd
 from .sliding import LogisticNode
 
 __all__ = ["EPS", "assembled", "digits_cnn", "digits_split", "random_composition", "readme_composition",
-           "robust_accuracy", "run_against_autograd", "sliding_metrics", "sliding_nodes", "train_adversarial"]
+           "robust_accuracy", "run_against_autograd", "sliding_metrics", "sliding_nodes", "sliding_to_target",
+           "train_adversarial"]
 
 DT = torch.float64
 P = [[2.1154, -0.3038, 0.368, -1.5728, -1.203], [-0.3038, 1.5697, 1.0226, 0.159, -0.946],
@@ -142,6 +143,39 @@ def sliding_metrics(nodes: dict[int, LogisticNode], fstar: float, xs: dict[int, 
     avg = torch.stack(list(xs.values())).mean(0)
     gap = sum(float(n.value(avg)) for n in nodes.values()) - fstar
     return gap, max(float((v - avg).norm()) for v in xs.values())
+
+
+def sliding_to_target(graph_name: str, method: str, steps: int, *, dim: int = 50, samples: int = 40,
+                      radius: float = 5.0, r_scale: float = 0.05, tol_scale: float = 0.01, target: float = 1e-3,
+                      fstar_iters: int = 20000) -> dict[str, Any]:
+    """One in-process run of ``method`` ("sliding" or "defw") on the 8-node ring or 3×3 torus instance
+    (:func:`sliding_nodes` with ``dim``, ``samples``; sliding with R = ``r_scale``·L_f and CndG tolerance
+    ``tol_scale``·L_f·(2·radius)²/(k(k+1))): the counters of node 0 at the first iteration where both
+    F(x̄) − F* ≤ ``target`` and consensus ≤ ``target`` (``hit``, None if never within ``steps``), and the best
+    gap / consensus reached (``final``: at the last iteration)."""
+    from ._comm import InProcess
+    from .sliding import centralized_optimum, defw, gradient_sliding, l1_lo, ring, torus
+
+    if method not in ("sliding", "defw"):
+        raise ValueError(f"method must be 'sliding' or 'defw', got {method!r}")
+    graph = ring(8) if graph_name == "ring" else torus(3, 3)
+    nodes = sliding_nodes(m=len(graph), d=dim, n=samples)
+    _, fstar = centralized_optimum(list(nodes.values()), radius, fstar_iters)
+    lf = max(float(torch.linalg.matrix_norm(n.A, 2) ** 2) / (4 * len(n.A)) for n in nodes.values())
+    res: dict[str, Any] = {"graph": graph_name, "method": method, "hit": None, "final": None}
+
+    def record(k: int, xs: dict[int, torch.Tensor], cnt: dict[int, Any]) -> None:
+        gap, cons = sliding_metrics(nodes, fstar, xs)
+        res["final"] = {"k": k, "gap": gap, "consensus": cons, **vars(cnt[0])}
+        if res["hit"] is None and gap <= target and cons <= target:
+            res["hit"] = dict(res["final"])
+
+    if method == "sliding":
+        gradient_sliding(nodes, graph, l1_lo(radius), dim, steps, InProcess(), lipschitz=lf, r=r_scale * lf,
+                         tol=tol_scale * lf * (2 * radius) ** 2, callback=record)
+    else:
+        defw(nodes, graph, l1_lo(radius), dim, steps, InProcess(), callback=record)
+    return res
 
 
 EPS = 0.1
