@@ -18,7 +18,7 @@ one JSON line.
 * ``sliding`` — ℓ1-constrained logistic regression on an 8-node ring or a 3×3 torus: gradient sliding and DeFW
   with their gradient-sample / LO-call / communication counters, optimality gap F(x̄) − F* and consensus error.
   ``sliding --target 1e-3 --dim 50 --samples 40 --radius 5`` instead races both methods in one process on both
-  graphs to gap ≤ target and consensus ≤ target (the claim check of /work/notes/sliding.md).
+  graphs to gap ≤ target and consensus ≤ target (the claim check; results in docs/families/distributed.md).
 * ``dat`` — fast-FGSM adversarial training of a small CNN on scikit-learn digits with LAMB, each rank on its
   slice of every global batch of 64, optionally with b-bit QSGD gradients: clean and PGD-10 robust accuracy.
 """

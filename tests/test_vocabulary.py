@@ -1,4 +1,4 @@
-"""One vocabulary across command groups: the renamed options (see /work/notes/adopt.md's audit) take the common
+"""One vocabulary across command groups: the renamed options (an audit of every group's --help) take the common
 word, and the old spelling still works as a hidden alias (absent from --help)."""
 
 from __future__ import annotations

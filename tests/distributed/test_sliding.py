@@ -2,8 +2,10 @@
 process (the same node code runs over TorchDistributed: tests/distributed/test_torchrun_recipes.py).
 
 The paper's headline (Nguyen, Li, Zhao 2024: F(x̄) − F* ≤ 1e-3 and consensus ≤ 1e-3 with several× fewer
-gradient samples than DeFW, sample count topology-invariant) is asserted at full size in the slow test, a strict
-xfail: it does NOT reproduce with this module (measured numbers in the xfail reason and /work/notes/sliding.md).
+gradient samples than DeFW, sample count topology-invariant) is measured by ``benchmarks/distributed_seeds.py
+sliding --target 1e-3 --dim 50 ...`` (about an hour on this machine: ~10⁵–10⁶ LO calls per node, too long for
+CI's slow step); it does NOT reproduce as stated with this module (numbers in docs/families/distributed.md and in
+the module docstring).
 The default tests check what holds at a reduced size: the inner CndG solve against the exact ℓ1 projection, the
 counters (gradients = outer steps on every graph, rounds = 2 Σ_k T_k growing with ‖L‖), and progress.
 """
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 from descend.distributed._comm import InProcess
-from descend.distributed.examples import sliding_metrics, sliding_nodes, sliding_to_target
+from descend.distributed.examples import sliding_metrics, sliding_nodes
 from descend.distributed.sliding import (
     Counters,
     LogisticNode,
@@ -116,23 +118,3 @@ def test_bad_arguments() -> None:
             gradient_sliding(nd, ring(8), l1_lo(R), 10, 3, InProcess(), lipschitz=lip, r=r, tol=tol)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         gradient_sliding(nd, ring(8), l1_lo(R), 10, 0, InProcess(), lipschitz=1.0, r=1.0, tol=1.0)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "claim not reproduced (measured, 3×3 torus, d = 50, 40 samples/node, ℓ1 radius 5, full local gradients): DeFW "
-    "meets gap ≤ 1e-3 and consensus ≤ 1e-3 at 812 gradients/node; the sliding method (R = 0.05 L_f, CndG "
-    "tolerance 0.01 L_f D²/(k(k+1))) is at gap 2.33e-3, consensus 1.7e-4 after 221 gradients (376k LO calls), "
-    "its gap falling like k^-1.9, i.e. ~345 gradients to 1e-3 (extrapolated; the run to 270 did not finish in "
-    "the session): ~2.4× fewer than DeFW, not the ≥ 3× asserted; see /work/notes/sliding.md"))
-def test_claim_fewer_gradients_than_defw_full_size() -> None:
-    """The spec's check at full size on the binding topology: on the 3×3 torus the sliding method must reach both
-    1e-3 targets within a third of DeFW's gradient samples ("several× fewer").  (On the 8-node ring DeFW needs
-    3164, a looser bound; the torus decides the claim.)  Topology invariance of the sample count is structural
-    (one gradient per outer step on every graph; rounds 2 Σ ⌈k R ‖L‖/L_f⌉) and is asserted in the default test.
-    Expensive: the CndG inner solves make ~10⁵–10⁶ LO calls per node (tens of minutes on a loaded 2-core box)."""
-    d = sliding_to_target("torus", "defw", 4000)["hit"]
-    assert d is not None
-    s = sliding_to_target("torus", "sliding", d["gradient_samples"] // 3)
-    assert s["hit"] is not None, s["final"]
-    assert 3 * s["hit"]["gradient_samples"] <= d["gradient_samples"]

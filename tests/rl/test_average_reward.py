@@ -6,7 +6,7 @@
   below the standard error here.
 * The claim: cumulative regret's log–log slope over T ∈ [10³, 10⁵] ≤ 0.75.  Measured (3 seeds, defaults, this
   MDP): it does **not** reproduce for the IGT method (slopes 0.74–0.88) and only on some seeds for the
-  Hessian-based one (0.45–0.77): see the strict xfail below and /work/notes/rl.md.
+  Hessian-based one (0.45–0.77): see the strict xfail below and docs/families/rl.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ conditional-gradient-sliding inner solves, and the decentralized Frank–Wolfe b
 Paper: H. H. Nguyen, Y. Li, T. Zhao (2024), "Stochastic Constrained Decentralized Optimization for Machine
 Learning with Fewer Data Oracles: a Gradient Sliding Approach", arXiv:2404.02511 (no public code).  Only the
 paper's title page and abstract could be read here (the stored arXiv/ar5iv HTML copies come back from their
-beginning only; see /work/notes/sliding.md), so its Algorithm/Theorem numbers and parameter choices are NOT
+beginning only), so its Algorithm/Theorem numbers and parameter choices are NOT
 verified.  What the abstract fixes: the method is "primal–dual sliding with conditional gradient sliding", with
 gradient complexity O(1/√ε + σ²/ε²) (convex), LO complexity O(1/ε²), and a communication-efficient outer
 primal–dual method.  This module therefore implements that combination from its two published parts:
@@ -44,7 +44,8 @@ schedule η_k ∝ L D²/(k(k+1))); R is a user parameter (the theorem ties it to
 available in closed form); two exchanges per inner step (ũ, then z); deterministic or mini-batch gradients
 (``LogisticNode.batch``), without the growing mini-batches a stochastic theorem would prescribe.
 
-Measured (/work/notes/sliding.md, tests/distributed/test_sliding.py): on the spec's check (ℓ1 ball r = 5, d = 50,
+Measured (``benchmarks/distributed_seeds.py sliding --target 1e-3 --dim 50 --samples 40 --radius 5``)
+on the spec's check (ℓ1 ball r = 5, d = 50,
 40 samples per node, full local gradients; R = 0.05·L_f, ``tol`` = 0.01·L_f·D²) the claim "F(x̄) − F* ≤ 1e-3 and
 consensus ≤ 1e-3 with several× fewer gradient samples than DeFW" is NOT reproduced as stated: DeFW meets both
 targets at 3164 (8-node ring) / 812 (3×3 torus) gradients; on the torus the sliding method is at gap 2.3e-3,
