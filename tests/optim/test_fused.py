@@ -28,6 +28,7 @@ from descend.optim.baselines import NAdamW
 from descend.optim.cautious import CAdamW
 from descend.optim.frugal import FRUGAL
 from descend.optim.lion import Lion
+from descend.optim.mars import MARS
 from descend.optim.mechanic import Mechanic, mechanic
 from descend.optim.muon import Muon
 from descend.optim.sophia import SophiaG
@@ -63,8 +64,12 @@ def _mechanic(params: Any, *, fused: bool, **hp: Any) -> torch.optim.Optimizer:
     # C-AdamW: the mask's mean is a sum of 0/1 terms (exact in float64 at these sizes), the rest elementwise
     (CAdamW, {"lr": 1e-2, "weight_decay": 0.1}),
     pytest.param(CAdamW, {"lr": 1e-2, "foreach": False, "correct_bias": False}, marks=pytest.mark.slow),
+    # MARS (mars-adamw): the clipping norm is a sum of squares (positive terms) the compiled loop may associate
+    # differently: a few ulps on a value of order 1, the rest elementwise
+    (MARS, {"lr": 1e-2, "weight_decay": 0.1}),
+    pytest.param(MARS, {"lr": 1e-2, "amsgrad": True, "gamma": 0.1}, marks=pytest.mark.slow),
 ], ids=["nadamw", "nadam-l2-max", "agd", "agd-mu", "frugal", "frugal-sgd", "mechanic", "mechanic-store",
-        "adam_mini", "adam_mini-elementwise", "c_adamw", "c_adamw-loop"])
+        "adam_mini", "adam_mini-elementwise", "c_adamw", "c_adamw-loop", "mars", "mars-amsgrad"])
 def test_fused_equals_eager_float64(factory: Callable[..., torch.optim.Optimizer], hp: dict[str, Any],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     assert_fused_matches_eager(factory, hp, monkeypatch)

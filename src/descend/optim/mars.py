@@ -70,6 +70,7 @@ from typing import Any
 import torch
 
 from ._base import DescendOptimizer, begin_step
+from ._fused import ElementwiseBatch, check_fused, copy_back
 from ._linalg import newton_schulz
 from ._mixed_precision import state_dtype
 from ._validate import check_betas, check_choice, check_float, check_no_sparse_or_complex
@@ -106,6 +107,9 @@ class MARS(DescendOptimizer):
             :func:`descend.optim._linalg.newton_schulz_dtype`), ``torch.bfloat16``,
             ``torch.float32`` or ``torch.float64``, or its name (``"float32"``: the registry default).
         ns_steps: Newton-Schulz iterations, ``>= 1``.
+        fused: mars-adamw's matrices: ``None`` (default) compiled where ``torch.compile`` works (one call per
+            group of tensors), ``True`` always, ``False`` eager; one math function (:func:`mars_adamw_math`)
+            either way.  The Lion and Shampoo forms and the vectors' AdamW run eagerly.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class MARS(DescendOptimizer):
         *,
         ns_dtype: torch.dtype | str = "auto",
         ns_steps: int = 5,
+        fused: bool | None = None,
     ) -> None:
         if not isinstance(is_approx, bool):
             raise ValueError(f"is_approx must be True (approximate form) or False (exact form), got {is_approx!r}")
@@ -135,11 +140,12 @@ class MARS(DescendOptimizer):
                     "betas_1d": betas_1d, "weight_decay_1d": weight_decay_1d, "ns_dtype": ns_dtype,
                     "ns_steps": ns_steps}
         _check_group(defaults)
+        self._fused = check_fused(fused)
         super().__init__(params, defaults)
 
     _STATE_KEYS = ("step", "exp_avg")
     _OPTIONAL_STATE_KEYS = ("last_grad", "exp_avg_sq", "max_exp_avg_sq", "prev_param")
-    _CONFIG_ATTRS = ("is_approx",)
+    _CONFIG_ATTRS = ("is_approx", "_fused")
 
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The one validation of a group (constructor, ``add_param_group``, ``load_state_dict``); a new group
@@ -210,6 +216,7 @@ class MARS(DescendOptimizer):
             loss, previous = self._exact_gradients(closure)
         else:
             loss, previous = begin_step(self, closure, "MARS"), {}
+        batch = ElementwiseBatch(self._fused)  # mars-adamw's matrices: one compiled call per group
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -226,12 +233,20 @@ class MARS(DescendOptimizer):
                     if through_mars:  # g(x_{t-1}, ξ_t); at the first step x_0 = x_1: no correction
                         state["last_grad"].copy_(previous.get(p, g))
                     state["prev_param"] = p.detach().clone()
+                if through_mars and (group["mars_type"] == "mars-adamw"
+                                     or (group["mars_type"] == "mars-shampoo" and p.ndim < 2)):
+                    batch.add(mars_adamw_math, (w, g, state["last_grad"], state["exp_avg"], state["exp_avg_sq"],
+                                                state.get("max_exp_avg_sq") if group["amsgrad"] else None),
+                              _mars_adamw_scalars(group, int(state["step"].item()), keep_last=not exact),
+                              None if w is p else copy_back(p, w))
+                    continue
                 if through_mars:
                     _mars_update(w, g, state, group, keep_last=not exact)
                 else:
                     _adamw_1d_update(w, g, state, group)
                 if w is not p:
                     p.copy_(w)
+        batch.run()
         return loss
 
 
@@ -273,11 +288,46 @@ def _evaluate(closure: Callable[[], Any], params: list[torch.Tensor]) -> Any:
     return loss
 
 
+def _mars_adamw_scalars(group: Mapping[str, Any], t: int, keep_last: bool) -> dict[str, Any]:
+    beta1, beta2 = (float(b) for b in group["betas"])
+    return {"c_scale": float(group["gamma"]) * (beta1 / (1.0 - beta1)), "beta1": beta1, "beta2": beta2,
+            "eps": float(group["eps"]), "lr": float(group["lr"]), "wd": float(group["weight_decay"]),
+            "inv_sqrt_bc2": 1.0 / math.sqrt(1.0 - beta2 ** t), "bc1": 1.0 - beta1 ** t, "keep_last": keep_last}
+
+
+def mars_adamw_math(w: torch.Tensor, g: torch.Tensor, last: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                    v_max: torch.Tensor | None, *, c_scale: float, beta1: float, beta2: float, eps: float, lr: float,
+                    wd: float, inv_sqrt_bc2: float, bc1: float, keep_last: bool) -> None:
+    """One MARS-AdamW step on one matrix, in place: the eager path and (compiled) the fast path.
+
+    ``c = g + c_scale·(g − g_prev)`` (``c_scale = γ·β1/(1−β1)``), clipped to norm 1 (``c / max(‖c‖, 1)``: a norm
+    ≤ 1 divides by exactly 1), then AdamW on ``c`` with decay inside the step; ``keep_last`` stores ``g`` as the
+    next step's ``g_prev`` (the approximate form).
+    """
+    c = (g - last) * c_scale + g
+    c = c / torch.clamp(torch.linalg.vector_norm(c), min=1.0)
+    m.mul_(beta1).add_(c * (1.0 - beta1))
+    v.mul_(beta2).add_(c * c * (1.0 - beta2))
+    if v_max is not None:
+        v_max.copy_(torch.maximum(v_max, v))
+        v = v_max
+    denom = (v.sqrt() * inv_sqrt_bc2 + eps) * bc1
+    w.sub_((w * wd + m / denom) * lr)
+    if keep_last:
+        last.copy_(g)
+
+
 def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group: Mapping[str, Any],
                  keep_last: bool = True) -> None:
-    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-    beta1, beta2 = (float(b) for b in group["betas"])
     t = int(state["step"].item())
+    kind = group["mars_type"]
+    if kind == "mars-adamw" or (kind == "mars-shampoo" and w.ndim < 2):  # the AdamW form
+        mars_adamw_math(w, g, state["last_grad"], state["exp_avg"], state["exp_avg_sq"],
+                        state.get("max_exp_avg_sq") if group["amsgrad"] else None,
+                        **_mars_adamw_scalars(group, t, keep_last))
+        return
+    lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    beta1 = float(group["betas"][0])
     gamma = float(group["gamma"])
     c = (g - state["last_grad"]).mul_(gamma * (beta1 / (1.0 - beta1))).add_(g)
     c_norm = torch.linalg.vector_norm(c)
@@ -285,19 +335,15 @@ def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group:
         c = c / c_norm
     m = state["exp_avg"]
     m.mul_(beta1).add_(c, alpha=1.0 - beta1)
-    kind = group["mars_type"]
     if kind == "mars-lion":
         w.add_(torch.mul(w, wd).add_(m.sign()), alpha=-lr)
-    elif kind == "mars-shampoo" and w.ndim >= 2:
+    else:  # mars-shampoo on a matrix
         mat = m.reshape(m.shape[0], -1).mul(1.0 / (1.0 - beta1))
         factor = max(1.0, mat.shape[0] / mat.shape[1]) ** 0.5
         ns_dtype = _NS_DTYPES.get(group["ns_dtype"], group["ns_dtype"])
         ortho = newton_schulz(mat, int(group["ns_steps"]), dtype=ns_dtype, normalization="keller",
                               eps=eps).to(w.dtype).reshape(w.shape)
         w.add_(ortho.mul_(factor).add_(w, alpha=wd), alpha=-lr)
-    else:  # mars-adamw, and the vectors of mars-shampoo with optimize_1d
-        direction = _adam_direction(c, state, beta1, beta2, eps, t, bool(group["amsgrad"]))
-        w.add_(torch.mul(w, wd).add_(direction), alpha=-lr)
     if keep_last:  # the approximate form: the next step's g_{t-1}
         state["last_grad"].copy_(g)
 
