@@ -96,7 +96,7 @@ def test_report_of_a_finished_plan(runner, finished_plan: Finished, tmp_path):
     assert out.exists() and "<img" in out.read_text()
     result = runner.invoke(app, ["bench", "report", "--storage", finished_plan.url, "--plan", "nope",
                                  "--out", str(out)])
-    assert result.exit_code == 2 and "no plan 'nope'" in _output(result)
+    assert result.exit_code == 2 and "no benchmark plan 'nope'" in _output(result)
 
 
 def test_run_then_worker_with_nothing_left(runner, tmp_path):

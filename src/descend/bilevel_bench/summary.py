@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..results.curves import steps_to_target
+from ..results.plans import choose_plan
 from .spec import GRIDS, PROBLEMS, VALIDATION_KEY, ProblemSpec
 from .storage import BilevelRun, BilevelStorage, config_key
 
@@ -126,11 +127,7 @@ def _target(spec: ProblemSpec, results: dict[str, SolverResult]) -> float:
 
 def summarize(storage: BilevelStorage, plan: str | None = None, target: float | None = None) -> BilevelSummary:
     plans = storage.plans()
-    if not plans:
-        raise ValueError(f"no bilevel plan in {storage.url}")
-    name = plan or list(plans)[-1]
-    if name not in plans:
-        raise ValueError(f"no bilevel plan {name!r}; plans: {', '.join(plans)}")
+    name = choose_plan(plans, plan, storage.url, "bilevel plan")
     cfg = plans[name]
     spec = PROBLEMS[cfg["problem"]]
     key = spec.report_key

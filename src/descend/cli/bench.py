@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..results.plans import choose_plan
 from ._common import UserError, check_format, console, fail, report_written, rows_text, split_list
 
 app = typer.Typer(help="The fair optimizer benchmark.", no_args_is_help=True)
@@ -398,11 +399,7 @@ def report_cmd(
         given = _plugins(split_list(workloads))
         db = Storage(storage, create=False)  # a missing file is an error, not a new empty database
         plans = db.plans()
-        if not plans:
-            raise UserError(f"no benchmark plan in {db.display_url}")
-        name = plan or list(plans)[-1]
-        if name not in plans:
-            raise UserError(f"no plan {name!r}; plans: {', '.join(plans)}")
+        name = choose_plan(plans, plan, db.display_url, "benchmark plan")
         _stored_plan(db, name, plans[name], given)
         try:
             summary = summarize(db, name)

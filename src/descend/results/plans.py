@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from .db import StorageError, dumps, loads
 
-__all__ = ["load_plans", "plans_table", "save_plan"]
+__all__ = ["choose_plan", "load_plans", "plans_table", "save_plan"]
 
 
 def plans_table(meta: sa.MetaData) -> sa.Table:
@@ -56,3 +56,15 @@ def load_plans(engine: sa.Engine, table: sa.Table, family: str | None = None) ->
         rows = conn.execute(sa.select(table.c.name, table.c.config).where(*_where(table, family))
                             .order_by(table.c.created)).all()
     return {name: loads(cfg) for name, cfg in rows}
+
+
+def choose_plan(plans: Mapping[str, Any], name: str | None, where: str, what: str = "plan") -> str:
+    """``name`` if it is one of ``plans``, the latest stored plan when ``name`` is ``None``; else a one-line
+    :class:`ValueError` naming what exists (``where``: the database, for the message)."""
+    if not plans:
+        raise ValueError(f"no {what} in {where}")
+    chosen = name or list(plans)[-1]
+    if chosen not in plans:
+        raise ValueError(f"no {what} {chosen!r}; plans: {', '.join(plans)}")
+    return chosen
+
