@@ -107,3 +107,24 @@ def test_quiet_drops_progress_lines(group: str, args: list[str], progress: str, 
     assert loud.exit_code == 0 == quiet.exit_code, (loud.output, quiet.output)
     assert progress in loud.output and progress not in quiet.output
     assert ("1 runs added" if group == "rl" else "3 new records") in quiet.output
+
+
+@pytest.mark.parametrize("flag", ["--plan", "--name"])
+def test_bilevel_run_names_its_plan_with_plan_as_report_does(flag: str, tmp_path: Path) -> None:
+    """`run --plan NAME` (the word `report` and `worker` use), and the former `--name`, name the stored plan."""
+    db = str(tmp_path / "b.db")
+    res = runner.invoke(app, ["bilevel", "run", "--problem", "quadratic", "--solvers", "aid_cg", "--grid", "tiny",
+                              "--seeds", "1", "--tune-seeds", "1", "--budget", "3it", "--storage", db, "--quiet",
+                              flag, "mine"])
+    assert res.exit_code == 0, res.output
+    rep = runner.invoke(app, ["bilevel", "report", "--storage", db, "--plan", "mine", "--format", "json",
+                              "--out", str(tmp_path / "r.html")])
+    assert rep.exit_code == 0, rep.output
+
+
+@pytest.mark.parametrize("flag", ["--plan", "--name"])
+def test_bench_run_takes_plan_and_its_former_name(flag: str, tmp_path: Path) -> None:
+    """Both spellings parse (a bad --ladder then stops the run with its own message, before any storage)."""
+    res = runner.invoke(app, ["bench", "run", flag, "mine", "--ladder", "abc", "--storage", str(tmp_path / "b.db")])
+    assert res.exit_code == 2 and "--ladder must be" in res.output, res.output
+    assert not (tmp_path / "b.db").exists()

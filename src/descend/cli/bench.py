@@ -247,9 +247,10 @@ def run(
     trials: Annotated[int, typer.Option(min=1, help="tuning trials per optimizer and workload")] = 6,
     seeds: Annotated[int, typer.Option(min=1, help="final runs of the best configuration")] = 3,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the whole configuration, "
-                                               "so rerunning a command resumes it and another command never "
-                                               "collides with it)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--plan", "--name", help="plan name, as `report --plan` and `worker --plan` take it (default: derived from the "
+                                 "whole configuration, so rerunning a command resumes it and another command never "
+                                 "collides with it; --name: the former spelling)")] = None,
     sampler: Annotated[str, typer.Option(help="tpe | cd (coordinate-descent grid)")] = "tpe",
     tune_fraction: Annotated[float, typer.Option(help="tuning budget as a fraction of the full budget")] = 0.5,
     budget_scale: Annotated[float, typer.Option(help="multiply every workload's default budget")] = 1.0,

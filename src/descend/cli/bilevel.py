@@ -54,7 +54,9 @@ def bilevel_run(
     select: Annotated[str, typer.Option(help="final | auc (of the median validation curve)")] = "final",
     threads: Annotated[int, typer.Option(help="torch threads during the runs")] = 1,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL or SQLite file")] = "bench.db",
-    name: Annotated[str | None, typer.Option(help="plan name (default: derived from the options)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--plan", "--name", help="plan name, as `report --plan` and `worker --plan` take it (default: derived from "
+                                 "the options; --name: the former spelling)")] = None,
     executor: Annotated[str, typer.Option(help="local (this process) | ray (each run a Ray task)")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
     parallel: Annotated[int, typer.Option(help="runs in flight (threads locally; Ray tasks and CPUs with ray)")] = 1,
