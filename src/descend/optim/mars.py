@@ -290,9 +290,22 @@ def _evaluate(closure: Callable[[], Any], params: list[torch.Tensor]) -> Any:
 
 def _mars_adamw_scalars(group: Mapping[str, Any], t: int, keep_last: bool) -> dict[str, Any]:
     beta1, beta2 = (float(b) for b in group["betas"])
-    return {"c_scale": float(group["gamma"]) * (beta1 / (1.0 - beta1)), "beta1": beta1, "beta2": beta2,
+    return {"c_scale": _c_scale(group), "beta1": beta1, "beta2": beta2,
             "eps": float(group["eps"]), "lr": float(group["lr"]), "wd": float(group["weight_decay"]),
             "inv_sqrt_bc2": 1.0 / math.sqrt(1.0 - beta2 ** t), "bc1": 1.0 - beta1 ** t, "keep_last": keep_last}
+
+
+def _c_scale(group: Mapping[str, Any]) -> float:
+    """The correction's scale ``γ·β1/(1−β1)``."""
+    beta1 = float(group["betas"][0])
+    return float(group["gamma"]) * (beta1 / (1.0 - beta1))
+
+
+def clipped_correction(g: torch.Tensor, last: torch.Tensor, c_scale: float) -> torch.Tensor:
+    """MARS's variance-reduced gradient ``c = g + c_scale·(g − g_prev)``, clipped to norm 1 (``c / max(‖c‖, 1)``:
+    a norm ≤ 1 divides by exactly 1), as a new tensor; every form (AdamW, Lion, Shampoo) starts from it."""
+    c = (g - last) * c_scale + g
+    return c / torch.clamp(torch.linalg.vector_norm(c), min=1.0)
 
 
 def mars_adamw_math(w: torch.Tensor, g: torch.Tensor, last: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
@@ -300,12 +313,10 @@ def mars_adamw_math(w: torch.Tensor, g: torch.Tensor, last: torch.Tensor, m: tor
                     wd: float, inv_sqrt_bc2: float, bc1: float, keep_last: bool) -> None:
     """One MARS-AdamW step on one matrix, in place: the eager path and (compiled) the fast path.
 
-    ``c = g + c_scale·(g − g_prev)`` (``c_scale = γ·β1/(1−β1)``), clipped to norm 1 (``c / max(‖c‖, 1)``: a norm
-    ≤ 1 divides by exactly 1), then AdamW on ``c`` with decay inside the step; ``keep_last`` stores ``g`` as the
+    :func:`clipped_correction`, then AdamW on it with decay inside the step; ``keep_last`` stores ``g`` as the
     next step's ``g_prev`` (the approximate form).
     """
-    c = (g - last) * c_scale + g
-    c = c / torch.clamp(torch.linalg.vector_norm(c), min=1.0)
+    c = clipped_correction(g, last, c_scale)
     m.mul_(beta1).add_(c * (1.0 - beta1))
     v.mul_(beta2).add_(c * c * (1.0 - beta2))
     if v_max is not None:
@@ -328,11 +339,7 @@ def _mars_update(w: torch.Tensor, g: torch.Tensor, state: dict[str, Any], group:
         return
     lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
     beta1 = float(group["betas"][0])
-    gamma = float(group["gamma"])
-    c = (g - state["last_grad"]).mul_(gamma * (beta1 / (1.0 - beta1))).add_(g)
-    c_norm = torch.linalg.vector_norm(c)
-    if c_norm > 1.0:
-        c = c / c_norm
+    c = clipped_correction(g, state["last_grad"], _c_scale(group))
     m = state["exp_avg"]
     m.mul_(beta1).add_(c, alpha=1.0 - beta1)
     if kind == "mars-lion":
