@@ -11,14 +11,13 @@ provenance with the solver's class and resolved keyword arguments.  Plans are in
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..results.db import dumps, loads
+from ..results.db import digest, loads
 from ..results.store import Record
 from ..results.study import StudyStore
 
@@ -28,7 +27,8 @@ FAMILY, REQUESTS = "bilevel", "bilevel-request"
 
 
 def config_key(config: dict[str, Any]) -> str:
-    return hashlib.sha1(dumps(config).encode()).hexdigest()[:16]
+    """A grid point's short key (lease names, grouping): the first 16 hex digits of its :func:`digest`."""
+    return digest(config)[:16]
 
 
 @dataclass

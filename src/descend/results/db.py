@@ -7,6 +7,7 @@ use a database is a :class:`StorageError` with a one-line message (the CLIs prin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["StorageError", "check_sqlite_file", "create_tables", "database_errors", "dumps", "info_table", "loads",
+__all__ = ["StorageError", "check_sqlite_file", "create_tables", "database_errors", "digest", "dumps", "info_table",
+           "loads",
            "make_engine", "normalize_url", "owner_alive", "owner_id"]
 
 
@@ -74,6 +76,11 @@ def _unjson(x: Any) -> Any:
 def dumps(x: Any) -> str:
     """JSON text of ``x`` (keys sorted; infinities and NaN kept as the strings "inf", "-inf", "nan")."""
     return json.dumps(_jsonable(x), sort_keys=True)
+
+
+def digest(x: Any) -> str:
+    """SHA-1 hex digest of :func:`dumps` ``(x)``: a stable key for a JSON-able value (settings, configurations)."""
+    return hashlib.sha1(dumps(x).encode()).hexdigest()
 
 
 def loads(s: str) -> Any:

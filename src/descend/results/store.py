@@ -18,7 +18,6 @@ someone else can be read safely.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from .db import (
     check_sqlite_file,
     create_tables,
     database_errors,
+    digest,
     dumps,
     info_table,
     loads,
@@ -132,7 +132,7 @@ class Record:
 
     @property
     def setting_key(self) -> str:
-        return hashlib.sha1(dumps(self.setting).encode()).hexdigest()
+        return digest(self.setting)
 
 
 class ResultStore:
