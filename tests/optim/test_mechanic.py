@@ -529,3 +529,73 @@ def test_float32_keeps_the_exact_offset_and_float64_reconstructs_it() -> None:
         loss().backward()
         opt.step()
         assert ("mechanic_offset" in opt.state[params[0]]) is keeps
+
+
+def _run_float32(steps: int, *, forget_writes: bool, fused: bool, write_at: int | None = None
+                 ) -> tuple[list[torch.Tensor], Mechanic]:
+    """Mechanic around AdamW on a float32 least-squares problem; ``forget_writes`` drops the record of this
+    optimizer's last write before every step (forcing the copy of x); ``write_at``: add 0.5 to the first
+    parameter (through the tensor, so its version counter moves) before that step."""
+    params, loss = _unit_scale_least_squares(torch.float32, 0, "Wb")
+    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=fused)
+    for t in range(steps):
+        if write_at == t:
+            with torch.no_grad():
+                params[0].add_(0.5)
+        if forget_writes:
+            opt.__dict__.pop("_written", None)
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    return params, opt
+
+
+def test_float32_rebuilds_x_instead_of_copying_it_with_identical_results() -> None:
+    """float32, store_delta=False: after the first step x is rebuilt as x_ref + D (D, the exact offset, is what
+    the last step wrote: x = fl(x_ref + D)) instead of being copied before the base step.  Eagerly the two are
+    the same floating-point operations, so the trajectories must agree bit for bit; no copy is kept."""
+    fast, opt = _run_float32(12, forget_writes=False, fused=False)
+    slow, _ = _run_float32(12, forget_writes=True, fused=False)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.equal(a, b)
+    assert len(opt.__dict__.get("_scratch", {})) == 0, "the scratch copies are released once x is rebuilt"
+
+
+def test_compiled_rebuilt_x_agrees_with_the_copy_to_float32_rounding() -> None:
+    """The compiled path may contract x_ref + Δ·S into one fused multiply-add, so the x it rebuilds can differ
+    from the parameter it wrote by one rounding (|x| · 2^-24 relative); each step's Δ then moves by at most that
+    much, on a trajectory of 12 steps whose parameters are O(1): 1e-5 absolute covers 12 such roundings with a
+    margin of 10 (the float32 run itself moves the parameters by ~1e-2)."""
+    fast, _ = _run_float32(12, forget_writes=False, fused=True)
+    slow, _ = _run_float32(12, forget_writes=True, fused=True)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def _written_midway(dtype: torch.dtype, through_data: bool) -> list[torch.Tensor]:
+    params, loss = _unit_scale_least_squares(dtype, 0, "Wb")
+    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=False)
+    for t in range(10):
+        if t == 6:
+            with torch.no_grad():
+                (params[0].data if through_data else params[0]).add_(0.5)
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    return [p.detach().double() for p in params]
+
+
+def test_a_write_to_the_parameters_between_steps_is_taken_up_like_the_reference() -> None:
+    """A write through the parameter (``p.add_``, ``module.load_state_dict``: its version counter moves) is
+    seen: Δ is then taken from the new value, Δ = (x − x_ref)/(S + ε), as the reference (and descend in float64)
+    rebuilds it from the parameters every step.  float32 must then follow float64's trajectory: 10 steps of a
+    well-conditioned 10x5 least-squares problem, which differ by float32 rounding (6e-8 relative per operation;
+    measured 1.3e-7 absolute on O(1) parameters); 1e-5 leaves a margin of ~100 for other CPUs' rounding.
+    A write through ``.data`` (no version change) is not seen, and the two then differ by ~0.08 (checked, so
+    the test can fail)."""
+    want = _written_midway(torch.float64, through_data=False)
+    got = _written_midway(torch.float32, through_data=False)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    unseen = _written_midway(torch.float32, through_data=True)
+    assert (unseen[0] - want[0]).abs().max() > 1e-2

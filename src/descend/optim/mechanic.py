@@ -57,9 +57,10 @@ resumes bitwise):
 
 ``load_state_dict`` hands the base optimizer its own part (so the base's casting rules apply to it) and
 restores Mechanic's part unchanged; a plain base-optimizer state dict loads too (the tuner then starts
-afresh).  Memory: one extra copy of the parameters (two with ``store_delta``) plus a scratch copy of the
-parameters before the base step, kept between steps (the reference allocates it anew every step), and,
-for bases other than torch's own, a copy of the gradients during ``step``.
+afresh).  Memory: one extra copy of the parameters (two with ``store_delta`` or below float64, where the
+exact offset is kept) plus, in float64 and with ``store_delta``, a scratch copy of the parameters before the
+base step, kept between steps (the reference allocates it anew every step), and, for bases other than
+torch's own, a copy of the gradients during ``step``.
 
 Parameters without a gradient: skipped, as in the reference — no Mechanic state is created for them,
 they take no part in ``h`` and the norms, and they are not moved.  ``x_ref`` of a parameter is taken the
@@ -84,7 +85,15 @@ rtol 1e-12; measured <= 3.5e-14).
 
 Fast path: per tensor, Mechanic reads its inputs twice -- :func:`mechanic_sums` (the four inner products, one
 pass) and :func:`mechanic_apply` (the new offset and parameters) -- compiled where ``torch.compile`` works
-(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  For that,
+(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  Where the exact offset
+``D`` is kept (below float64, ``store_delta=False``: the default for float32 models) the parameters before the
+base step are not copied: they are rebuilt as ``x = x_ref + D``, the value the previous step wrote, which is
+valid while nothing else wrote the parameter; a write through the tensor (``p.add_``, ``p.copy_``,
+``module.load_state_dict``) moves its version counter, and that step copies ``x`` and takes ``D = x - x_ref``
+from the written value, as the reference does.  A write through ``p.data`` (or another alias of its memory)
+leaves no trace and is taken as part of the next base step's update: write parameters through the tensor
+under ``torch.no_grad()``.  Memory streams per step (float32, around fused AdamW): 7 (the base) + 3 (sums)
++ 5 (apply) = 15, against fused AdamW's 7 (19 with the copy).  For that,
 ``h = ⟨Δ, g⟩ + c ⟨Δ, x⁺⟩`` with ``c = λ S ‖g‖ / (‖x⁺‖ + ε)`` is summed as two inner products (the reference:
 one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.  The gradients are not copied before the base
 step when the base is one of torch's optimizers that never write ``p.grad`` (SGD, Adam, AdamW, NAdam, RAdam,
@@ -382,7 +391,10 @@ class Mechanic(torch.optim.Optimizer):
         # The gradients are copied unless the base is one of torch's optimizers that never write ``p.grad``.
         copy_grads = type(self.base) not in _GRAD_PRESERVING_BASES
         with torch.no_grad():
-            before = [self._saved(p) for p in active]
+            # x before the base step: rebuilt as x_ref + D where nothing wrote the parameter since the last
+            # step (no copy), else copied (see "Fast path")
+            moved = [self._moved(p) for p in active]
+            before = [None if m is None else self._saved(p) for p, m in zip(active, moved, strict=True)]
             grads = [p.grad.detach().to(_compute_dtype(p), copy=copy_grads) for p in active]
 
         # The base's step runs without torch's hook runner: the step hooks (global and this optimizer's)
@@ -403,8 +415,33 @@ class Mechanic(torch.optim.Optimizer):
 
         if active:
             with torch.no_grad():
-                self._tune(active, before, grads)
+                self._tune(active, before, grads, [m is True for m in moved])
+            written = self.__dict__.get("_written")
+            if written is None:
+                written = self.__dict__["_written"] = WeakIdKeyDictionary()
+            for p in active:
+                written[p] = p._version
         return loss
+
+    def _moved(self, p: torch.Tensor) -> bool | None:
+        """``None`` if ``x`` can be rebuilt as ``x_ref + D`` (the exact offset is kept, as for float32
+        parameters, and ``p``'s version counter shows no write since this optimizer wrote it); else whether
+        something wrote ``p`` in between (``True``: Δ is then taken from the new value, as the reference
+        does; ``False``: no record, e.g. the first step or after ``load_state_dict``)."""
+        written = self.__dict__.get("_written")
+        seen = None if written is None else written.get(p)
+        if seen is None:
+            return False
+        if seen != p._version:
+            return True
+        st = self.state.get(p)
+        if (st is None or _OFFSET not in st or p.dtype != _compute_dtype(p)
+                or not _keeps_offset(self.store_delta, p.dtype)):
+            return False
+        scratch = self.__dict__.get("_scratch")
+        if scratch is not None:
+            scratch.pop(p, None)  # the copy is not needed any more
+        return None
 
     def _saved(self, p: torch.Tensor) -> torch.Tensor:
         """``p`` before the base step, copied into a scratch buffer that lives across steps.
@@ -435,7 +472,8 @@ class Mechanic(torch.optim.Optimizer):
             self._set_tuner_entry(tuner)
         return tuner
 
-    def _tune(self, active: list[torch.Tensor], before: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    def _tune(self, active: list[torch.Tensor], before: list[torch.Tensor | None], grads: list[torch.Tensor],
+              moved: list[bool]) -> None:
         tuner = self._tuner_state(active[0].device)
         s, m, v, r = tuner["s"], tuner["m"], tuner["v"], tuner["r"]
         dev, tdt, eps = s.device, s.dtype, self.s_eps
@@ -447,10 +485,11 @@ class Mechanic(torch.optim.Optimizer):
         works: list[torch.Tensor] = []
         kinds: list[tuple[str, torch.Tensor | None]] = []
         sums = torch.zeros(4, dtype=tdt, device=dev)
-        for p, x in zip(active, before, strict=True):
+        for p, x, g, written in zip(active, before, grads, moved, strict=True):
             st = self.state[p]
-            exact = _keeps_offset(self.store_delta, x.dtype)
+            exact = _keeps_offset(self.store_delta, g.dtype)
             if _REF not in st:
+                assert x is not None  # no record of a write before a tensor's first step: x was copied
                 st[_REF] = x.clone()
                 if self.store_delta:
                     st[_DELTA] = torch.zeros_like(x)
@@ -461,13 +500,14 @@ class Mechanic(torch.optim.Optimizer):
             elif exact:
                 # Δ = D / (S + ε) from the exact offset D = x - x_ref: the reference subtracts the rounded
                 # parameters, which in float32 lose an offset below |x|·6e-8 and stall the tuner
-                if _OFFSET not in st:  # state saved without the offset
+                if _OFFSET not in st or written:  # state saved without the offset, or p written since
+                    assert x is not None
                     st[_OFFSET] = x - st[_REF]
                 kind, stored = "offset", st[_OFFSET]
             else:  # float64: reconstructed from the parameters, as the reference
                 kind, stored = "ref", None
             kinds.append((kind, stored))
-            x_new = p if p.dtype == x.dtype else p.detach().to(x.dtype)
+            x_new = p if p.dtype == g.dtype else p.detach().to(g.dtype)
             works.append(x_new)
         # one compiled call per kind (the tensors' sums are accumulated in their order, as one by one)
         args = [(x, x_new, g, self.state[p][_REF], stored)
@@ -518,7 +558,7 @@ _GRAD_PRESERVING_BASES = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, 
                           torch.optim.RAdam, torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop)
 
 
-def _offset(x: torch.Tensor, ref: torch.Tensor, stored: torch.Tensor | None, offset_scale: float,
+def _offset(x: torch.Tensor | None, ref: torch.Tensor, stored: torch.Tensor | None, offset_scale: float,
             kind: str) -> torch.Tensor:
     """Mechanic's Δ: the stored Δ (``kind="delta"``), the stored exact offset over ``S + ε`` (``"offset"``), or
     ``(x - x_ref) / (S + ε)`` rebuilt from the parameters (``"ref"``, the reference's form)."""
@@ -528,10 +568,11 @@ def _offset(x: torch.Tensor, ref: torch.Tensor, stored: torch.Tensor | None, off
     if kind == "offset":
         assert stored is not None
         return stored / offset_scale
+    assert x is not None
     return (x - ref) / offset_scale
 
 
-def mechanic_sums(x: torch.Tensor, x_new: torch.Tensor, g: torch.Tensor, ref: torch.Tensor,
+def mechanic_sums(x: torch.Tensor | None, x_new: torch.Tensor, g: torch.Tensor, ref: torch.Tensor,
                   stored: torch.Tensor | None, *, offset_scale: float, kind: str) -> tuple[torch.Tensor, ...]:
     """Mechanic's reductions over one tensor: ``(‖x⁺‖², ‖g‖², ⟨Δ, g⟩, ⟨Δ, x⁺⟩)`` (Δ: :func:`_offset`).
 
@@ -544,10 +585,14 @@ def mechanic_sums(x: torch.Tensor, x_new: torch.Tensor, g: torch.Tensor, ref: to
     return (x64 * x64).sum(), (g64 * g64).sum(), (delta * g).sum(), (delta * x_new).sum()
 
 
-def mechanic_apply(x_new: torch.Tensor, x: torch.Tensor, ref: torch.Tensor, stored: torch.Tensor | None, *,
+def mechanic_apply(x_new: torch.Tensor, x: torch.Tensor | None, ref: torch.Tensor, stored: torch.Tensor | None, *,
                    offset_scale: float, scale: float, kind: str) -> None:
     """``Δ += x⁺ - x`` and ``x⁺ <- x_ref + Δ · scale`` in place, writing back the stored Δ (``kind="delta"``)
-    or the exact offset ``Δ · scale`` (``"offset"``): the math of the eager and the compiled path."""
+    or the exact offset ``Δ · scale`` (``"offset"``): the math of the eager and the compiled path.  ``x=None``
+    (``"offset"`` only): ``x`` is rebuilt as ``x_ref + D``, the value the previous step wrote."""
+    if x is None:
+        assert kind == "offset" and stored is not None
+        x = ref + stored
     d = _offset(x, ref, stored, offset_scale, kind) + (x_new - x)
     if kind == "delta":
         assert stored is not None
