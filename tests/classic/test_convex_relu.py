@@ -94,8 +94,8 @@ def test_admm_claim_with_over_relaxation_and_adaptive_rho(problem):
     _claim(x, y, pats, sol, rho=0.3, relaxation=1.8, adaptive_rho=True)
 
 
-@pytest.mark.xfail(strict=True, reason="approximate program (the paper's quadratic-time case), spec's β = 1e-3, n = 40, "
-                   "P_s = 10 sampled patterns, default ρ = 0.01: measured gap after 500 iterations 8.0e-3 / 1.3e-3 / "
+@pytest.mark.xfail(strict=True, reason="approximate program (the paper's quadratic-time case), spec's β = 1e-3, n = 40,"
+                   " P_s = 10 sampled patterns, default ρ = 0.01: measured gap after 500 iterations 8.0e-3 / 1.3e-3 / "
                    "2.0e-2 (seeds 0/1/2; within 1e-3 only from iteration 1653 / 517 / 1925) and 50-iteration "
                    "residual ratios up to 1.18 / 1.34 / 1.40: the claim does not reproduce")
 @pytest.mark.parametrize("seed", [0, 1, 2])
