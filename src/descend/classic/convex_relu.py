@@ -53,8 +53,10 @@ goes below the convex optimum, and the best of the runs is within 1e-2 of it.
 The claim "within 1e-3 of the cvxpy objective in ≤ 500 iterations, residuals decaying geometrically" does **not**
 reproduce (strict xfails record it; ``benchmarks/classic_admm_claim.py``, 3 seeds).  Spec instance (n = 40, d = 2,
 β = 1e-3, all 1561 patterns): gap after 500 iterations 8.6e-2 / 1.8e-1 / 1.8e-1 at the default ρ = 0.01 and
-4.3e-2 / 8.5e-2 / 4.9e-2 at ρ = 0.1 (2.2e-2 … 5.7e-2 with over-relaxation α = 1.8); none is within 1e-3 by
-iteration 3000, and seed 0 at ρ = 0.1 first stays within 1e-3 at iteration 12314.  Approximate program (P_s = 10
+4.3e-2 / 8.5e-2 / 4.9e-2 at ρ = 0.1, best over ρ ∈ {0.01, 0.02, 0.03, 0.05, 0.1} 1.4e-2 / 2.8e-2 / 8.3e-3
+(ρ = 0.05), 2.2e-2 … 5.7e-2 with over-relaxation α = 1.8; none stays within 1e-3 over iterations ≤ 2000–3000 (the
+gap is not monotone: seed 0 at ρ = 0.03 is within 1e-3 at iterations 1302–1500, then leaves it), and seed 0 at
+ρ = 0.1 first stays within 1e-3 at iteration 12314.  Approximate program (P_s = 10
 sampled patterns, n = 40, β = 1e-3, ρ = 0.01): 8.0e-3 / 1.3e-3 / 2.0e-2, within 1e-3 from iteration 1653 / 517 /
 1925.  The residuals are never geometric: 50-iteration ratios 0.8–0.9 over iterations 50–450 and 0.86–0.95 per 100
 iterations late in the run, slowing further (0.995 per 100 at iteration 12000).  Tried, no consistent gain (prototypes,
