@@ -63,7 +63,8 @@ iterations late in the run, slowing further (0.995 per 100 at iteration 12000). 
 not shipped): Anderson acceleration (type II, memory 5–20) of the fixed-point map (gap 9.9e-4 → 9.3e-4 at n = 12,
 β = 0.1); separate penalties for the ``u = ṽ`` and ``Gu = s`` constraints (rescaling X with β, 0.1–10×: best
 8.8e-2 vs 4.3e-2 unscaled); unit-row scaling of G (P_s = 10: 8.0e-3 → 3.4e-3 on one seed, 1.3e-3 → 2.0e-3 on
-another).
+another); the larger dual step γ/ρ = 1.6 (P_s = 10: 1.3e-3 → 7.6e-5 on one seed, 2.0e-2 unchanged on another; spec
+instance, ρ = 0.05: 1.4e-2 → 1.8e-2).
 
 Reference text: Bai et al.'s full text is stored in the ``pages`` corpus (its arXiv HTML, v2 2025) but only its
 opening (title, abstract, contents) is readable there; Algorithm 3.1 as used here is the restatement in Feng, Shah,
