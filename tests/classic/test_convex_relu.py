@@ -68,9 +68,9 @@ def test_admm_converges_to_the_cvxpy_objective(problem):
     assert float(cr.network_objective(x, y, u, alpha, BETA)) >= sol.objective * (1 - 1e-6)
 
 
-def _claim(x, y, pats, sol, **kw):
+def _claim(x, y, pats, sol, beta=BETA, **kw):
     """The spec's claim: within 1e-3 of the cvxpy objective after 500 iterations, residuals decaying geometrically."""
-    res = cr.admm(x, y, pats, BETA, max_iter=500, **kw)
+    res = cr.admm(x, y, pats, beta, max_iter=500, **kw)
     assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective
     ratios = [res.primal_residual[k + 50] / res.primal_residual[k] for k in range(50, 450, 50)]
     assert max(ratios) < 0.5  # geometric: each 50 iterations halve the residual at least
@@ -92,6 +92,18 @@ def test_admm_claim_1e3_in_500_iterations(problem):
 def test_admm_claim_with_over_relaxation_and_adaptive_rho(problem):
     x, y, pats, sol = problem
     _claim(x, y, pats, sol, rho=0.3, relaxation=1.8, adaptive_rho=True)
+
+
+@pytest.mark.xfail(strict=True, reason="approximate program (the paper's quadratic-time case), spec's β = 1e-3, n = 40,"
+                   " P_s = 10 sampled patterns, default ρ = 0.01: measured gap after 500 iterations 8.0e-3 / 1.3e-3 / "
+                   "2.0e-2 (seeds 0/1/2; within 1e-3 only from iteration 1653 / 517 / 1925) and 50-iteration "
+                   "residual ratios up to 1.18 / 1.34 / 1.40: the claim does not reproduce")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_admm_claim_on_the_sampled_program_spec_beta(seed):
+    x, y = cr.synthetic_data(40, 2, seed=seed)
+    pats = cr.sample_arrangements(x, 10, seed=seed + 100)
+    sol = cr.solve_cvxpy(x, y, pats, 1e-3)
+    _claim(x, y, pats, sol, beta=1e-3)
 
 
 def test_over_relaxation_shrinks_the_gap_at_500_iterations(problem):
@@ -175,3 +187,16 @@ def test_full_size_admm_claim_with_options(problem40):
     x, y, pats, sol = problem40
     res = cr.admm(x, y, pats, BETA, rho=1.0, max_iter=500, relaxation=1.8)
     assert abs(res.objective[-1] - sol.objective) <= 1e-3 * sol.objective
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the spec's instance (n = 40, β = 1e-3, all 1561 patterns), default ρ = 0.01: "
+                   "measured gap after 500 iterations 8.6e-2 / 1.8e-1 / 1.8e-1 (seeds 0/1/2; 4.3e-2 / 8.5e-2 / 4.9e-2 "
+                   "at ρ = 0.1), none within 1e-3 by iteration 3000 (seed 0, ρ = 0.1: from iteration 12314), residual "
+                   "ratios 0.81-0.90 per 50 iterations: the claim does not reproduce")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_full_size_admm_claim_spec_beta(seed):
+    x, y = cr.synthetic_data(40, 2, seed=seed)
+    pats = cr.arrangement_patterns(x)
+    sol = cr.solve_cvxpy(x, y, pats, 1e-3)
+    _claim(x, y, pats, sol, beta=1e-3)
