@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from descend.rl import AverageRewardHessianPG, AverageRewardIGT, Power, TabularMDP, TabularSoftmaxPolicy
+from descend.cli import app
+from descend.results import ResultStore
+from descend.rl import AverageRewardHessianPG, AverageRewardIGT, TabularMDP, TabularSoftmaxPolicy
 
 
 def _mdp() -> TabularMDP:
@@ -71,14 +75,16 @@ def test_igt_regret_slope_full() -> None:
 
 
 @pytest.mark.slow
-def test_hessian_regret_slope_full() -> None:
-    """Hessian-based VR-PG (our Hessian term, see descend.rl.average_reward) at γ_0 = 2: mean slope of 3 seeds."""
-    slopes = []
-    for s in (0, 1, 2):
-        alg = AverageRewardHessianPG(TabularSoftmaxPolicy(5, 2), _mdp(), lr=Power(2.0, 1.0), seed=s)
-        curve = alg.run(100_000)
-        x = np.array([c[0] for c in curve], dtype=float)
-        y = np.array([c[1] for c in curve], dtype=float)
-        sel = x >= 1e3
-        slopes.append(float(np.polyfit(np.log(x[sel]), np.log(y[sel]), 1)[0]))
+def test_hessian_regret_slope_full(tmp_path: Path) -> None:
+    """Hessian-based VR-PG (our Hessian term, see descend.rl.average_reward) at γ_0 = 2, through the CLI's
+    ``--lr 2``: mean of 3 seeds' stored slopes (one curve point per iteration, as :func:`regret_slope` above)."""
+    db = tmp_path / "avg.db"
+    res = CliRunner().invoke(app, ["rl", "run", "--env", "tabular-average", "--methods", "avg_hessian",
+                                   "--seeds", "3", "--budget", "500", "--eval-every", "2", "--lr", "2",
+                                   "--storage", str(db), "--quiet"])
+    assert res.exit_code == 0, res.output
+    recs = ResultStore(db).records("rl", study="tabular-average")
+    assert len(recs) == 3 and all(r.setting["defaults"]["lr"] == 2.0 for r in recs)
+    assert all(r.curve["env_steps"][-1] >= 100_000 for r in recs)
+    slopes = [r.summary["regret_slope"] for r in recs]
     assert np.mean(slopes) <= 0.75, slopes
