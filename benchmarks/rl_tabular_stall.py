@@ -2,13 +2,15 @@
 
     python benchmarks/rl_tabular_stall.py                          # seeds 1-3, 2000 trajectories, 3 variants
     python benchmarks/rl_tabular_stall.py --budget 4000 --methods n_harpg
+    python benchmarks/rl_tabular_stall.py --methods exact_ascent   # no sampling: exact ∇J_H, 1000 iterations
 
 Same MDP and step size as benchmarks/rl_tabular.py (γ_t = 0.3 (2/(t+2))^{1/2}, one trajectory per sample).  Per
 seed it prints the final gap (J* − J(θ_T))/|J*|, the exact ‖∇J_H(θ_T)‖ and min_s π_T(a*_s | s), the probability the
 final policy gives the optimal action (argmax of Q*) in its worst state.  Variants: ``n_harpg`` (the algorithm),
 ``n_harpg_exact_hvp`` (the same, but its Hessian term ``v_t`` is the exact ``∇²J_H(θ̂_t)(θ_t − θ_{t−1})`` by autograd
 through the linear-algebra objective; it still samples, and counts, the trajectory at ``θ̂_t`` so that the budget and
-the random stream are N-HARPG's), ``n_pg_igt``.
+the random stream are N-HARPG's), ``n_pg_igt``; ``exact_ascent``: normalized ascent θ ← θ + γ_t ∇J_H/‖∇J_H‖ with
+the exact gradient for budget/2 iterations (N-HARPG's iteration count), what the step schedule reaches without noise.
 
 A run whose gap stays above 0.05 while ‖∇J_H‖ ≈ 0 and min_s π(a*|s) ≪ 1 has stalled at a near-deterministic
 suboptimal softmax policy: there the Fisher information vanishes (the paper's Fisher-non-degeneracy assumption
@@ -81,6 +83,18 @@ def main() -> None:
     j_star, a_star = MDP.optimal_J(), optimal_actions()
     for m in a.methods.split(","):
         t0, gaps = time.time(), []
+        if m == "exact_ascent":
+            theta, lr = torch.zeros(MDP.n_states * MDP.n_actions, dtype=torch.float64), Power(0.3, 0.5)
+            for t in range(a.budget // 2):
+                g = exact_grad(theta)[0]
+                theta = theta + lr(t) * g / g.norm()
+            policy = TabularSoftmaxPolicy(MDP.n_states, MDP.n_actions)
+            FlatPolicy(policy).set(theta)
+            with torch.no_grad():
+                gap = (j_star - float(MDP.J(policy))) / abs(j_star)
+            print(f"exact_ascent       {a.budget // 2} iterations: gap {gap:.1e}  ({time.time() - t0:.0f}s)",
+                  flush=True)
+            continue
         for s in range(1, a.seeds + 1):
             policy = TabularSoftmaxPolicy(MDP.n_states, MDP.n_actions)
             alg = METHODS[m](policy, MDP, lr=Power(0.3, 0.5), seed=s)  # type: ignore[call-arg]
