@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written
+from ._common import FORMAT_HELP, check_format, fail, print_rows, report_written, split_list
 
 app = typer.Typer(help="Variance-reduced policy gradients vs GPOMDP and PPO: learning curves over seeds.",
                   no_args_is_help=True)
 
 _METHODS = ("reinforce, gpomdp, normalized_pg, n_pg_igt, harpg, n_harpg, ppo; "
             "on --env tabular-average: avg_igt, avg_hessian")
-
-
-def _split(items: list[str] | None, default: str) -> list[str]:
-    return [s for item in (items or [default]) for s in item.replace(",", " ").split()]
 
 
 @app.command("run")
@@ -37,6 +34,8 @@ def rl_run(
     epoch_length: Annotated[int | None, typer.Option(help="average reward: steps per epoch H (default 200)")] = None,
     window: Annotated[int | None, typer.Option(help="average reward: advantage window N in [1, H] (default 10)")]
     = None,
+    lr: Annotated[float | None, typer.Option(help="average reward: step-size scale γ_0 > 0 of γ_k = γ_0·2/(k+2) "
+                                                  "(default 1)")] = None,
 ) -> None:
     """Run every missing (method, seed) on one environment and store its learning curve (resumable)."""
     import torch
@@ -44,8 +43,10 @@ def rl_run(
     from ..rl import study
 
     average = env == study.AVERAGE_ENV
-    names = _split([*(methods or []), *(algos or [])] or None,
-                   ",".join(study.AVERAGE_METHODS) if average else "n_pg_igt,n_harpg,gpomdp")
+    names = split_list([*(methods or []), *(algos or [])] or
+                       [",".join(study.AVERAGE_METHODS) if average else "n_pg_igt,n_harpg,gpomdp"]) or []
+    if not names:
+        raise fail(f"--methods must name at least one of {_METHODS}")
     bad = [m for m in names if m not in study.METHODS]
     if bad:
         raise fail(f"--methods must be among {_METHODS}; got {', '.join(bad)}")
@@ -55,6 +56,12 @@ def rl_run(
                                                          if average else f"needs --env {study.AVERAGE_ENV}"))
     if not average and (epoch_length is not None or window is not None):
         raise fail(f"--epoch-length and --window apply only to --env {study.AVERAGE_ENV}")
+    if not average and lr is not None:
+        raise fail(f"--lr applies only to --env {study.AVERAGE_ENV} (the other environments' step sizes are "
+                   "per-environment defaults)")
+    step_scale = study.AVERAGE_LR if lr is None else lr
+    if not (math.isfinite(step_scale) and step_scale > 0):
+        raise fail(f"--lr must be a finite number > 0, got {step_scale}")
     h = study.EPOCH_LENGTH if epoch_length is None else epoch_length
     if h < 2:
         raise fail(f"--epoch-length must be ≥ 2 steps, got {h}")
@@ -85,7 +92,8 @@ def rl_run(
     try:
         store = ResultStore(storage)
         n = study.run_study(store, env, names, range(seeds), budget, eval_every,
-                            log=_silent if quiet else typer.echo, epoch_length=h, window=n_window)
+                            log=_silent if quiet else typer.echo, epoch_length=h, window=n_window,
+                            lr=step_scale)
     except (ValueError, StorageError) as exc:
         raise fail(exc) from None
     typer.echo(f"{n} runs added; results in {storage}")

@@ -17,7 +17,8 @@ Average reward (``avg_igt``, ``avg_hessian``; Ganesh, Mondal, Aggarwal 2024) run
 random ergodic 5-state, 2-action MDP of ``tests/rl/test_average_reward.py``: one continuing trajectory split into
 epochs of ``epoch_length`` steps, so there a "trajectory" of the curve is one *epoch* (``budget`` epochs per run),
 ``return`` is the exact average reward ρ(θ) of the current policy and ``regret`` the cumulative regret
-``Σ_epochs H (ρ* − ρ(θ_epoch))``; the summary adds the regret's log–log slope over ``env_steps ≥ 10³``.
+``Σ_epochs H (ρ* − ρ(θ_epoch))``; the summary adds the regret's log–log slope over ``env_steps ≥ 10³``.  Their
+step size is ``γ_k = lr · 2/(k+2)`` (``lr``, default 1: ``descend rl run --lr``), stored in the run's setting.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from descend._validate import check_int
+from descend._validate import check_float, check_int
 
 from .algorithms import GPOMDP, HARPG, NHARPG, NPGIGT, REINFORCE, NormalizedPG, PolicyGradient, StepInfo
 from .average_reward import AverageRewardHessianPG, AverageRewardIGT, AverageRewardPG
@@ -49,6 +50,8 @@ METHODS = ("reinforce", "gpomdp", "normalized_pg", "n_pg_igt", "harpg", "n_harpg
 AVERAGE_ENV = "tabular-average"
 #: defaults of the average-reward methods' epoch length ``H`` and advantage window ``N`` (the tests' values)
 EPOCH_LENGTH, WINDOW = 200, 10
+#: default step-size scale ``γ_0`` of the average-reward methods' ``γ_k = γ_0 · 2/(k+2)`` (their class default)
+AVERAGE_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,23 +104,27 @@ def make_env(env: str, seed: int = 0) -> tuple[Any, Policy]:
 
 
 def make_average_method(method: str, epoch_length: int = EPOCH_LENGTH, window: int = WINDOW,
-                        seed: int = 0) -> AverageRewardPG:
-    """``avg_igt`` / ``avg_hessian`` with their class defaults on :data:`AVERAGE_ENV`'s MDP."""
+                        seed: int = 0, lr: float = AVERAGE_LR) -> AverageRewardPG:
+    """``avg_igt`` / ``avg_hessian`` on :data:`AVERAGE_ENV`'s MDP: the class defaults, with the step size
+    ``γ_k = lr · 2/(k+2)`` (``lr`` scales the default schedule; ``lr = 1`` is the default itself)."""
+    check_float("lr", lr, 0.0, low_open=True)
     mdp = TabularMDP.random(5, 2, gamma=1.0, horizon=1, seed=0)
     cls = {"avg_igt": AverageRewardIGT, "avg_hessian": AverageRewardHessianPG}.get(method)
     if cls is None:
         raise ValueError(f"average-reward method must be one of {AVERAGE_METHODS}, got {method!r}")
-    return cls(TabularSoftmaxPolicy(5, 2), mdp, epoch_length=epoch_length, window=window, seed=seed)
+    return cls(TabularSoftmaxPolicy(5, 2), mdp, epoch_length=epoch_length, window=window, lr=Power(lr, 1.0),
+               seed=seed)
 
 
 def run_average_curve(method: str, seed: int, budget: int, eval_every: int | None = None,
                       epoch_length: int = EPOCH_LENGTH, window: int = WINDOW,
-                      progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+                      progress: Callable[[int], None] | None = None,
+                      lr: float = AVERAGE_LR) -> dict[str, list[float]]:
     """One average-reward curve over ``budget`` epochs: a point every ``eval_every`` epochs (see the docstring)."""
     check_int("budget", budget, 1)
     every = eval_every or max(1, budget // 50)
     check_int("eval_every", every, 1, budget)
-    alg = make_average_method(method, epoch_length, window, seed)
+    alg = make_average_method(method, epoch_length, window, seed, lr)
     curve: dict[str, list[float]] = {"trajectories": [], "env_steps": [], "return": [], "regret": []}
     next_point = every
     while alg.steps < budget * alg.H:
@@ -264,10 +271,11 @@ def summarize(curve: dict[str, list[float]], solved: float | None, last: int = 1
 
 def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int], budget: int,
               eval_every: int | None = None, log: Callable[[str], None] = print,
-              epoch_length: int = EPOCH_LENGTH, window: int = WINDOW) -> int:
+              epoch_length: int = EPOCH_LENGTH, window: int = WINDOW, lr: float = AVERAGE_LR) -> int:
     """Run every missing (method, seed) and add it to ``store``; returns how many runs were added.
 
-    ``epoch_length`` and ``window`` apply to the average-reward methods (on :data:`AVERAGE_ENV`) only."""
+    ``epoch_length``, ``window`` and the step-size scale ``lr`` apply to the average-reward methods (on
+    :data:`AVERAGE_ENV`) only."""
     from descend.results import Record
 
     average = env == AVERAGE_ENV
@@ -277,7 +285,7 @@ def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int]
     every = eval_every or max(1, budget // 50)
     added = 0
     for method in methods:
-        defaults: dict[str, Any] = ({"epoch_length": epoch_length, "window": window} if average
+        defaults: dict[str, Any] = ({"epoch_length": epoch_length, "window": window, "lr": lr} if average
                                     else s.describe() if method != "ppo" else {"ppo": "stable-baselines3 defaults"})
         setting = {"budget": budget, "eval_every": every, "defaults": defaults}
         for seed in seeds:
@@ -286,7 +294,7 @@ def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int]
                 continue
             t0 = time.time()
             if average:
-                curve = run_average_curve(method, seed, budget, every, epoch_length, window)
+                curve = run_average_curve(method, seed, budget, every, epoch_length, window, lr=lr)
                 summary = summarize(curve, None)
                 summary["regret"] = curve["regret"][-1] if curve["regret"] else math.nan
                 summary["regret_slope"] = regret_slope(curve)
