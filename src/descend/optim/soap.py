@@ -141,14 +141,6 @@ class _Layout:
         return [i for i, n in enumerate(self.view) if n <= group["max_precond_dim"]]
 
 
-def _rotate(x: torch.Tensor, bases: list[torch.Tensor | None], back: bool) -> torch.Tensor:
-    """``x ×_k Q_kᵀ`` for every axis (``back``: ``x ×_k Q_k``); axes without a basis are left alone."""
-    contract = 1 if back else 0
-    for q in bases:
-        x = x.movedim(0, -1) if q is None else torch.tensordot(x, q, dims=([0], [contract]))
-    return x
-
-
 class SOAP(DescendOptimizer):
     """SOAP (Vyas et al. 2024): Adam run in the slowly updated eigenbasis of Shampoo's preconditioner.
 
@@ -220,114 +212,189 @@ class SOAP(DescendOptimizer):
         """
         loss = begin_step(self, closure, "SOAP")
         for group in self.param_groups:
+            fresh: dict[tuple[Any, ...], list[_Item]] = {}
+            buckets: dict[tuple[Any, ...], list[_Item]] = {}
             for p in group["params"]:
-                if p.grad is not None:
-                    self._step_param(p, group)
+                if p.grad is None:
+                    continue
+                item = _Item(p, self.state[p], _Layout(p.shape, group))
+                if "step" not in item.state:
+                    fresh.setdefault(item.key(p, tuple(item.layout.factor_axes(group)), None), []).append(item)
+                else:
+                    axes = tuple(i for i in range(item.grad.dim()) if f"basis_{i}" in item.state)
+                    buckets.setdefault(item.key(p, axes, float(item.state["step"])), []).append(item)
+            for key, items in fresh.items():
+                self._init_state(items, key[1], group)
+            for key, items in buckets.items():
+                self._update(items, key[1], group)
         return loss
 
     # ------------------------------------------------------------------------------------------------
+    # Each bucket holds the parameters of one group whose preconditioned views agree in shape, dtype,
+    # device, preconditioned axes and step count: their rotations, Kronecker-factor products, eigh and QR
+    # run as batched kernels over the stacked matrices ((B, *view) tensors, (B, n, n) bases), their
+    # elementwise moment updates as foreach kernels on the per-parameter state tensors.  A bucket of one
+    # is the one-by-one computation.  State stays one tensor per parameter and key (the layout above).
 
-    def _step_param(self, p: torch.Tensor, group: Mapping[str, Any]) -> None:
-        state = self.state[p]
-        layout = _Layout(p.shape, group)
-        assert p.grad is not None  # step() calls this only for parameters with a gradient
-        grad = layout.to_view(p.grad.to(state_dtype(p)))
-        beta1, beta2 = group["betas"]
-        beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
-        pdt = _PRECOND_DTYPES[group["precond_dtype"]]
-        if "step" not in state:
-            self._init_state(state, grad, layout.factor_axes(group), beta_s, pdt)
+    @staticmethod
+    def _init_state(items: list[_Item], axes: tuple[int, ...], group: Mapping[str, Any]) -> None:
+        """A bucket's first call: zero moments, the factors from this gradient, their eigenbases."""
+        beta_s, pdt = _beta_s(group), _PRECOND_DTYPES[group["precond_dtype"]]
+        for it in items:
+            it.state["step"] = torch.tensor(0.0, dtype=torch.float64)
+            it.state["exp_avg"] = torch.zeros_like(it.grad, memory_format=torch.contiguous_format)
+            it.state["exp_avg_sq"] = torch.zeros_like(it.grad, memory_format=torch.contiguous_format)
+            for i in axes:
+                n = it.grad.shape[i]
+                it.state[f"factor_{i}"] = torch.zeros(n, n, dtype=it.grad.dtype, device=it.grad.device)
+        if not axes:
             return
+        grads = torch.stack([it.grad for it in items])
+        SOAP._accumulate(items, grads, axes, beta_s)
+        for i in axes:
+            factors = torch.stack([it.state[f"factor_{i}"] for it in items])
+            eye = torch.eye(factors.shape[-1], dtype=factors.dtype, device=factors.device).expand_as(factors)
+            # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
+            (bases,), _ = _guarded(
+                lambda f: (eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)),), (factors,), (eye,))
+            for it, basis in zip(items, bases.unbind(0), strict=True):
+                it.state[f"basis_{i}"] = basis.clone()  # its own storage, as a loaded state dict has
 
-        bases = [state.get(f"basis_{i}") for i in range(grad.dim())]
-        rotated = any(q is not None for q in bases)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        grad_rot = _rotate(grad, bases, back=False) if rotated else grad
+    @staticmethod
+    def _update(items: list[_Item], axes: tuple[int, ...], group: Mapping[str, Any]) -> None:
+        """One preconditioned step of a bucket (all at the same step count)."""
+        beta1, beta2 = group["betas"]
+        states = [it.state for it in items]
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        grads = torch.stack([it.grad for it in items]) if axes else None
+        bases = _stacked_bases(states, items[0].grad.dim(), axes)
+        grads_rot = list(_rotate(grads, bases, back=False).unbind(0)) if grads is not None \
+            else [it.grad for it in items]
 
-        state["step"] += 1
-        t = float(state["step"])
-        exp_avg.mul_(beta1).add_(grad_rot, alpha=1.0 - beta1)
-        exp_avg_sq.mul_(beta2).add_(grad_rot.square(), alpha=1.0 - beta2)
-        update = exp_avg_sq.sqrt().add_(group["eps"])
-        torch.div(exp_avg, update, out=update)
-        if rotated:
-            update = _rotate(update, bases, back=True)
+        torch._foreach_add_([s["step"] for s in states], 1.0)
+        t = float(states[0]["step"])
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, grads_rot, alpha=1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_add_(exp_avg_sqs, torch._foreach_mul(grads_rot, grads_rot), alpha=1.0 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_add_(denom, group["eps"])
+        updates = torch._foreach_div(exp_avgs, denom)
+        if axes:
+            updates = list(_rotate(torch.stack(updates), bases, back=True).unbind(0))
         if group["normalize_grads"]:
-            update = update / (1e-30 + torch.mean(update**2) ** 0.5)
+            updates = [u / (1e-30 + torch.mean(u**2) ** 0.5) for u in updates]
 
         lr = float(group["lr"])
         step_size = lr
         if group["correct_bias"]:
             step_size = step_size * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)
-        p.add_(layout.from_view(update), alpha=-step_size)
+        params = [it.param for it in items]
+        torch._foreach_add_(params, [it.layout.from_view(u) for it, u in zip(items, updates, strict=True)],
+                            alpha=-step_size)
         if group["weight_decay"] > 0.0:
-            p.add_(p, alpha=-lr * group["weight_decay"])
+            torch._foreach_add_(params, params, alpha=-lr * group["weight_decay"])
 
-        if rotated:
-            self._accumulate(state, grad, beta_s)
-            if t % group["precondition_frequency"] == 0:
-                self._refresh(state, bases, pdt)
-            elif group["reproject_momentum"]:
-                exp_avg.copy_(_rotate(_rotate(exp_avg, bases, back=True), bases, back=False))
+        if grads is None:
+            return
+        SOAP._accumulate(items, grads, axes, _beta_s(group))
+        if t % group["precondition_frequency"] == 0:
+            SOAP._refresh(items, bases, axes, _PRECOND_DTYPES[group["precond_dtype"]])
+        elif group["reproject_momentum"]:
+            torch._foreach_copy_(exp_avgs, _rotate(_rotate(torch.stack(exp_avgs), bases, back=True), bases,
+                                                   back=False).unbind(0))
 
     @staticmethod
-    def _init_state(state: dict[str, Any], grad: torch.Tensor, axes: list[int], beta_s: float,
-                    pdt: torch.dtype) -> None:
-        state["step"] = torch.tensor(0.0, dtype=torch.float64)
-        state["exp_avg"] = torch.zeros_like(grad, memory_format=torch.contiguous_format)
-        state["exp_avg_sq"] = torch.zeros_like(grad, memory_format=torch.contiguous_format)
+    def _accumulate(items: list[_Item], grads: torch.Tensor, axes: tuple[int, ...], beta_s: float) -> None:
+        """``F_k ← β_s F_k + (1-β_s) · (G contracted with itself over every axis but k)``, for the stack ``grads``."""
         for i in axes:
-            n = grad.shape[i]
-            state[f"factor_{i}"] = torch.zeros(n, n, dtype=grad.dtype, device=grad.device)
-        SOAP._accumulate(state, grad, beta_s)
-        for i in axes:
-            factor = state[f"factor_{i}"]
-            basis = _guarded(partial(eigenbasis_descending, factor, pdt, shift_dtype=_shift_dtype(pdt)), factor)
-            # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
-            state[f"basis_{i}"] = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device) \
-                if basis is None else basis
+            g = grads.movedim(i + 1, 1).reshape(grads.shape[0], grads.shape[i + 1], -1)
+            torch._foreach_lerp_([it.state[f"factor_{i}"] for it in items], list((g @ g.mT).unbind(0)),
+                                 1.0 - beta_s)
 
     @staticmethod
-    def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta_s: float) -> None:
-        """``F_k ← β_s F_k + (1-β_s) · (G contracted with itself over every axis but k)``."""
-        for i in range(grad.dim()):
-            factor = state.get(f"factor_{i}")
-            if factor is None:
-                continue
-            others = [d for d in range(grad.dim()) if d != i]
-            factor.lerp_(torch.tensordot(grad, grad, dims=(others, others)), 1.0 - beta_s)
-
-    @staticmethod
-    def _refresh(state: dict[str, Any], bases: list[torch.Tensor | None], pdt: torch.dtype) -> None:
+    def _refresh(items: list[_Item], bases: list[torch.Tensor | None], axes: tuple[int, ...],
+                 pdt: torch.dtype) -> None:
         """Power iteration + QR on every factor; re-order V, carry M over into the new basis."""
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        momentum = _rotate(exp_avg, bases, back=True)
-        sq = exp_avg_sq
-        for i, q in enumerate(bases):
-            if q is None:
-                continue
-            factor = state[f"factor_{i}"]
-            result = _guarded(partial(refresh_eigenbasis_qr, factor, q, pdt), factor)
-            if result is None:  # non-finite factor or failed factorization: keep this basis
-                continue
-            new, order = result
-            sq = sq.index_select(i, order)
-            q.copy_(new)
-        exp_avg_sq.copy_(sq)
-        exp_avg.copy_(_rotate(momentum, bases, back=False))
+        states = [it.state for it in items]
+        momentum = _rotate(torch.stack([s["exp_avg"] for s in states]), bases, back=True)
+        sq = torch.stack([s["exp_avg_sq"] for s in states])
+        new_bases = list(bases)
+        for i in axes:
+            old = bases[i]
+            assert old is not None  # every axis in ``axes`` has a basis
+            factors = torch.stack([s[f"factor_{i}"] for s in states])
+            keep = torch.arange(old.shape[-1], device=old.device).expand(old.shape[:-1])
+            # non-finite factor or failed factorization: that matrix keeps its basis (and V its order)
+            (new, order), _ = _guarded(partial(refresh_eigenbasis_qr, dtype=pdt), (factors, old), (old, keep))
+            index = order.reshape(order.shape[0], *[1] * i, order.shape[1], *[1] * (sq.dim() - i - 2))
+            sq = torch.take_along_dim(sq, index, dim=i + 1)
+            new_bases[i] = new
+            torch._foreach_copy_([s[f"basis_{i}"] for s in states], list(new.unbind(0)))
+        torch._foreach_copy_([s["exp_avg_sq"] for s in states], list(sq.unbind(0)))
+        torch._foreach_copy_([s["exp_avg"] for s in states], list(_rotate(momentum, new_bases, back=False).unbind(0)))
 
 
-def _guarded(compute: Callable[[], Any], factor: torch.Tensor) -> Any:
-    """``compute()`` if ``factor`` is finite and the factorization succeeds with a finite result, else ``None``
-    (float32 factors overflow for gradients above ~1e19; eigh then raises ``_LinAlgError``)."""
-    if not torch.isfinite(factor).all():
-        return None
+class _Item:
+    """One parameter in a step: the tensor, its state and layout, and its gradient as the view in the state dtype."""
+
+    __slots__ = ("grad", "layout", "param", "state")
+
+    def __init__(self, param: torch.Tensor, state: dict[str, Any], layout: _Layout) -> None:
+        assert param.grad is not None  # step() builds items only for parameters with a gradient
+        self.param, self.state, self.layout = param, state, layout
+        self.grad = layout.to_view(param.grad.to(state_dtype(param)))
+
+    def key(self, param: torch.Tensor, axes: tuple[int, ...], step: float | None) -> tuple[Any, ...]:
+        """What parameters must share to be stepped as one batch (``axes`` second: the bucket's axes)."""
+        view = tuple(self.grad.shape) if axes else None  # unrotated parameters only share elementwise kernels
+        return (view, axes, self.grad.dtype, param.dtype, self.grad.device, step)
+
+
+def _beta_s(group: Mapping[str, Any]) -> float:
+    return float(group["betas"][1] if group["shampoo_beta"] is None else group["shampoo_beta"])
+
+
+def _stacked_bases(states: list[dict[str, Any]], ndim: int, axes: tuple[int, ...]) -> list[torch.Tensor | None]:
+    """Per axis of the view: the ``(B, n, n)`` stack of the bucket's bases, ``None`` where there is none."""
+    return [torch.stack([s[f"basis_{i}"] for s in states]) if i in axes else None for i in range(ndim)]
+
+
+def _rotate(x: torch.Tensor | None, bases: list[torch.Tensor | None], back: bool) -> torch.Tensor:
+    """For a stack ``x`` of shape ``(B, *view)``: ``x[b] ×_k Q_k[b]ᵀ`` for every axis k (``back``: ``×_k Q_k[b]``),
+    as batched matrix products; axes without a basis are left alone."""
+    assert x is not None
+    batch = x.shape[0]
+    for q in bases:
+        x = x.movedim(1, -1)  # the axis to contract comes last; after every axis the order is restored
+        if q is not None:
+            shape = x.shape
+            x = (x.reshape(batch, -1, shape[-1]) @ (q.mT if back else q)).reshape(shape)
+    return x
+
+
+def _guarded(compute: Callable[..., tuple[torch.Tensor, ...]], inputs: tuple[torch.Tensor, ...],
+             fallback: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """``compute(*inputs)`` for stacks of ``B`` matrices (``inputs[0]``: the ``(B, n, n)`` factors), with
+    matrix ``b`` of every output taken from ``fallback`` instead where ``factors[b]`` is not finite, its
+    factorization fails or its first output is not finite (float32 factors overflow for gradients above
+    ~1e19; eigh then raises ``_LinAlgError``).  Returns the outputs and the ``(B,)`` mask of matrices that
+    were computed.  Matrices are independent: a failure within a batch is retried matrix by matrix, so
+    each gets what it would get alone."""
+    factors = inputs[0]
+    finite = torch.isfinite(factors).flatten(1).all(1)
     try:
-        result = compute()
+        out = compute(torch.where(finite.view(-1, 1, 1), factors, 0.0), *inputs[1:])
     except RuntimeError:  # torch.linalg.LinAlgError derives from RuntimeError
-        return None
-    first = result[0] if isinstance(result, tuple) else result
-    return result if torch.isfinite(first).all() else None
+        if factors.shape[0] == 1:
+            return fallback, torch.zeros_like(finite)
+        parts = [_guarded(compute, tuple(x[b:b + 1] for x in inputs), tuple(f[b:b + 1] for f in fallback))
+                 for b in range(factors.shape[0])]
+        return (tuple(torch.cat([p[0][k] for p in parts]) for k in range(len(fallback))),
+                torch.cat([p[1] for p in parts]))
+    ok = finite & torch.isfinite(out[0]).flatten(1).all(1)
+    return tuple(torch.where(ok.view(-1, *[1] * (o.dim() - 1)), o, f) for o, f in zip(out, fallback, strict=True)), ok
 
 
 def _shift_dtype(pdt: torch.dtype) -> torch.dtype:
