@@ -199,6 +199,12 @@ class SOAP(DescendOptimizer):
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
     _OPTIONAL_STATE_KEYS = ("factor_*", "basis_*")
 
+    def _required_state_keys(self, group: Mapping[str, Any], p: torch.Tensor) -> list[str]:
+        """``step``, the moments, and a factor and a basis for each preconditioned axis of ``p``'s view (a state
+        dict without one of them is refused at load: a step cannot rebuild a factor's history)."""
+        axes = _Layout(p.shape, group).factor_axes(group)
+        return [*self._STATE_KEYS, *(f"{k}_{i}" for i in axes for k in ("factor", "basis"))]
+
     def _check_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         _validate(group)
         return {"betas": tuple(group["betas"])}
