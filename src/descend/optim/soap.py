@@ -70,6 +70,7 @@ Known deviations from the reference, and why:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -237,109 +238,109 @@ class SOAP(DescendOptimizer):
 
     # ------------------------------------------------------------------------------------------------
     # Each bucket holds the parameters of one group whose preconditioned views agree in shape, dtype,
-    # device, preconditioned axes and step count: their rotations, Kronecker-factor products, eigh and QR
-    # run as batched kernels over the stacked matrices ((B, *view) tensors, (B, n, n) bases), their
-    # elementwise moment updates as foreach kernels on the per-parameter state tensors.  A bucket of one
-    # is the one-by-one computation.  State stays one tensor per parameter and key (the layout above).
+    # device, preconditioned axes and step count.  Their state entries are kept as the rows of one
+    # ``(B, ...)`` tensor per key (:func:`_packed`), so that the rotations and Kronecker-factor products
+    # are batched matrix products, eigh / QR run once per bucket on ``(B, n, n)`` stacks, and the moment
+    # and factor EMAs are single in-place kernels -- with no copy of the state per step (only the
+    # gradients are stacked).  A bucket of one is the one-by-one computation.  The state stays one tensor
+    # per parameter and key (the layout above; each row is a view into its bucket's storage).
 
     @staticmethod
     def _init_state(items: list[_Item], axes: tuple[int, ...], group: Mapping[str, Any]) -> None:
         """A bucket's first call: zero moments, the factors from this gradient, their eigenbases."""
         beta_s, pdt = _beta_s(group), _PRECOND_DTYPES[group["precond_dtype"]]
-        for it in items:
-            it.state["step"] = torch.tensor(0.0, dtype=torch.float64)
-            it.state["exp_avg"] = torch.zeros_like(it.grad, memory_format=torch.contiguous_format)
-            it.state["exp_avg_sq"] = torch.zeros_like(it.grad, memory_format=torch.contiguous_format)
-            for i in axes:
-                n = it.grad.shape[i]
-                it.state[f"factor_{i}"] = torch.zeros(n, n, dtype=it.grad.dtype, device=it.grad.device)
-        if not axes:
-            return
+        states = [it.state for it in items]
         grads = torch.stack([it.grad for it in items])
-        SOAP._accumulate(items, grads, axes, beta_s)
+        for s in states:
+            s["step"] = torch.tensor(0.0, dtype=torch.float64)
+        _assign_rows(states, "exp_avg", torch.zeros_like(grads, memory_format=torch.contiguous_format))
+        _assign_rows(states, "exp_avg_sq", torch.zeros_like(grads, memory_format=torch.contiguous_format))
         for i in axes:
-            factors = torch.stack([it.state[f"factor_{i}"] for it in items])
+            n = grads.shape[i + 1]
+            _assign_rows(states, f"factor_{i}", grads.new_zeros(len(items), n, n))
+        SOAP._accumulate(states, grads, axes, beta_s)
+        for i in axes:
+            factors = _packed(states, f"factor_{i}")
             eye = torch.eye(factors.shape[-1], dtype=factors.dtype, device=factors.device).expand_as(factors)
             # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
             (bases,), _ = _guarded(
                 lambda f: (eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)),), (factors,), (eye,))
-            for it, basis in zip(items, bases.unbind(0), strict=True):
-                it.state[f"basis_{i}"] = basis.clone()  # its own storage, as a loaded state dict has
+            _assign_rows(states, f"basis_{i}", bases.contiguous())
 
     @staticmethod
     def _update(items: list[_Item], axes: tuple[int, ...], group: Mapping[str, Any]) -> None:
         """One preconditioned step of a bucket (all at the same step count)."""
         beta1, beta2 = group["betas"]
         states = [it.state for it in items]
-        exp_avgs = [s["exp_avg"] for s in states]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        grads = torch.stack([it.grad for it in items]) if axes else None
-        bases = _stacked_bases(states, items[0].grad.dim(), axes)
-        grads_rot = list(_rotate(grads, bases, back=False).unbind(0)) if grads is not None \
-            else [it.grad for it in items]
+        grads = torch.stack([it.grad for it in items])
+        bases = [_packed(states, f"basis_{i}") if i in axes else None for i in range(grads.dim() - 1)]
+        grads_rot = _rotate(grads, bases, back=False) if axes else grads
 
         torch._foreach_add_([s["step"] for s in states], 1.0)
         t = float(states[0]["step"])
-        torch._foreach_mul_(exp_avgs, beta1)
-        torch._foreach_add_(exp_avgs, grads_rot, alpha=1.0 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_add_(exp_avg_sqs, torch._foreach_mul(grads_rot, grads_rot), alpha=1.0 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(denom, group["eps"])
-        updates = torch._foreach_div(exp_avgs, denom)
+        exp_avg, exp_avg_sq = _packed(states, "exp_avg"), _packed(states, "exp_avg_sq")
+        exp_avg.mul_(beta1).add_(grads_rot, alpha=1.0 - beta1)
+        exp_avg_sq.mul_(beta2).add_(grads_rot.square(), alpha=1.0 - beta2)
+        update = exp_avg_sq.sqrt().add_(group["eps"])
+        torch.div(exp_avg, update, out=update)
         if axes:
-            updates = list(_rotate(torch.stack(updates), bases, back=True).unbind(0))
+            update = _rotate(update, bases, back=True)
         if group["normalize_grads"]:
-            updates = [u / (1e-30 + torch.mean(u**2) ** 0.5) for u in updates]
+            dims, sq = tuple(range(1, update.dim())), update.square()
+            update = update / (1e-30 + (sq.mean(dim=dims, keepdim=True) if dims else sq) ** 0.5)  # RMS per row
 
         lr = float(group["lr"])
         step_size = lr
         if group["correct_bias"]:
             step_size = step_size * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)
         params = [it.param for it in items]
-        torch._foreach_add_(params, [it.layout.from_view(u) for it, u in zip(items, updates, strict=True)],
+        torch._foreach_add_(params, [it.layout.from_view(u) for it, u in zip(items, update.unbind(0), strict=True)],
                             alpha=-step_size)
         if group["weight_decay"] > 0.0:
             torch._foreach_add_(params, params, alpha=-lr * group["weight_decay"])
 
-        if grads is None:
+        if not axes:
             return
-        SOAP._accumulate(items, grads, axes, _beta_s(group))
+        SOAP._accumulate(states, grads, axes, _beta_s(group))
         if t % group["precondition_frequency"] == 0:
-            SOAP._refresh(items, bases, axes, _PRECOND_DTYPES[group["precond_dtype"]])
+            SOAP._refresh(states, bases, axes, _PRECOND_DTYPES[group["precond_dtype"]])
         elif group["reproject_momentum"]:
-            torch._foreach_copy_(exp_avgs, _rotate(_rotate(torch.stack(exp_avgs), bases, back=True), bases,
-                                                   back=False).unbind(0))
+            exp_avg.copy_(_rotate(_rotate(exp_avg, bases, back=True), bases, back=False))
 
     @staticmethod
-    def _accumulate(items: list[_Item], grads: torch.Tensor, axes: tuple[int, ...], beta_s: float) -> None:
+    def _accumulate(states: list[dict[str, Any]], grads: torch.Tensor, axes: tuple[int, ...], beta_s: float) -> None:
         """``F_k ← β_s F_k + (1-β_s) · (G contracted with itself over every axis but k)``, for the stack ``grads``."""
         for i in axes:
             g = grads.movedim(i + 1, 1).reshape(grads.shape[0], grads.shape[i + 1], -1)
-            torch._foreach_lerp_([it.state[f"factor_{i}"] for it in items], list((g @ g.mT).unbind(0)),
-                                 1.0 - beta_s)
+            _packed(states, f"factor_{i}").lerp_(g @ g.mT, 1.0 - beta_s)
 
     @staticmethod
-    def _refresh(items: list[_Item], bases: list[torch.Tensor | None], axes: tuple[int, ...],
+    def _refresh(states: list[dict[str, Any]], bases: list[torch.Tensor | None], axes: tuple[int, ...],
                  pdt: torch.dtype) -> None:
         """Power iteration + QR on every factor; re-order V, carry M over into the new basis."""
-        states = [it.state for it in items]
-        momentum = _rotate(torch.stack([s["exp_avg"] for s in states]), bases, back=True)
-        sq = torch.stack([s["exp_avg_sq"] for s in states])
-        new_bases = list(bases)
+        exp_avg, exp_avg_sq = _packed(states, "exp_avg"), _packed(states, "exp_avg_sq")
+        momentum = _rotate(exp_avg, bases, back=True)
+        sq = exp_avg_sq
         for i in axes:
             old = bases[i]
             assert old is not None  # every axis in ``axes`` has a basis
-            factors = torch.stack([s[f"factor_{i}"] for s in states])
             keep = torch.arange(old.shape[-1], device=old.device).expand(old.shape[:-1])
             # non-finite factor or failed factorization: that matrix keeps its basis (and V its order)
-            (new, order), _ = _guarded(partial(refresh_eigenbasis_qr, dtype=pdt), (factors, old), (old, keep))
+            (new, order), _ = _guarded(partial(refresh_eigenbasis_qr, dtype=pdt),
+                                       (_packed(states, f"factor_{i}"), old), (old, keep))
             index = order.reshape(order.shape[0], *[1] * i, order.shape[1], *[1] * (sq.dim() - i - 2))
             sq = torch.take_along_dim(sq, index, dim=i + 1)
-            new_bases[i] = new
-            torch._foreach_copy_([s[f"basis_{i}"] for s in states], list(new.unbind(0)))
-        torch._foreach_copy_([s["exp_avg_sq"] for s in states], list(sq.unbind(0)))
-        torch._foreach_copy_([s["exp_avg"] for s in states], list(_rotate(momentum, new_bases, back=False).unbind(0)))
+            old.copy_(new)  # the rows are the state's bases
+        exp_avg_sq.copy_(sq)
+        exp_avg.copy_(_rotate(momentum, bases, back=False))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """As the base class, with every state row that views a bucket's storage copied out: ``pickle`` would
+        otherwise write the whole storage once per row (``torch.save`` and ``deepcopy`` share it)."""
+        state = super().__getstate__()
+        state["state"] = defaultdict(dict, {p: {k: v.clone() if _is_row(v) else v for k, v in s.items()}
+                                            for p, s in state["state"].items()})
+        return state
 
 
 class _Item:
@@ -354,23 +355,46 @@ class _Item:
 
     def key(self, param: torch.Tensor, axes: tuple[int, ...], step: float | None) -> tuple[Any, ...]:
         """What parameters must share to be stepped as one batch (``axes`` second: the bucket's axes)."""
-        view = tuple(self.grad.shape) if axes else None  # unrotated parameters only share elementwise kernels
-        return (view, axes, self.grad.dtype, param.dtype, self.grad.device, step)
+        return (tuple(self.grad.shape), axes, self.grad.dtype, param.dtype, self.grad.device, step)
+
+
+def _assign_rows(states: list[dict[str, Any]], key: str, stacked: torch.Tensor) -> None:
+    """``state[key] = stacked[b]`` for the b-th state: the rows become the state entries (views)."""
+    for s, row in zip(states, stacked.unbind(0), strict=True):
+        s[key] = row
+
+
+def _packed(states: list[dict[str, Any]], key: str) -> torch.Tensor:
+    """The entries ``key`` of a bucket's states as one ``(B, ...)`` tensor *whose rows are those entries*, so
+    that in-place operations on it update the state.  Zero-copy when the entries already are consecutive rows
+    of one contiguous storage (kept so from the bucket's first step on); otherwise (a loaded state dict, a
+    changed bucket) they are stacked once and the state entries replaced by the rows of the stack."""
+    tensors = [s[key] for s in states]
+    first = tensors[0]
+    if len(tensors) == 1:
+        return first.unsqueeze(0)
+    n, ptr, offset = first.numel(), first.untyped_storage().data_ptr(), first.storage_offset()
+    if all(t.is_contiguous() and t.shape == first.shape and t.dtype == first.dtype
+           and t.untyped_storage().data_ptr() == ptr and t.storage_offset() == offset + b * n
+           for b, t in enumerate(tensors)):
+        return first.as_strided((len(tensors), *first.shape), (n, *first.stride()), offset)
+    stacked = torch.stack(tensors)
+    _assign_rows(states, key, stacked)
+    return stacked
+
+
+def _is_row(t: Any) -> bool:
+    """Whether ``t`` is a tensor that views only part of its storage (a bucket row)."""
+    return isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() > t.numel() * t.element_size()
 
 
 def _beta_s(group: Mapping[str, Any]) -> float:
     return float(group["betas"][1] if group["shampoo_beta"] is None else group["shampoo_beta"])
 
 
-def _stacked_bases(states: list[dict[str, Any]], ndim: int, axes: tuple[int, ...]) -> list[torch.Tensor | None]:
-    """Per axis of the view: the ``(B, n, n)`` stack of the bucket's bases, ``None`` where there is none."""
-    return [torch.stack([s[f"basis_{i}"] for s in states]) if i in axes else None for i in range(ndim)]
-
-
-def _rotate(x: torch.Tensor | None, bases: list[torch.Tensor | None], back: bool) -> torch.Tensor:
+def _rotate(x: torch.Tensor, bases: list[torch.Tensor | None], back: bool) -> torch.Tensor:
     """For a stack ``x`` of shape ``(B, *view)``: ``x[b] ×_k Q_k[b]ᵀ`` for every axis k (``back``: ``×_k Q_k[b]``),
     as batched matrix products; axes without a basis are left alone."""
-    assert x is not None
     batch = x.shape[0]
     for q in bases:
         x = x.movedim(1, -1)  # the axis to contract comes last; after every axis the order is restored
