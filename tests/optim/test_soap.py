@@ -411,3 +411,25 @@ def test_bucket_state_shares_storage_and_copies_stay_small() -> None:
     copy.step()
     for p, q in zip(opt.param_groups[0]["params"], copy.param_groups[0]["params"], strict=True):
         assert torch.equal(p, q)
+
+
+def test_buckets_larger_than_the_stack_limit_are_chunked(monkeypatch) -> None:
+    """With the stack limit at two 6 x 6 matrices the (6, 6) bucket runs as two chunks of two: still equal to
+    one-by-one stepping (tolerance: as in the float64 test above), and no QR sees more than two of them."""
+    from descend.optim import soap
+
+    qr_batches: list[int] = []
+    qr = torch.linalg.qr
+
+    def counting_qr(a: torch.Tensor, *args, **kwargs):
+        qr_batches.append(a.shape[0] if a.dim() == 3 else 1)
+        return qr(a, *args, **kwargs)
+
+    monkeypatch.setattr(soap, "_MAX_STACK_ELEMENTS", 72)
+    monkeypatch.setattr(torch.linalg, "qr", counting_qr)
+    grads = _grads(BATCH_SHAPES, 10)
+    a, _, _ = _run_grouped(grads, batched=True)
+    assert max(qr_batches) == 2
+    b, _, _ = _run_grouped(grads, batched=False)
+    for n in BATCH_SHAPES:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-12, msg=n)

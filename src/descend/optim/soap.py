@@ -58,8 +58,10 @@ Known deviations from the reference, and why:
   (what the fixture replay uses) matches them to the last bit or two (max |err| 1.1e-16 over the three
   fixtures: batched products may sum in another order).  In float64 both paths agree to ~1e-15 (tested).
 * Batching (no change to the math): the parameters of a group whose preconditioned views agree in shape,
-  dtype, device, preconditioned axes and step count are stepped together -- rotations and factor products
-  as batched matrix products, one ``eigh`` / ``QR`` per bucket and axis on the ``(B, n, n)`` stack, the
+  dtype, device, preconditioned axes and step count are stepped together (in chunks of at most 2**24
+  gradient elements, which bounds the temporaries: one 4096 x 4096 matrix, 64 of 512 x 512) -- rotations
+  and factor products as batched matrix products, one ``eigh`` / ``QR`` per chunk and axis on the
+  ``(B, n, n)`` stack, the
   moment and factor EMAs as single in-place kernels on state rows that share one storage per bucket and
   key (only the gradients are stacked each step).  The reference loops over parameters.  Each matrix of a
   bucket gets what it would get alone (a failed or non-finite factorization falls back for that matrix
@@ -243,9 +245,11 @@ class SOAP(DescendOptimizer):
                     axes = tuple(i for i in range(item.grad.dim()) if f"basis_{i}" in item.state)
                     buckets.setdefault(item.key(p, axes, float(item.state["step"])), []).append(item)
             for key, items in fresh.items():
-                self._init_state(items, key[1], group)
+                for chunk in _chunks(items):
+                    self._init_state(chunk, key[1], group)
             for key, items in buckets.items():
-                self._update(items, key[1], group)
+                for chunk in _chunks(items):
+                    self._update(chunk, key[1], group)
         return loss
 
     # ------------------------------------------------------------------------------------------------
@@ -368,6 +372,18 @@ class _Item:
     def key(self, param: torch.Tensor, axes: tuple[int, ...], step: float | None) -> tuple[Any, ...]:
         """What parameters must share to be stepped as one batch (``axes`` second: the bucket's axes)."""
         return (tuple(self.grad.shape), axes, self.grad.dtype, param.dtype, self.grad.device, step)
+
+
+#: Largest stack (elements) a bucket is processed in: a step's temporaries are a few stacks of gradients, so a
+#: bucket of many large matrices is cut into chunks (a 4096 x 4096 matrix is a chunk of its own; 512 x 512: 64).
+_MAX_STACK_ELEMENTS = 1 << 24
+
+
+def _chunks(items: list[_Item]) -> list[list[_Item]]:
+    """``items`` in consecutive chunks of at most ``_MAX_STACK_ELEMENTS`` gradient elements (at least one item);
+    the same parameters always form the same chunk, so their packed state stays packed."""
+    size = max(1, _MAX_STACK_ELEMENTS // max(1, items[0].grad.numel()))
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _assign_rows(states: list[dict[str, Any]], key: str, stacked: torch.Tensor) -> None:
