@@ -18,12 +18,21 @@ Entries (each included when importable/registered):
 * ``pytorch_optimizer.Muon``  — pytorch-optimizer's Muon with ``use_muon`` groups (its Newton–Schulz dtype
   default is switched to ``--ns-dtype`` while it steps);
 * ``heavyball.<Name>+AdamW``  — heavyball's ``Muon`` and ``SOAP`` (eager unless ``--heavyball-compile``;
-  heavyball always rounds its Newton–Schulz input to bfloat16).
+  heavyball always rounds its Newton–Schulz input to bfloat16);
+* ``descend.soap[baseline]+AdamW`` — with ``--soap-baseline FILE``: the ``SOAP`` class of another copy of
+  ``soap.py`` (e.g. ``git show main:src/descend/optim/soap.py > /tmp/soap_main.py``), loaded inside this
+  ``descend.optim`` (its relative imports resolve here), with the registry's SOAP defaults: before/after in
+  one run.
+
+``--shapes`` replaces the transformer block's hidden matrices by a list such as ``512x512*8,512x2048``
+(``RxC``, ``*K`` for K matrices of that shape), e.g. a stack of same-shaped attention projections.
 
 Timing: the same fixed gradients every step; entries are interleaved step by step (so machine load hits all
 alike); the first ``--warmup`` steps are discarded; the table shows the median and the 25–75 % range of
 the wall time of ``step()`` and the ratio to ``torch.Muon+AdamW``.  An entry whose second step takes
-longer than ``--max-step-s`` is dropped and reported (the first may hold one-time set-up).
+longer than ``--max-step-s`` is dropped and reported (the first may hold one-time set-up).  ``--clock cpu`` times
+the process's CPU time instead of the wall clock (``time.process_time``: on a shared machine it does not count the
+time the process waits for a core; with several threads it sums them; CPU devices only).
 Memory: bytes of all tensors in the optimizers' ``state`` (shared storage counted once) per parameter element.
 
 Usage::
@@ -31,6 +40,7 @@ Usage::
     python benchmarks/matrix_step_time.py                       # CPU, float32 Newton–Schulz
     python benchmarks/matrix_step_time.py --ns-dtype bfloat16 --device cuda
     python benchmarks/matrix_step_time.py --d 256 --vocab 4096 --steps 8 --json out.json
+    python benchmarks/matrix_step_time.py --shapes 512x512*8 --vocab 1024 --soap-baseline /tmp/soap_main.py
 """
 
 from __future__ import annotations
@@ -117,6 +127,11 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
                              ns_dtype="n/a"))
         else:
             print(f"# descend.{name}: not registered, skipped", file=sys.stderr)
+    if args.soap_baseline:
+        baseline = _load_soap_baseline(args.soap_baseline)
+        soap_defaults = dict(do.get("soap").defaults)
+        out.append(Entry("descend.soap[baseline]+AdamW",
+                         lambda h, e: [baseline(h, **soap_defaults), torch.optim.AdamW(e, **adam)], ns_dtype="n/a"))
     if args.peers:
         try:
             import pytorch_optimizer
@@ -157,6 +172,42 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
     if args.only:
         keep = set(args.only.split(","))
         out = [e for e in out if e.name in keep]
+    return out
+
+
+def _load_soap_baseline(path: str) -> Callable[..., torch.optim.Optimizer]:
+    """The ``SOAP`` class of the file ``path`` (a copy of ``descend/optim/soap.py``), loaded as a module of
+    ``descend.optim`` without registering it."""
+    import importlib.util
+
+    import descend.optim.registry as registry
+
+    spec = importlib.util.spec_from_file_location("descend.optim._soap_baseline", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    register, registry.register = registry.register, lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        registry.register = register  # type: ignore[assignment]
+    return module.SOAP  # type: ignore[no-any-return]
+
+
+def _parse_shapes(text: str) -> dict[str, tuple[int, int]]:
+    """``"512x512*8,512x2048"`` -> ``{"m0": (512, 512), ..., "m7": (512, 512), "m8": (512, 2048)}``."""
+    out: dict[str, tuple[int, int]] = {}
+    for part in filter(None, text.split(",")):
+        dims, _, count = part.partition("*")
+        try:
+            rows, cols = (int(x) for x in dims.split("x"))
+            k = int(count) if count else 1
+        except ValueError:
+            raise SystemExit(f"error: --shapes entries are RxC or RxC*K, got {part!r}") from None
+        if min(rows, cols, k) < 1:
+            raise SystemExit(f"error: --shapes sizes and counts must be >= 1, got {part!r}")
+        for _ in range(k):
+            out[f"m{len(out)}"] = (rows, cols)
     return out
 
 
@@ -201,12 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated entry names to run")
     ap.add_argument("--max-step-s", type=float, default=60.0, help="drop an entry whose second step is slower")
     ap.add_argument("--json", default="", help="also write the results to this file")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: time.perf_counter; cpu: time.process_time (CPU time, robust to a loaded machine)")
+    ap.add_argument("--shapes", default="", help="hidden matrices instead of the block's, e.g. 512x512*8,512x2048")
+    ap.add_argument("--soap-baseline", default="", help="a copy of soap.py to time next to this one (before/after)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev, pdt = torch.device(args.device), _DTYPES[args.param_dtype]
     d = args.d
-    shapes = {"attn": (d, d), "mlp_up": (4 * d, d), "mlp_down": (d, 4 * d)}
+    shapes = _parse_shapes(args.shapes) if args.shapes else {"attn": (d, d), "mlp_up": (4 * d, d),
+                                                              "mlp_down": (d, 4 * d)}
     gen = torch.Generator().manual_seed(0)
     init = {k: torch.randn(*s, generator=gen) / s[1] ** 0.5 for k, s in shapes.items()}
     init["embed"] = torch.randn(args.vocab, d, generator=gen)
@@ -230,18 +286,21 @@ def main(argv: list[str] | None = None) -> int:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    if args.clock == "cpu" and dev.type != "cpu":
+        raise SystemExit("error: --clock cpu times CPU work only; use --clock wall with --device " + args.device)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     dropped: dict[str, str] = {}
     for it in range(args.warmup + args.steps):
         for entry, _params, opts in live:
             if entry.name in dropped:
                 continue
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             with entry.patch():
                 for opt in opts:
                     opt.step()
             sync()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             # the first call may include one-time work (preconditioner init, compilation): judge the second
             if it == min(1, args.warmup + args.steps - 1) and dt > args.max_step_s:
                 dropped[entry.name] = f"step {it + 1} took {dt:.1f} s > --max-step-s {args.max_step_s:g}"
@@ -264,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nshapes: {shapes} + embed {(args.vocab, d)} (AdamW); {n_params / 1e6:.2f} M params "
           f"({args.param_dtype}, {args.device}); torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.steps} timed steps after {args.warmup} warm-up\n")
+          f"{args.steps} timed steps after {args.warmup} warm-up; {args.clock} clock\n")
     print("| optimizer | NS dtype | step ms (median) | 25–75 % | × torch.Muon | state B/param |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:

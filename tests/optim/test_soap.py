@@ -280,3 +280,156 @@ def test_invalid_group_values_raise(arg, value) -> None:
     q = torch.nn.Parameter(torch.randn(3, 3))
     with pytest.raises(ValueError, match=arg):
         SOAP([{"params": [p]}, {"params": [q], arg: value}])
+
+
+# ------------------------------------------------------------------------------------------ batching
+
+# Four same-shaped matrices (one bucket), a distinct square one, pairs of one-sided matrices (the dimension 12 is
+# above max_precond_dim = 8: identity on that side), 1-D parameters (plain Adam) and order-3 tensors.  Two-sided
+# non-square matrices are left out on purpose: the larger factor of an m x n gradient is singular on the first
+# step (rank min(m, n)), and the eigenvectors of its repeated eigenvalue 0 are not determined -- any rounding
+# difference (measured: the memory offset of a 7 x 5 matrix inside a stack changes MKL's eigh code path) rotates
+# them arbitrarily within the null space, and since Adam's elementwise scaling is not rotation invariant the
+# trajectories then differ at O(lr).  That is SOAP's own sensitivity (one-by-one code on another BLAS has it too),
+# not batching's, and no tolerance below O(lr) could be justified for it.
+BATCH_SHAPES = {"a0": (6, 6), "a1": (6, 6), "a2": (6, 6), "a3": (6, 6), "sq": (4, 4), "w0": (5, 12), "w1": (5, 12),
+                "tall0": (12, 6), "tall1": (12, 6), "b0": (6,), "b1": (6,), "t0": (3, 4, 5), "t1": (3, 4, 5)}
+BATCH_HP = {"lr": 1e-2, "precondition_frequency": 3, "max_precond_dim": 8, "precond_dtype": "float64"}
+
+
+def _run_grouped(grads: list[dict], batched: bool, **hp) -> tuple[dict[str, torch.Tensor], SOAP, float]:
+    """The run on ``BATCH_SHAPES`` with all parameters in one group (``batched``) or one group each (every bucket
+    holds one matrix: the one-by-one computation).  Also returns the smallest relative eigengap of any finite
+    factor seen after any step."""
+    P = _params(BATCH_SHAPES)
+    params = list(P.values())
+    opt = SOAP(params if batched else [{"params": [p]} for p in params], **{**BATCH_HP, **hp})
+    gap = math.inf
+    for g in grads:
+        for n, p in P.items():
+            p.grad = None if g[n] is None else g[n].clone()
+        opt.step()
+        for p in params:
+            for key, f in opt.state[p].items():
+                if key.startswith("factor_") and torch.isfinite(f).all():
+                    ev = torch.linalg.eigvalsh(f)
+                    gap = min(gap, (ev.diff().min() / ev.max()).item())
+    return P, opt, gap
+
+
+@pytest.mark.parametrize("hp", [{}, {"reproject_momentum": True}, {"normalize_grads": True}],
+                         ids=["fast", "reproject", "normalized"])
+def test_batched_buckets_equal_one_by_one_in_float64(monkeypatch, hp) -> None:
+    """Same-shaped matrices stepped as one batch (stacked products, batched eigh / QR) = each matrix alone.
+
+    10 steps with precondition_frequency 3: eigh at the first call, QR refreshes at t = 3, 6, 9.  Both runs do
+    the same operations on the same matrices; they differ only where a batched kernel's blocking changes the
+    order of a sum, an O(n eps) ~ 1e-15 relative perturbation of a product.  The eigenbasis refresh amplifies a
+    perturbation of a factor by at most its condition ||F|| / (eigengap), <= 1 / (smallest relative gap), which
+    the test checks is >= 1e-3 here: <= 6 · 1.1e-16 / 1e-3 ~ 7e-13 per refresh, 2e-12 over three, in bases and
+    moments (entries O(1)) -> atol 1e-11; parameters move by lr = 1e-2 per step with that relative error -> over
+    10 steps <= 2e-13 -> atol 1e-12.  A mismatched member or basis moves parameters by O(lr) = 1e-2."""
+    qr_batches: list[int] = []
+    qr = torch.linalg.qr
+
+    def counting_qr(a: torch.Tensor, *args, **kwargs):
+        qr_batches.append(a.shape[0] if a.dim() == 3 else 1)
+        return qr(a, *args, **kwargs)
+
+    grads = _grads(BATCH_SHAPES, 10)
+    monkeypatch.setattr(torch.linalg, "qr", counting_qr)
+    a, opt_a, gap = _run_grouped(grads, batched=True, **hp)
+    assert 4 in qr_batches  # the (6, 6) bucket's factors were refreshed by one batched QR
+    batched_calls = len(qr_batches)
+    qr_batches.clear()
+    b, opt_b, _ = _run_grouped(grads, batched=False, **hp)
+    assert set(qr_batches) == {1} and len(qr_batches) > batched_calls
+    assert gap >= 1e-3
+    for n in BATCH_SHAPES:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-12, msg=n)
+        sa, sb = opt_a.state[a[n]], opt_b.state[b[n]]
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-11, msg=f"{n}.{key}")
+
+
+def test_a_failed_factor_in_a_batch_leaves_the_others_alone() -> None:
+    """One matrix of the (6, 6) bucket gets a gradient x 1e200 once: its float64 factor overflows to inf, so it
+    keeps its basis from then on (the guarded factorization), while its bucket-mates follow exactly the
+    trajectory they have without it (matrices of a bucket are independent), and it stays finite.  Tolerance: as
+    in the test above (same operations, same matrices, only summation order in batched kernels may differ)."""
+    grads = _grads(BATCH_SHAPES, 10)
+    clean, _, _ = _run_grouped(grads, batched=True)
+    grads[4]["a1"] = grads[4]["a1"] * 1e200  # the 5th call: t = 4, before the refreshes at t = 6 and 9
+    P, opt, _ = _run_grouped(grads, batched=True)
+    alone, _, _ = _run_grouped(grads, batched=False)
+    state = opt.state[P["a1"]]
+    assert not torch.isfinite(state["factor_0"]).all()
+    assert torch.isfinite(P["a1"]).all() and torch.isfinite(state["basis_0"]).all()
+    for n in BATCH_SHAPES:
+        if n != "a1":
+            torch.testing.assert_close(P[n], clean[n], rtol=0, atol=1e-12, msg=n)
+        torch.testing.assert_close(P[n], alone[n], rtol=0, atol=1e-12, msg=n)
+
+
+def test_buckets_that_split_and_regroup_equal_one_by_one() -> None:
+    """``a2`` skips two calls (no gradient): its step count falls behind, so the (6, 6) bucket splits into two
+    (their state rows are re-packed into new storages) and ``a2`` is stepped alone; its refreshes come two calls
+    later.  Still equal to stepping each matrix alone.  Tolerance: as in the float64 test above."""
+    grads = _grads(BATCH_SHAPES, 12)
+    for k in (4, 5):
+        grads[k]["a2"] = None
+    a, opt, _ = _run_grouped(grads, batched=True)
+    b, _, _ = _run_grouped(grads, batched=False)
+    assert float(opt.state[a["a2"]]["step"]) == float(opt.state[a["a1"]]["step"]) - 2
+    for n in BATCH_SHAPES:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-12, msg=n)
+
+
+def test_bucket_state_shares_storage_and_copies_stay_small() -> None:
+    """A bucket's state entries are rows of one storage per key; pickling copies them out (otherwise each row
+    would write the whole storage), and the copy steps on to the same parameters as the original."""
+    import pickle
+
+    P = _params({f"w{i}": (32, 32) for i in range(4)})
+    opt = SOAP(list(P.values()), precondition_frequency=2)
+    for g in _grads({f"w{i}": (32, 32) for i in range(4)}, 3):
+        for n, p in P.items():
+            p.grad = g[n].clone()
+        opt.step()
+    s0, s1 = opt.state[P["w0"]], opt.state[P["w1"]]
+    for key in ("exp_avg", "exp_avg_sq", "factor_0", "basis_1"):
+        assert s0[key].untyped_storage().data_ptr() == s1[key].untyped_storage().data_ptr(), key
+    state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values())
+    blob = pickle.dumps(opt)
+    assert len(blob) < 1.2 * state_bytes + 20_000  # one copy of the state and the overhead, not 4 copies
+    copy = pickle.loads(blob)
+    for p, q in zip(opt.param_groups[0]["params"], copy.param_groups[0]["params"], strict=True):
+        p.grad = torch.ones_like(p)
+        q.grad = torch.ones_like(q)
+    opt.step()
+    copy.step()
+    for p, q in zip(opt.param_groups[0]["params"], copy.param_groups[0]["params"], strict=True):
+        assert torch.equal(p, q)
+
+
+def test_buckets_larger_than_the_stack_limit_are_chunked(monkeypatch) -> None:
+    """With the stack limit at two 6 x 6 matrices the (6, 6) bucket runs as two chunks of two: still equal to
+    one-by-one stepping (tolerance: as in the float64 test above), and no QR sees more than two of them."""
+    from descend.optim import soap
+
+    qr_batches: list[int] = []
+    qr = torch.linalg.qr
+
+    def counting_qr(a: torch.Tensor, *args, **kwargs):
+        qr_batches.append(a.shape[0] if a.dim() == 3 else 1)
+        return qr(a, *args, **kwargs)
+
+    monkeypatch.setattr(soap, "_MAX_STACK_ELEMENTS", 72)
+    monkeypatch.setattr(torch.linalg, "qr", counting_qr)
+    grads = _grads(BATCH_SHAPES, 10)
+    a, _, _ = _run_grouped(grads, batched=True)
+    assert max(qr_batches) == 2
+    b, _, _ = _run_grouped(grads, batched=False)
+    for n in BATCH_SHAPES:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-12, msg=n)

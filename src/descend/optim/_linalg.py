@@ -214,21 +214,26 @@ def eigenbasis_descending(mat: torch.Tensor, dtype: torch.dtype, *,
                           shift_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Eigenvectors of the symmetric matrix ``mat`` as columns, in descending eigenvalue order.
 
-    ``mat`` is cast to ``dtype`` and ``1e-30·I`` is added before ``torch.linalg.eigh``; the identity is
-    built in ``shift_dtype`` (default ``dtype``), so the addition, and with it the decomposition, runs in
-    the promoted dtype of the two (SOAP's reference builds it in torch's default dtype: with float64 as
-    the default its "float32" eigh actually decomposes the float32-rounded factor in float64).  If eigh
-    fails to converge it is retried in float64.  The result is cast back to ``mat.dtype``.
+    ``mat`` is one ``n x n`` matrix or a batch ``(..., n, n)`` of them (one ``eigh`` call for the batch; each
+    matrix gets exactly what it would get alone).  ``mat`` is cast to ``dtype`` and ``1e-30·I`` is added
+    before ``torch.linalg.eigh``; the identity is built in ``shift_dtype`` (default ``dtype``), so the
+    addition, and with it the decomposition, runs in the promoted dtype of the two (SOAP's reference builds
+    it in torch's default dtype: with float64 as the default its "float32" eigh actually decomposes the
+    float32-rounded factor in float64).  If eigh fails to converge it is retried in float64 -- for a batch,
+    matrix by matrix, so that only the failing one takes the float64 path.  The result is cast back to
+    ``mat.dtype``.
     """
     work = mat.to(dtype)
-    n = work.shape[0]
+    n = work.shape[-1]
     eye_dtype = dtype if shift_dtype is None else shift_dtype
     try:
         vecs = torch.linalg.eigh(work + 1e-30 * torch.eye(n, dtype=eye_dtype, device=work.device))[1]
     except RuntimeError:  # torch.linalg.LinAlgError: no convergence
+        if work.dim() > 2:
+            return torch.stack([eigenbasis_descending(m, dtype, shift_dtype=shift_dtype) for m in mat.unbind(0)])
         shifted = work.to(torch.float64) + 1e-30 * torch.eye(n, dtype=eye_dtype, device=work.device)
         vecs = torch.linalg.eigh(shifted)[1].to(dtype)
-    return torch.flip(vecs, [1]).to(mat.dtype)
+    return torch.flip(vecs, [-1]).to(mat.dtype)
 
 
 def refresh_eigenbasis_qr(mat: torch.Tensor, basis: torch.Tensor,
@@ -237,14 +242,16 @@ def refresh_eigenbasis_qr(mat: torch.Tensor, basis: torch.Tensor,
 
     With ``Q = basis`` (columns = current eigenvector estimates) the eigenvalue estimates are
     ``λ̂ = diag(Qᵀ M Q)``; the columns are re-ordered by descending ``λ̂`` and ``Q' = qr(M Q[:, order]).Q``.
-    Everything runs in ``dtype``; returns ``(Q' cast to basis.dtype, order)``: callers re-order whatever
-    is indexed by the eigenvectors (SOAP's second moment) with ``order``.
+    ``mat`` and ``basis`` are ``n x n`` or batches ``(..., n, n)`` (batched products and one batched QR).
+    Everything runs in ``dtype``; returns ``(Q' cast to basis.dtype, order)`` (``order``: ``(..., n)``):
+    callers re-order whatever is indexed by the eigenvectors (SOAP's second moment) with ``order``.
     """
     m = mat.to(dtype)
     q = basis.to(dtype)
-    estimates = torch.diag(q.T @ m @ q)
-    order = torch.argsort(estimates, descending=True)
-    new = torch.linalg.qr(m @ q[:, order])[0]
+    estimates = torch.diagonal(q.mT @ m @ q, dim1=-2, dim2=-1)
+    order = torch.argsort(estimates, dim=-1, descending=True)
+    ordered = torch.take_along_dim(q, order.unsqueeze(-2), dim=-1)  # q[..., :, order] per matrix
+    new = torch.linalg.qr(m @ ordered)[0]
     return new.to(basis.dtype), order
 
 
