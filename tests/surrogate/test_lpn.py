@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from descend.surrogate.lpn import LPN, laplace_stages, pnp_admm, pnp_pgd, prior, train_laplace, train_lpn
+from descend.surrogate.lpn import (
+    LPN,
+    laplace_loss_minimizer,
+    laplace_stages,
+    pnp_admm,
+    pnp_pgd,
+    prior,
+    soft_threshold,
+    train_laplace,
+    train_lpn,
+)
 
 
 def _random_lpn(dim: int, seed: int = 0, scale: float = 0.5) -> LPN:
@@ -64,10 +74,28 @@ def test_prior_makes_f_the_prox() -> None:
         assert int(obj.argmin()) == i or float(obj[i] - obj.min()) < 1e-6 * float(obj.abs().max())
 
 
+def test_population_loss_minimizer_tends_to_soft_thresholding_and_misses_0_1_at_the_last_gamma() -> None:
+    """The exact minimiser of the proximal-matching loss (quadrature, :func:`laplace_loss_minimizer`) tends to the
+    MAP denoiser as γ → 0: at γ = 0.01 it is soft-thresholding within 0.02 (the threshold bias shrinks like γ:
+    0.111, 0.065, 0.031 at γ = 0.1, 0.05, 0.02).  At the reference schedule's last γ = 0.1 it is 0.111 at y = 1:
+    even a perfect minimiser of the schedule's last loss is outside the issue's ±0.1 there (what the xfail below
+    measures); elsewhere it is within 1e-3 of soft-thresholding."""
+    ys = [-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    for y in ys:
+        want = float(soft_threshold(torch.tensor(y)))
+        assert abs(laplace_loss_minimizer(y, 0.01) - want) <= 0.02, y
+    bias = [laplace_loss_minimizer(1.0, g) for g in (0.1, 0.05, 0.02)]
+    assert bias[0] > bias[1] > bias[2] > 0
+    assert bias[0] > 0.1 and laplace_loss_minimizer(-1.0, 0.1) < -0.1
+    for y in (-3.0, -2.0, 0.0, 2.0, 3.0):
+        assert abs(laplace_loss_minimizer(y, 0.1) - float(soft_threshold(torch.tensor(y)))) <= 1e-3, y
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured with the short schedule (8k steps): f(±1) = ±0.16–0.19, outside "
-                   "±0.1; the reference schedule (44k steps, batch 2000) takes 30–100 min on a CPU and is a "
-                   "benchmark command: python benchmarks/surrogate_lpn.py --schedule reference")
+@pytest.mark.xfail(strict=True, reason="measured: the short schedule (8k steps) gives f(±1) = ±0.16–0.19 and the "
+                   "reference schedule (44k steps, batch 2000, 35 min; python benchmarks/surrogate_lpn.py --schedule "
+                   "reference) f(−1) = −0.177, f(1) = 0.167, outside ±0.1; the exact minimiser of the schedule's last "
+                   "loss (γ = 0.1) is itself ±0.111 there (test above), so ±0.1 at y = ±1 needs γ below 0.1")
 def test_laplace_prox_matching_gives_soft_thresholding() -> None:
     """The MAP denoiser for x ~ Laplace(0, 1), y = x + N(0, 1) is soft-thresholding at 1; proximal matching must
     recover it within ±0.1 at y = −3..3 while the ℓ2-trained LPN (MMSE) shrinks smoothly (|f(±1)| > 0.1).
