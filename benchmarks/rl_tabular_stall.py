@@ -27,7 +27,6 @@ from torch import Tensor
 
 from descend.rl import NHARPG, NPGIGT, FlatPolicy, Power, TabularMDP, TabularSoftmaxPolicy
 from descend.rl.algorithms import PolicyGradient
-from descend.rl.estimators import gpomdp
 
 MDP = TabularMDP.random(5, 3, gamma=0.9, horizon=50, seed=0)
 
@@ -46,20 +45,11 @@ class NHARPGExactHVP(NHARPG):
 
     name = "n_harpg_exact_hvp"
 
-    def _update(self) -> None:
-        eta = min(1.0, self.momentum(self.t))
-        g = gpomdp(self.flat, self.theta, self._sample(self.theta))
-        if self.t == 0:
-            self.d = g
-        else:
-            q = float(torch.rand((), generator=self.generator, dtype=torch.float64))
-            theta_hat = q * self.theta + (1.0 - q) * self.prev
-            self._sample(theta_hat)                     # N-HARPG's budget and random stream
-            v = exact_grad(theta_hat, self.theta - self.prev)[1]
-            assert v is not None
-            self.d = (1.0 - eta) * (self.d + v) + eta * g
-        self.prev = self.theta
-        self.theta = self.theta + self.lr(self.t) * self.d / self.d.norm()
+    def _hessian_vector(self, theta_hat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        self._sample(theta_hat)                     # N-HARPG's budget and random stream
+        v = exact_grad(theta_hat, delta)[1]
+        assert v is not None
+        return v
 
 
 METHODS: dict[str, type[PolicyGradient]] = {"n_harpg": NHARPG, "n_harpg_exact_hvp": NHARPGExactHVP,

@@ -212,13 +212,18 @@ class HARPG(PolicyGradient):
         else:
             q = float(torch.rand((), generator=self.generator, dtype=torch.float64))
             theta_hat = q * self.theta + (1.0 - q) * self.prev
-            delta = self.theta - self.prev
-            v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat), delta)
-            assert isinstance(v, Tensor)
+            v = self._hessian_vector(theta_hat, self.theta - self.prev)
             self.d = (1.0 - eta) * (self.d + v) + eta * g
         self.prev = self.theta
         step = _normalize(self.d) if self.normalized else self.d
         self.theta = self.theta + self.lr(self.t) * step
+
+
+    def _hessian_vector(self, theta_hat: Tensor, delta: Tensor) -> Tensor:
+        """The correction ``B(τ̂, θ̂)·Δ`` from a fresh trajectory at ``θ̂`` (one HVP, :func:`harpg_hvp`)."""
+        v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat), delta)
+        assert isinstance(v, Tensor)
+        return v
 
 
 class NHARPG(HARPG):
