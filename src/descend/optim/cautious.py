@@ -159,19 +159,12 @@ def c_adamw_math(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Ten
 
     ``decay = 1 - lr·wd`` (exactly 1 without decay), ``denom = sqrt(v)/sqrt_bc2 + eps`` (``sqrt_bc2 = 1`` on the
     loop path: dividing by 1 is exact), the cautious mask and its rescaling from the updated ``m`` and ``g``.
-
-    Written so that the compiled form makes two loops over the tensor, the least a mask mean allows: the
-    first reads ``m`` and ``g`` only (the mask's count, from ``m_t`` recomputed), the second is AdamW's
-    update (reads ``p, g, m, v``, writes ``p, m, v``): 9 memory streams against fused AdamW's 7.  Mutating
-    ``m`` before the reduction instead makes inductor store and re-read it (1.75x fused AdamW against 1.49x
-    in one run of ``benchmarks/step_time.py``'s shapes).
     """
-    m_t = m * beta1 + g * (1.0 - beta1)
-    scale = cautious_scale(m_t, g)
-    m.copy_(m_t)
+    p.mul_(decay)
+    m.mul_(beta1).add_(g * (1.0 - beta1))
     v.mul_(beta2).add_(g * g * (1.0 - beta2))
     denom = v.sqrt() / sqrt_bc2 + eps
-    p.mul_(decay).sub_(m_t * scale / denom * step_size)
+    p.sub_(m * cautious_scale(m, g) / denom * step_size)
 
 
 def _check_group(group: Mapping[str, Any]) -> None:
