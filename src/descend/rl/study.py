@@ -65,12 +65,14 @@ class EnvSetting:
     momentum_igt: Schedule = field(default_factory=lambda: Power(1.0, 0.8))
     momentum_harpg: Schedule = field(default_factory=lambda: Power(1.0, 1.0))
     batch_size: int = 1
+    baseline: bool = False
     solved: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "hidden": list(self.hidden), "lr_normalized": repr(self.lr_normalized),
                 "lr_sga": repr(self.lr_sga), "momentum_igt": repr(self.momentum_igt),
-                "momentum_harpg": repr(self.momentum_harpg), "batch_size": self.batch_size}
+                "momentum_harpg": repr(self.momentum_harpg), "batch_size": self.batch_size,
+                "baseline": self.baseline}
 
 
 #: Defaults per environment (others: CartPole's).  Gymnasium step sizes are constants (the papers' decaying
@@ -159,6 +161,7 @@ def make_method(method: str, policy: Policy, sampler: Any, s: EnvSetting, seed: 
     kw: dict[str, Any] = {"batch_size": s.batch_size, "seed": seed}
     if method == "reinforce":
         return REINFORCE(policy, sampler, lr=s.lr_sga, **kw)
+    kw["baseline"] = s.baseline
     if method == "gpomdp":
         return GPOMDP(policy, sampler, lr=s.lr_sga, **kw)
     if method == "normalized_pg":
