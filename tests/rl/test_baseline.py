@@ -14,8 +14,18 @@ import itertools
 import pytest
 import torch
 
-from descend.rl import (GPOMDP, NHARPG, NPGIGT, FlatPolicy, NormalizedPG, TabularMDP, TabularSoftmaxPolicy,
-                        Trajectories, gpomdp, harpg_hvp)
+from descend.rl import (
+    GPOMDP,
+    NHARPG,
+    NPGIGT,
+    FlatPolicy,
+    NormalizedPG,
+    TabularMDP,
+    TabularSoftmaxPolicy,
+    Trajectories,
+    gpomdp,
+    harpg_hvp,
+)
 from descend.rl.study import ENVS, make_env, make_method
 
 from ._exact import exact_grad_and_hvp

@@ -32,6 +32,10 @@ is an argument (a number means a constant).
 Checked against: the estimators against exact derivatives of the tabular MDP (``tests/rl/test_estimators.py``:
 exact expectation by enumeration to 1e-10, sampled means within 5 % relative); the algorithms on the claims of
 ``tests/rl/test_tabular.py``.  Deviations: HARPG's first iteration samples one trajectory (its Hessian term is 0).
+Option ``baseline=True`` (GPOMDP, normalized PG, N-PG-IGT, (N-)HARPG; ``batch_size ≥ 2``): GPOMDP's leave-one-out
+baseline in ``g`` and in ``Φ`` of the Hessian term, both still unbiased (exactly, over all pairs of a tiny MDP:
+``tests/rl/test_baseline.py``).  The authors' code subtracts a baseline too (garage's linear feature baseline); the
+papers' algorithms have none, so it is off by default (on in the CartPole setting of :mod:`descend.rl.study`).
 
 Every algorithm is deterministic given ``seed``: sampling uses one ``torch.Generator``.
 """
