@@ -32,6 +32,10 @@ is an argument (a number means a constant).
 Checked against: the estimators against exact derivatives of the tabular MDP (``tests/rl/test_estimators.py``:
 exact expectation by enumeration to 1e-10, sampled means within 5 % relative); the algorithms on the claims of
 ``tests/rl/test_tabular.py``.  Deviations: HARPG's first iteration samples one trajectory (its Hessian term is 0).
+Option ``baseline=True`` (GPOMDP, normalized PG, N-PG-IGT, (N-)HARPG; ``batch_size ≥ 2``): GPOMDP's leave-one-out
+baseline in ``g`` and in ``Φ`` of the Hessian term, both still unbiased (exactly, over all pairs of a tiny MDP:
+``tests/rl/test_baseline.py``).  The authors' code subtracts a baseline too (garage's linear feature baseline); the
+papers' algorithms have none, so it is off by default (on in the CartPole setting of :mod:`descend.rl.study`).
 
 Every algorithm is deterministic given ``seed``: sampling uses one ``torch.Generator``.
 """
@@ -63,6 +67,13 @@ class StepInfo:
 
     returns: list[float]
     steps: int
+
+
+def _check_baseline(baseline: bool, batch_size: int) -> bool:
+    """``baseline`` (GPOMDP's leave-one-out baseline) needs ``batch_size ≥ 2``; checked before any state is set."""
+    if baseline and batch_size < 2:
+        raise ValueError(f"baseline=True needs batch_size ≥ 2, got {batch_size}")
+    return bool(baseline)
 
 
 def _normalize(d: Tensor) -> Tensor:
@@ -143,8 +154,8 @@ class GPOMDP(PolicyGradient):
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = 0.01, batch_size: int = 1,
                  baseline: bool = False, seed: int = 0) -> None:
+        self.baseline = _check_baseline(baseline, batch_size)
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
-        self.baseline = bool(baseline)
 
     def _update(self) -> None:
         g = gpomdp(self.flat, self.theta, self._sample(self.theta), baseline=self.baseline)
@@ -157,13 +168,16 @@ class NormalizedPG(PolicyGradient):
     name = "normalized_pg"
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = STEP_2_OVER_T,
-                 estimator: str = "gpomdp", batch_size: int = 1, seed: int = 0) -> None:
-        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
+                 estimator: str = "gpomdp", batch_size: int = 1, baseline: bool = False, seed: int = 0) -> None:
         self.estimator = check_choice("estimator", estimator, ("gpomdp", "reinforce"))
+        if baseline and estimator != "gpomdp":
+            raise ValueError("baseline=True needs estimator='gpomdp'")
+        self.baseline = _check_baseline(baseline, batch_size)
+        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
 
     def _update(self) -> None:
         traj = self._sample(self.theta)
-        g = gpomdp(self.flat, self.theta, traj) if self.estimator == "gpomdp" else \
+        g = gpomdp(self.flat, self.theta, traj, baseline=self.baseline) if self.estimator == "gpomdp" else \
             reinforce(self.flat, self.theta, traj)
         self.theta = self.theta + self.lr(self.t) * _normalize(g)
 
@@ -174,7 +188,9 @@ class NPGIGT(PolicyGradient):
     name = "n_pg_igt"
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = STEP_2_OVER_T,
-                 momentum: float | Schedule = MOMENTUM_IGT, batch_size: int = 1, seed: int = 0) -> None:
+                 momentum: float | Schedule = MOMENTUM_IGT, batch_size: int = 1, baseline: bool = False,
+                 seed: int = 0) -> None:
+        self.baseline = _check_baseline(baseline, batch_size)
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
@@ -183,7 +199,7 @@ class NPGIGT(PolicyGradient):
     def _update(self) -> None:
         eta = min(1.0, self.momentum(self.t))
         theta_tilde = self.theta + ((1.0 - eta) / eta) * (self.theta - self.prev)
-        g = gpomdp(self.flat, theta_tilde, self._sample(theta_tilde))
+        g = gpomdp(self.flat, theta_tilde, self._sample(theta_tilde), baseline=self.baseline)
         self.d = (1.0 - eta) * self.d + eta * g
         self.prev = self.theta
         self.theta = self.theta + self.lr(self.t) * _normalize(self.d)
@@ -198,7 +214,9 @@ class HARPG(PolicyGradient):
     normalized = False
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = HARPG_STEP,
-                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, seed: int = 0) -> None:
+                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, baseline: bool = False,
+                 seed: int = 0) -> None:
+        self.baseline = _check_baseline(baseline, batch_size)
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
@@ -206,7 +224,7 @@ class HARPG(PolicyGradient):
 
     def _update(self) -> None:
         eta = min(1.0, self.momentum(self.t))
-        g = gpomdp(self.flat, self.theta, self._sample(self.theta))
+        g = gpomdp(self.flat, self.theta, self._sample(self.theta), baseline=self.baseline)
         if self.t == 0:
             self.d = g
         else:
@@ -221,7 +239,7 @@ class HARPG(PolicyGradient):
 
     def _hessian_vector(self, theta_hat: Tensor, delta: Tensor) -> Tensor:
         """The correction ``B(τ̂, θ̂)·Δ`` from a fresh trajectory at ``θ̂`` (one HVP, :func:`harpg_hvp`)."""
-        v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat), delta)
+        v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat), delta, baseline=self.baseline)
         assert isinstance(v, Tensor)
         return v
 
@@ -233,5 +251,7 @@ class NHARPG(HARPG):
     normalized = True
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = STEP_2_OVER_T,
-                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, seed: int = 0) -> None:
-        super().__init__(policy, sampler, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed)
+                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, baseline: bool = False,
+                 seed: int = 0) -> None:
+        super().__init__(policy, sampler, lr=lr, momentum=momentum, batch_size=batch_size, baseline=baseline,
+                         seed=seed)

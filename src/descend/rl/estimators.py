@@ -99,15 +99,21 @@ def gpomdp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, baseline: bool =
     estimator has no baseline.
     """
     flat.set(theta)
-    rtg = traj.reward_to_go()
-    if baseline:
-        if traj.n < 2:
-            raise ValueError(f"baseline=True needs at least 2 trajectories, got {traj.n}")
-        valid = traj.mask.to(torch.float64)
-        tot, cnt = (rtg * valid).sum(0), valid.sum(0)
-        rtg = rtg - (tot - rtg * valid) / (cnt - valid).clamp_min(1.0)
+    rtg = _reward_to_go(traj, baseline)
     w = _weights(traj, weights)
     return flat.grad(((step_log_probs(flat, traj) * rtg).sum(-1) * w).sum())
+
+
+def _reward_to_go(traj: Trajectories, baseline: bool) -> Tensor:
+    """``Σ_{h≥t} γ^h r_h``, less the leave-one-out mean over the batch's other trajectories with ``baseline``."""
+    rtg = traj.reward_to_go()
+    if not baseline:
+        return rtg
+    if traj.n < 2:
+        raise ValueError(f"baseline=True needs at least 2 trajectories, got {traj.n}")
+    valid = traj.mask.to(torch.float64)
+    tot, cnt = (rtg * valid).sum(0), valid.sum(0)
+    return rtg - (tot - rtg * valid) / (cnt - valid).clamp_min(1.0)
 
 
 def reinforce(flat: FlatPolicy, theta: Tensor, traj: Trajectories) -> Tensor:
@@ -118,13 +124,16 @@ def reinforce(flat: FlatPolicy, theta: Tensor, traj: Trajectories) -> Tensor:
 
 
 def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor, with_gradient: bool = False,
-              weights: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+              weights: Tensor | None = None, baseline: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Mean of ``B(τ_i, θ) v`` over the batch (``Σ_i w_i B(τ_i, θ) v`` with ``weights``); no Hessian is formed.
 
     ``c_i = ∇ log p(τ_i|θ)·v`` by the double-backward trick (the gradient of ``u ↦ (∇_θ Σ_i u_i log p_i)·v``);
     ``∇²Φ v`` is one product of :class:`descend.curvature.ClosureHVPOperator` on ``Φ = Σ_i w_i Φ_i`` (whose
     gradient is GPOMDP's estimate), and ``Σ_i w_i c_i ∇Φ_i`` the gradient of ``Σ_i w_i c_i Φ_i`` (``c`` fixed).
     ``with_gradient=True`` also returns the GPOMDP estimate at ``θ`` on the same batch (it comes for free).
+    ``baseline=True`` uses :func:`gpomdp`'s leave-one-out baseline in ``Φ_i``: it is built from the *other*
+    trajectories' rewards, constant in ``θ`` and independent of ``τ_i``, so its terms have zero mean for every
+    ``θ`` and ``E[B v]`` is still ``∇²J(θ) v`` (needs ``B ≥ 2``).
     """
     flat.set(theta)
     v = v.detach().to(torch.float64)
@@ -132,7 +141,7 @@ def harpg_hvp(flat: FlatPolicy, theta: Tensor, traj: Trajectories, v: Tensor, wi
     u = torch.zeros(traj.n, dtype=torch.float64, requires_grad=True)
     gl = flat.grad((u * lp.sum(-1)).sum(), create_graph=True)
     (c,) = torch.autograd.grad(gl @ v, u, retain_graph=True)
-    phi_i = (lp * traj.reward_to_go()).sum(-1) * _weights(traj, weights)
+    phi_i = (lp * _reward_to_go(traj, baseline)).sum(-1) * _weights(traj, weights)
     op = ClosureHVPOperator(phi_i.sum, flat.params)
     bv = op.matvec(v) + flat.grad((c.detach() * phi_i).sum())   # the product first: the last backward frees the graph
     if with_gradient:
