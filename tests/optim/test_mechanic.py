@@ -531,17 +531,12 @@ def test_float32_keeps_the_exact_offset_and_float64_reconstructs_it() -> None:
         assert ("mechanic_offset" in opt.state[params[0]]) is keeps
 
 
-def _run_float32(steps: int, *, forget_writes: bool, fused: bool, write_at: int | None = None
-                 ) -> tuple[list[torch.Tensor], Mechanic]:
+def _run_float32(steps: int, *, forget_writes: bool, fused: bool) -> tuple[list[torch.Tensor], Mechanic]:
     """Mechanic around AdamW on a float32 least-squares problem; ``forget_writes`` drops the record of this
-    optimizer's last write before every step (forcing the copy of x); ``write_at``: add 0.5 to the first
-    parameter (through the tensor, so its version counter moves) before that step."""
+    optimizer's last write before every step (forcing the copy of x)."""
     params, loss = _unit_scale_least_squares(torch.float32, 0, "Wb")
     opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=fused)
-    for t in range(steps):
-        if write_at == t:
-            with torch.no_grad():
-                params[0].add_(0.5)
+    for _ in range(steps):
         if forget_writes:
             opt.__dict__.pop("_written", None)
         opt.zero_grad()
@@ -572,30 +567,61 @@ def test_compiled_rebuilt_x_agrees_with_the_copy_to_float32_rounding() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def _written_midway(dtype: torch.dtype, through_data: bool) -> list[torch.Tensor]:
+def _written_midway(dtype: torch.dtype, how: str, fused: bool = False) -> list[torch.Tensor]:
     params, loss = _unit_scale_least_squares(dtype, 0, "Wb")
-    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=False)
+    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=fused)
     for t in range(10):
         if t == 6:
             with torch.no_grad():
-                (params[0].data if through_data else params[0]).add_(0.5)
+                if how == "tensor":
+                    params[0].add_(0.5)
+                elif how == "assign":  # what vector_to_parameters and average_parameters do
+                    params[0].data = params[0].data + 0.5
+                else:  # "data": in place through .data, which no version counter sees
+                    params[0].data.add_(0.5)
         opt.zero_grad()
         loss().backward()
         opt.step()
     return [p.detach().double() for p in params]
 
 
-def test_a_write_to_the_parameters_between_steps_is_taken_up_like_the_reference() -> None:
-    """A write through the parameter (``p.add_``, ``module.load_state_dict``: its version counter moves) is
-    seen: Δ is then taken from the new value, Δ = (x − x_ref)/(S + ε), as the reference (and descend in float64)
-    rebuilds it from the parameters every step.  float32 must then follow float64's trajectory: 10 steps of a
+@pytest.mark.parametrize(("how", "fused"), [("tensor", False), ("assign", False), ("tensor", True)])
+def test_a_write_to_the_parameters_between_steps_is_taken_up_like_the_reference(how: str, fused: bool) -> None:
+    """A write through the parameter (``p.add_``, ``module.load_state_dict``: its version counter moves) or an
+    assignment of its data (``p.data = t``, as ``vector_to_parameters`` does: its storage moves) is seen: Δ is
+    then taken from the new value, Δ = (x − x_ref)/(S + ε), as the reference (and descend in float64) rebuilds it
+    from the parameters every step.  float32 must then follow float64's trajectory: 10 steps of a
     well-conditioned 10x5 least-squares problem, which differ by float32 rounding (6e-8 relative per operation;
     measured 1.3e-7 absolute on O(1) parameters); 1e-5 leaves a margin of ~100 for other CPUs' rounding.
-    A write through ``.data`` (no version change) is not seen, and the two then differ by ~0.08 (checked, so
-    the test can fail)."""
-    want = _written_midway(torch.float64, through_data=False)
-    got = _written_midway(torch.float32, through_data=False)
+    A write in place through ``.data`` (no version change, same storage) is not seen, and the two then differ
+    by ~0.08 (checked, so the test can fail)."""
+    want = _written_midway(torch.float64, how)
+    got = _written_midway(torch.float32, how, fused)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    unseen = _written_midway(torch.float32, through_data=True)
+    unseen = _written_midway(torch.float32, "data")
     assert (unseen[0] - want[0]).abs().max() > 1e-2
+
+
+def test_loading_a_state_into_the_same_optimizer_forgets_the_record_of_its_writes() -> None:
+    """Rolling the optimizer back (``load_state_dict`` of an earlier state into the same instance, parameters
+    untouched) must give what loading into a fresh optimizer gives: x is taken from the parameters, not rebuilt
+    from the loaded offset.  Both runs do the same float32 operations in the same order: bitwise."""
+    def run(same: bool) -> list[torch.Tensor]:
+        params, loss = _unit_scale_least_squares(torch.float32, 0, "Wb")
+        opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=False)
+        saved = None
+        for t in range(10):
+            if t == 3:
+                saved = copy.deepcopy(opt.state_dict())
+            if t == 6:
+                if not same:
+                    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=False)
+                opt.load_state_dict(saved)
+            opt.zero_grad()
+            loss().backward()
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert torch.equal(a, b)

@@ -58,9 +58,9 @@ resumes bitwise):
 ``load_state_dict`` hands the base optimizer its own part (so the base's casting rules apply to it) and
 restores Mechanic's part unchanged; a plain base-optimizer state dict loads too (the tuner then starts
 afresh).  Memory: one extra copy of the parameters (two with ``store_delta`` or below float64, where the
-exact offset is kept) plus, in float64 and with ``store_delta``, a scratch copy of the parameters before the
-base step, kept between steps (the reference allocates it anew every step), and, for bases other than
-torch's own, a copy of the gradients during ``step``.
+exact offset is kept) plus, in float64, in bfloat16/float16 and with ``store_delta``, a scratch copy of the
+parameters before the base step, kept between steps (the reference allocates it anew every step), and, for
+bases other than torch's own, a copy of the gradients during ``step``.
 
 Parameters without a gradient: skipped, as in the reference — no Mechanic state is created for them,
 they take no part in ``h`` and the norms, and they are not moved.  ``x_ref`` of a parameter is taken the
@@ -85,17 +85,25 @@ rtol 1e-12; measured <= 3.5e-14).
 
 Fast path: per tensor, Mechanic reads its inputs twice -- :func:`mechanic_sums` (the four inner products, one
 pass) and :func:`mechanic_apply` (the new offset and parameters) -- compiled where ``torch.compile`` works
-(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  Where the exact offset
-``D`` is kept (below float64, ``store_delta=False``: the default for float32 models) the parameters before the
-base step are not copied: they are rebuilt as ``x = x_ref + D``, the value the previous step wrote, which is
-valid while nothing else wrote the parameter; a write through the tensor (``p.add_``, ``p.copy_``,
-``module.load_state_dict``) moves its version counter, and that step copies ``x`` and takes ``D = x - x_ref``
-from the written value, as the reference does.  A write through ``p.data`` (or another alias of its memory)
-leaves no trace and is taken as part of the next base step's update: write parameters through the tensor
-under ``torch.no_grad()``.  Memory streams per step (float32, around fused AdamW): 7 (the base) + 3 (sums)
-+ 5 (apply) = 15, against fused AdamW's 7 (19 with the copy).  For that,
+(``tuner_fused``, :mod:`descend.optim._fused`); the reference makes about ten passes.  For that,
 ``h = ⟨Δ, g⟩ + c ⟨Δ, x⁺⟩`` with ``c = λ S ‖g‖ / (‖x⁺‖ + ε)`` is summed as two inner products (the reference:
-one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.  The gradients are not copied before the base
+one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.
+
+Where the exact offset ``D`` is kept (below float64, ``store_delta=False``: the default for float32 models) the
+parameters before the base step are not copied: they are rebuilt as ``x = x_ref + D``, the value the previous
+step wrote (compiled, to one rounding: the loop may fuse ``x_ref + Δ·S`` into one multiply-add).  Memory streams
+per step (float32, around fused AdamW): 7 (the base) + 3 (sums) + 5 (apply) = 15, against fused AdamW's 7 (19
+with the copy).  That is valid while nothing else wrote the parameter.  A write through the tensor (``p.add_``,
+``p.copy_``, ``module.load_state_dict``, ``nn.init``) moves its version counter, and an assignment ``p.data = t``
+(``torch.nn.utils.vector_to_parameters``, ``model_averaging.average_parameters``) moves its storage; either
+makes that step copy ``x`` and take ``D = x - x_ref`` from the written value, as the reference does
+(``load_state_dict`` of this optimizer forgets the record too).  In-place writes that bypass the version counter
+leave no trace: ``p.data.copy_(...)``, ``torch.distributed.broadcast(p)`` / ``all_reduce(p)``, a numpy view, a
+flat buffer that ``p``'s data views, another fused optimizer stepping ``p`` (torch's fused AdamW does not move
+it).  Such a write is taken as part of the next base step's update (scaled by the learned scale), where the
+reference keeps it whole; descend before 0.5 dropped it entirely in float32, and the reference itself drops it
+with ``store_delta=True``.  Write parameters through the tensor under ``torch.no_grad()``, or pass
+``store_delta=True`` (x is then always copied).  The gradients are not copied before the base
 step when the base is one of torch's optimizers that never write ``p.grad`` (SGD, Adam, AdamW, NAdam, RAdam,
 Adamax, Adagrad, RMSprop).  The registry's :func:`mechanic` builds a torch Adam/AdamW base with ``fused=True``
 where torch's fused kernel applies (the caller chose none of ``fused``/``foreach``/``capturable``/
@@ -365,6 +373,8 @@ class Mechanic(torch.optim.Optimizer):
         self.param_groups = self.base.param_groups
         self.state = self.base.state
         self.defaults = self.base.defaults
+        for key in ("_written", "_scratch"):  # the parameters' values are no longer what this optimizer wrote
+            self.__dict__.pop(key, None)
         index = [p for g in self.param_groups for p in g["params"]]
         for k, entries in mine.items():
             p = index[k]
@@ -420,19 +430,19 @@ class Mechanic(torch.optim.Optimizer):
             if written is None:
                 written = self.__dict__["_written"] = WeakIdKeyDictionary()
             for p in active:
-                written[p] = p._version
+                written[p] = _write_mark(p)
         return loss
 
     def _moved(self, p: torch.Tensor) -> bool | None:
         """``None`` if ``x`` can be rebuilt as ``x_ref + D`` (the exact offset is kept, as for float32
-        parameters, and ``p``'s version counter shows no write since this optimizer wrote it); else whether
-        something wrote ``p`` in between (``True``: Δ is then taken from the new value, as the reference
-        does; ``False``: no record, e.g. the first step or after ``load_state_dict``)."""
+        parameters, and neither ``p``'s version counter nor its storage changed since this optimizer wrote it);
+        else whether something wrote ``p`` in between (``True``: Δ is then taken from the new value, as the
+        reference does; ``False``: no record, e.g. the first step or after ``load_state_dict``)."""
         written = self.__dict__.get("_written")
         seen = None if written is None else written.get(p)
         if seen is None:
             return False
-        if seen != p._version:
+        if seen != _write_mark(p):
             return True
         st = self.state.get(p)
         if (st is None or _OFFSET not in st or p.dtype != _compute_dtype(p)
@@ -543,6 +553,12 @@ class Mechanic(torch.optim.Optimizer):
         for p, x_new in zip(active, works, strict=True):
             if x_new is not p:
                 p.copy_(x_new)
+
+
+def _write_mark(p: torch.Tensor) -> tuple[int, int, int]:
+    """What changes when something writes ``p`` through the tensor (its version counter) or assigns its data
+    (``p.data = t``: the storage moves): Mechanic rebuilds x only while this is what it was after its step."""
+    return p._version, p.untyped_storage().data_ptr(), p.storage_offset()
 
 
 def _by_kind(kinds: Sequence[tuple[str, torch.Tensor | None]]) -> dict[str, list[int]]:
