@@ -214,8 +214,10 @@ def eigenbasis_descending(mat: torch.Tensor, dtype: torch.dtype, *,
                           shift_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Eigenvectors of the symmetric matrix ``mat`` as columns, in descending eigenvalue order.
 
-    ``mat`` is one ``n x n`` matrix or a batch ``(..., n, n)`` of them (one ``eigh`` call for the batch; each
-    matrix gets exactly what it would get alone).  ``mat`` is cast to ``dtype`` and ``1e-30·I`` is added
+    ``mat`` is one ``n x n`` matrix or a batch ``(..., n, n)`` of them (one ``eigh`` call for the batch; on the
+    CPU each matrix gets what it would get alone, tested; CUDA's batched ``eigh`` may use another algorithm for
+    small matrices, so there it agrees to rounding only where eigenvalues are distinct).
+    ``mat`` is cast to ``dtype`` and ``1e-30·I`` is added
     before ``torch.linalg.eigh``; the identity is built in ``shift_dtype`` (default ``dtype``), so the
     addition, and with it the decomposition, runs in the promoted dtype of the two (SOAP's reference builds
     it in torch's default dtype: with float64 as the default its "float32" eigh actually decomposes the

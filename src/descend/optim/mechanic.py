@@ -102,8 +102,8 @@ leave no trace: ``p.data.copy_(...)``, ``torch.distributed.broadcast(p)`` / ``al
 flat buffer that ``p``'s data views, another fused optimizer stepping ``p`` (torch's fused AdamW does not move
 it).  Such a write is taken as part of the next base step's update (scaled by the learned scale), where the
 reference keeps it whole; descend before 0.5 dropped it entirely in float32, and the reference itself drops it
-with ``store_delta=True``.  Write parameters through the tensor under ``torch.no_grad()``, or pass
-``store_delta=True`` (x is then always copied).  The gradients are not copied before the base
+with ``store_delta=True`` (as does descend with that option).  Write parameters through the tensor under
+``torch.no_grad()``.  The gradients are not copied before the base
 step when the base is one of torch's optimizers that never write ``p.grad`` (SGD, Adam, AdamW, NAdam, RAdam,
 Adamax, Adagrad, RMSprop).  The registry's :func:`mechanic` builds a torch Adam/AdamW base with ``fused=True``
 where torch's fused kernel applies (the caller chose none of ``fused``/``foreach``/``capturable``/
@@ -558,7 +558,7 @@ class Mechanic(torch.optim.Optimizer):
 def _write_mark(p: torch.Tensor) -> tuple[int, int, int]:
     """What changes when something writes ``p`` through the tensor (its version counter) or assigns its data
     (``p.data = t``: the storage moves): Mechanic rebuilds x only while this is what it was after its step."""
-    return p._version, p.untyped_storage().data_ptr(), p.storage_offset()
+    return p._version, p.untyped_storage().data_ptr(), int(p.storage_offset())
 
 
 def _by_kind(kinds: Sequence[tuple[str, torch.Tensor | None]]) -> dict[str, list[int]]:

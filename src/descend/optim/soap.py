@@ -77,8 +77,11 @@ Known deviations from the reference, and why:
 * State keys: ``step``, ``exp_avg``, ``exp_avg_sq`` (both in the eigenbasis, shaped like the merged /
   NCHW view the preconditioner works on), ``factor_k`` and ``basis_k`` for each preconditioned axis k
   of that view (absent axes: identity).  The reference keeps lists of matrices instead.  After a step the
-  entries of a bucket are views (rows) of one storage per key; ``torch.save`` and ``deepcopy`` keep that
-  sharing, ``pickle`` copies the rows out, a loaded state dict is re-packed on its first step.  A state
+  entries of a bucket are views (rows) of one storage per key; ``torch.save(opt.state_dict())`` and
+  ``deepcopy(opt.state_dict())`` keep that sharing (one copy of each storage), ``pickle`` and ``deepcopy`` of the
+  optimizer copy the rows out, a loaded state dict is re-packed on its first step.  ``pickle.dumps`` of the
+  *state dict* (multiprocessing queues, Ray, ``broadcast_object_list``) writes a bucket's whole storage once per
+  row: send ``torch.save``'s bytes, or clone the rows first.  A state
   without the factor or basis of a preconditioned axis is refused by ``load_state_dict``.
 """
 
@@ -352,7 +355,7 @@ class SOAP(DescendOptimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         """As the base class, with every state row that views a bucket's storage copied out: ``pickle`` would
-        otherwise write the whole storage once per row (``torch.save`` and ``deepcopy`` share it)."""
+        otherwise write the whole storage once per row (``torch.save`` of the state dict shares it)."""
         state = super().__getstate__()
         state["state"] = defaultdict(dict, {p: {k: v.clone() if _is_row(v) else v for k, v in s.items()}
                                             for p, s in state["state"].items()})
