@@ -9,8 +9,6 @@ differ from the estimates without a baseline (the option is not a no-op).
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
@@ -28,25 +26,7 @@ from descend.rl import (
 )
 from descend.rl.study import ENVS, make_env, make_method
 
-from ._exact import exact_grad_and_hvp
-
-
-def _enumerate(mdp: TabularMDP, policy: TabularSoftmaxPolicy) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
-    with torch.no_grad():
-        pi = mdp.policy_table(policy)
-    states, actions, probs = [], [], []
-    for ss in itertools.product(range(S), repeat=H):
-        for aa in itertools.product(range(A), repeat=H):
-            p = mdp.rho[ss[0]]
-            for h in range(H):
-                p = p * pi[ss[h], aa[h]]
-                if h + 1 < H:
-                    p = p * mdp.P[ss[h], aa[h], ss[h + 1]]
-            states.append(ss)
-            actions.append(aa)
-            probs.append(float(p))
-    return torch.tensor(states), torch.tensor(actions), torch.tensor(probs, dtype=torch.float64)
+from ._exact import enumerate_trajectories, exact_grad_and_hvp
 
 
 def _pair(mdp: TabularMDP, st: torch.Tensor, ac: torch.Tensor, i: int, j: int) -> Trajectories:
@@ -62,7 +42,7 @@ def test_baseline_estimators_are_exactly_unbiased_over_all_pairs() -> None:
     theta = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
     v = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
     flat.set(theta)
-    st, ac, p = _enumerate(mdp, policy)
+    st, ac, p = enumerate_trajectories(mdp, policy)
     g_true, hv_true = exact_grad_and_hvp(mdp, theta, v, mdp.horizon)
     g_mean, hv_mean = torch.zeros_like(theta), torch.zeros_like(theta)
     for i in range(len(p)):

@@ -12,34 +12,17 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
 from descend.rl import FlatPolicy, TabularMDP, TabularSoftmaxPolicy, Trajectories, gpomdp, harpg_hvp, reinforce
 
-from ._exact import exact_grad, exact_grad_and_hvp
+from ._exact import enumerate_trajectories, exact_grad, exact_grad_and_hvp
 
 
 def _all_trajectories(mdp: TabularMDP, policy: TabularSoftmaxPolicy) -> tuple[Trajectories, torch.Tensor]:
-    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
-    with torch.no_grad():
-        pi = mdp.policy_table(policy)
-    states, actions, probs = [], [], []
-    for ss in itertools.product(range(S), repeat=H):
-        for aa in itertools.product(range(A), repeat=H):
-            p = mdp.rho[ss[0]]
-            for h in range(H):
-                p = p * pi[ss[h], aa[h]]
-                if h + 1 < H:
-                    p = p * mdp.P[ss[h], aa[h], ss[h + 1]]
-            states.append(ss)
-            actions.append(aa)
-            probs.append(float(p))
-    st, ac = torch.tensor(states), torch.tensor(actions)
-    traj = Trajectories(st, ac, mdp.r[st, ac], torch.ones(st.shape, dtype=torch.bool), mdp.gamma)
-    return traj, torch.tensor(probs, dtype=torch.float64)
+    st, ac, probs = enumerate_trajectories(mdp, policy)
+    return Trajectories(st, ac, mdp.r[st, ac], torch.ones(st.shape, dtype=torch.bool), mdp.gamma), probs
 
 
 def test_exact_expectation_of_gpomdp_reinforce_and_hessian_term() -> None:
