@@ -46,3 +46,15 @@ def enumerate_trajectories(mdp: TabularMDP, policy: TabularSoftmaxPolicy
             actions.append(aa)
             probs.append(float(p))
     return torch.tensor(states), torch.tensor(actions), torch.tensor(probs, dtype=torch.float64)
+
+
+def random_point(mdp: TabularMDP, seed: int = 0
+                 ) -> tuple[TabularSoftmaxPolicy, FlatPolicy, torch.Tensor, torch.Tensor]:
+    """A softmax policy of ``mdp`` set at random parameters θ (float64), and a random direction v."""
+    policy = TabularSoftmaxPolicy(mdp.n_states, mdp.n_actions)
+    flat = FlatPolicy(policy)
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
+    v = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
+    flat.set(theta)
+    return policy, flat, theta, v

@@ -16,7 +16,6 @@ from descend.rl import (
     GPOMDP,
     NHARPG,
     NPGIGT,
-    FlatPolicy,
     NormalizedPG,
     TabularMDP,
     TabularSoftmaxPolicy,
@@ -26,7 +25,7 @@ from descend.rl import (
 )
 from descend.rl.study import ENVS, make_env, make_method
 
-from ._exact import enumerate_trajectories, exact_grad_and_hvp
+from ._exact import enumerate_trajectories, exact_grad_and_hvp, random_point
 
 
 def _pair(mdp: TabularMDP, st: torch.Tensor, ac: torch.Tensor, i: int, j: int) -> Trajectories:
@@ -36,12 +35,7 @@ def _pair(mdp: TabularMDP, st: torch.Tensor, ac: torch.Tensor, i: int, j: int) -
 
 def test_baseline_estimators_are_exactly_unbiased_over_all_pairs() -> None:
     mdp = TabularMDP.random(2, 2, gamma=0.8, horizon=2, seed=3)
-    policy = TabularSoftmaxPolicy(2, 2)
-    flat = FlatPolicy(policy)
-    gen = torch.Generator().manual_seed(0)
-    theta = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
-    v = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
-    flat.set(theta)
+    policy, flat, theta, v = random_point(mdp)
     st, ac, p = enumerate_trajectories(mdp, policy)
     g_true, hv_true = exact_grad_and_hvp(mdp, theta, v, mdp.horizon)
     g_mean, hv_mean = torch.zeros_like(theta), torch.zeros_like(theta)

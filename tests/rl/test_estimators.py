@@ -17,7 +17,7 @@ import torch
 
 from descend.rl import FlatPolicy, TabularMDP, TabularSoftmaxPolicy, Trajectories, gpomdp, harpg_hvp, reinforce
 
-from ._exact import enumerate_trajectories, exact_grad, exact_grad_and_hvp
+from ._exact import enumerate_trajectories, exact_grad, exact_grad_and_hvp, random_point
 
 
 def _all_trajectories(mdp: TabularMDP, policy: TabularSoftmaxPolicy) -> tuple[Trajectories, torch.Tensor]:
@@ -27,12 +27,7 @@ def _all_trajectories(mdp: TabularMDP, policy: TabularSoftmaxPolicy) -> tuple[Tr
 
 def test_exact_expectation_of_gpomdp_reinforce_and_hessian_term() -> None:
     mdp = TabularMDP.random(2, 2, gamma=0.8, horizon=4, seed=3)
-    policy = TabularSoftmaxPolicy(2, 2)
-    flat = FlatPolicy(policy)
-    gen = torch.Generator().manual_seed(0)
-    theta = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
-    v = torch.randn(flat.dim, generator=gen, dtype=torch.float64)
-    flat.set(theta)
+    policy, flat, theta, v = random_point(mdp)
     traj, p = _all_trajectories(mdp, policy)
     assert abs(float(p.sum()) - 1.0) < 1e-12
     g_true, hv_true = exact_grad_and_hvp(mdp, theta, v, mdp.horizon)
