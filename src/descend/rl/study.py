@@ -18,7 +18,8 @@ random ergodic 5-state, 2-action MDP of ``tests/rl/test_average_reward.py``: one
 epochs of ``epoch_length`` steps, so there a "trajectory" of the curve is one *epoch* (``budget`` epochs per run),
 ``return`` is the exact average reward ρ(θ) of the current policy and ``regret`` the cumulative regret
 ``Σ_epochs H (ρ* − ρ(θ_epoch))``; the summary adds the regret's log–log slope over ``env_steps ≥ 10³``.  Their
-step size is ``γ_k = lr · 2/(k+2)`` (``lr``, default 1: ``descend rl run --lr``), stored in the run's setting.
+step size is ``γ_k = lr · 2/(k+2)`` (``lr``, default 1: ``descend rl run --lr``), stored in the run's setting when
+not 1.
 """
 
 from __future__ import annotations
@@ -302,7 +303,9 @@ def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int]
     every = eval_every or max(1, budget // 50)
     added = 0
     for method in methods:
-        defaults: dict[str, Any] = ({"epoch_length": epoch_length, "window": window, "lr": lr} if average
+        # ``lr`` is stored only when it is not the default: runs stored before the option existed still match
+        step = {} if lr == AVERAGE_LR else {"lr": lr}
+        defaults: dict[str, Any] = ({"epoch_length": epoch_length, "window": window, **step} if average
                                     else s.describe() if method != "ppo" else {"ppo": "stable-baselines3 defaults"})
         setting = {"budget": budget, "eval_every": every, "defaults": defaults}
         for seed in seeds:
