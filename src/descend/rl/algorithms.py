@@ -69,13 +69,6 @@ class StepInfo:
     steps: int
 
 
-def _check_baseline(baseline: bool, batch_size: int) -> bool:
-    """``baseline`` (GPOMDP's leave-one-out baseline) needs ``batch_size ≥ 2``; checked before any state is set."""
-    if baseline and batch_size < 2:
-        raise ValueError(f"baseline=True needs batch_size ≥ 2, got {batch_size}")
-    return bool(baseline)
-
-
 def _normalize(d: Tensor) -> Tensor:
     n = d.norm()
     return d / n if n > 0 else d
@@ -85,15 +78,19 @@ class PolicyGradient:
     """Base class: a policy, a sampler, the iterate ``θ`` (flat float64) and the counters.
 
     ``step()`` runs one iteration; ``trajectories``/``env_steps`` count everything sampled so far.
+    ``baseline``: GPOMDP's leave-one-out baseline in the estimators that take it (needs ``batch_size ≥ 2``).
     """
 
     name = "pg"
     trajectories_per_iteration = 1
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule, batch_size: int = 1,
-                 seed: int = 0) -> None:
+                 baseline: bool = False, seed: int = 0) -> None:
         self.lr = as_schedule("lr", lr)
         self.batch_size = check_int("batch_size", batch_size, 1)
+        if baseline and batch_size < 2:
+            raise ValueError(f"baseline=True needs batch_size ≥ 2, got {batch_size}")
+        self.baseline = bool(baseline)
         check_int("seed", seed, 0)
         self.policy, self.sampler = policy, sampler
         self.flat = FlatPolicy(policy)
@@ -154,8 +151,7 @@ class GPOMDP(PolicyGradient):
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = 0.01, batch_size: int = 1,
                  baseline: bool = False, seed: int = 0) -> None:
-        self.baseline = _check_baseline(baseline, batch_size)
-        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
+        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
 
     def _update(self) -> None:
         g = gpomdp(self.flat, self.theta, self._sample(self.theta), baseline=self.baseline)
@@ -172,8 +168,7 @@ class NormalizedPG(PolicyGradient):
         self.estimator = check_choice("estimator", estimator, ("gpomdp", "reinforce"))
         if baseline and estimator != "gpomdp":
             raise ValueError("baseline=True needs estimator='gpomdp'")
-        self.baseline = _check_baseline(baseline, batch_size)
-        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
+        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
 
     def _update(self) -> None:
         traj = self._sample(self.theta)
@@ -190,8 +185,7 @@ class NPGIGT(PolicyGradient):
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = STEP_2_OVER_T,
                  momentum: float | Schedule = MOMENTUM_IGT, batch_size: int = 1, baseline: bool = False,
                  seed: int = 0) -> None:
-        self.baseline = _check_baseline(baseline, batch_size)
-        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
+        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
         self.d = torch.zeros_like(self.theta)
@@ -216,8 +210,7 @@ class HARPG(PolicyGradient):
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = HARPG_STEP,
                  momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, baseline: bool = False,
                  seed: int = 0) -> None:
-        self.baseline = _check_baseline(baseline, batch_size)
-        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, seed=seed)
+        super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
         self.d = torch.zeros_like(self.theta)
