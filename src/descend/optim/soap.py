@@ -243,10 +243,10 @@ class SOAP(DescendOptimizer):
                     continue
                 item = _Item(p, self.state[p], _Layout(p.shape, group))
                 if "step" not in item.state:
-                    fresh.setdefault(item.key(p, tuple(item.layout.factor_axes(group)), None), []).append(item)
+                    fresh.setdefault(item.key(tuple(item.layout.factor_axes(group)), None), []).append(item)
                 else:
                     axes = tuple(i for i in range(item.grad.dim()) if f"basis_{i}" in item.state)
-                    buckets.setdefault(item.key(p, axes, float(item.state["step"])), []).append(item)
+                    buckets.setdefault(item.key(axes, float(item.state["step"])), []).append(item)
             for key, items in fresh.items():
                 for chunk in _chunks(items):
                     self._init_state(chunk, key[1], group)
@@ -282,7 +282,7 @@ class SOAP(DescendOptimizer):
             factors = _packed(states, f"factor_{i}")
             eye = torch.eye(factors.shape[-1], dtype=factors.dtype, device=factors.device).expand_as(factors)
             # a factor that overflowed (|g| > ~1e19 in float32) or an eigh that failed: start from the identity
-            (bases,), _ = _guarded(
+            (bases,) = _guarded(
                 lambda f: (eigenbasis_descending(f, pdt, shift_dtype=_shift_dtype(pdt)),), (factors,), (eye,))
             _assign_rows(states, f"basis_{i}", bases.contiguous())
 
@@ -345,7 +345,7 @@ class SOAP(DescendOptimizer):
             assert old is not None  # every axis in ``axes`` has a basis
             keep = torch.arange(old.shape[-1], device=old.device).expand(old.shape[:-1])
             # non-finite factor or failed factorization: that matrix keeps its basis (and V its order)
-            (new, order), _ = _guarded(partial(refresh_eigenbasis_qr, dtype=pdt),
+            (new, order) = _guarded(partial(refresh_eigenbasis_qr, dtype=pdt),
                                        (_packed(states, f"factor_{i}"), old), (old, keep))
             index = order.reshape(order.shape[0], *[1] * i, order.shape[1], *[1] * (sq.dim() - i - 2))
             sq = torch.take_along_dim(sq, index, dim=i + 1)
@@ -372,9 +372,9 @@ class _Item:
         self.param, self.state, self.layout = param, state, layout
         self.grad = layout.to_view(param.grad.to(state_dtype(param)))
 
-    def key(self, param: torch.Tensor, axes: tuple[int, ...], step: float | None) -> tuple[Any, ...]:
+    def key(self, axes: tuple[int, ...], step: float | None) -> tuple[Any, ...]:
         """What parameters must share to be stepped as one batch (``axes`` second: the bucket's axes)."""
-        return (tuple(self.grad.shape), axes, self.grad.dtype, param.dtype, self.grad.device, step)
+        return (tuple(self.grad.shape), axes, self.grad.dtype, self.param.dtype, self.grad.device, step)
 
 
 #: Largest stack (elements) a bucket is processed in: a step's temporaries are a few stacks of gradients, so a
@@ -436,26 +436,24 @@ def _rotate(x: torch.Tensor, bases: list[torch.Tensor | None], back: bool) -> to
 
 
 def _guarded(compute: Callable[..., tuple[torch.Tensor, ...]], inputs: tuple[torch.Tensor, ...],
-             fallback: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+             fallback: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """``compute(*inputs)`` for stacks of ``B`` matrices (``inputs[0]``: the ``(B, n, n)`` factors), with
     matrix ``b`` of every output taken from ``fallback`` instead where ``factors[b]`` is not finite, its
     factorization fails or its first output is not finite (float32 factors overflow for gradients above
-    ~1e19; eigh then raises ``_LinAlgError``).  Returns the outputs and the ``(B,)`` mask of matrices that
-    were computed.  Matrices are independent: a failure within a batch is retried matrix by matrix, so
-    each gets what it would get alone."""
+    ~1e19; eigh then raises ``_LinAlgError``).  Matrices are independent: a failure within a batch is retried
+    matrix by matrix, so each gets what it would get alone."""
     factors = inputs[0]
     finite = torch.isfinite(factors).flatten(1).all(1)
     try:
         out = compute(torch.where(finite.view(-1, 1, 1), factors, 0.0), *inputs[1:])
     except RuntimeError:  # torch.linalg.LinAlgError derives from RuntimeError
         if factors.shape[0] == 1:
-            return fallback, torch.zeros_like(finite)
+            return fallback
         parts = [_guarded(compute, tuple(x[b:b + 1] for x in inputs), tuple(f[b:b + 1] for f in fallback))
                  for b in range(factors.shape[0])]
-        return (tuple(torch.cat([p[0][k] for p in parts]) for k in range(len(fallback))),
-                torch.cat([p[1] for p in parts]))
+        return tuple(torch.cat([p[k] for p in parts]) for k in range(len(fallback)))
     ok = finite & torch.isfinite(out[0]).flatten(1).all(1)
-    return tuple(torch.where(ok.view(-1, *[1] * (o.dim() - 1)), o, f) for o, f in zip(out, fallback, strict=True)), ok
+    return tuple(torch.where(ok.view(-1, *[1] * (o.dim() - 1)), o, f) for o, f in zip(out, fallback, strict=True))
 
 
 def _shift_dtype(pdt: torch.dtype) -> torch.dtype:
