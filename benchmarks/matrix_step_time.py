@@ -49,6 +49,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -203,9 +204,9 @@ def _parse_shapes(text: str) -> dict[str, tuple[int, int]]:
             rows, cols = (int(x) for x in dims.split("x"))
             k = int(count) if count else 1
         except ValueError:
-            raise SystemExit(f"error: --shapes entries are RxC or RxC*K, got {part!r}") from None
+            raise ValueError(f"--shapes entries are RxC or RxC*K, got {part!r}") from None
         if min(rows, cols, k) < 1:
-            raise SystemExit(f"error: --shapes sizes and counts must be >= 1, got {part!r}")
+            raise ValueError(f"--shapes sizes and counts must be >= 1, got {part!r}")
         for _ in range(k):
             out[f"m{len(out)}"] = (rows, cols)
     return out
@@ -257,12 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default="", help="hidden matrices instead of the block's, e.g. 512x512*8,512x2048")
     ap.add_argument("--soap-baseline", default="", help="a copy of soap.py to time next to this one (before/after)")
     args = ap.parse_args(argv)
+    # every argument is checked before any work (exit 2, one line)
+    if args.clock == "cpu" and torch.device(args.device).type != "cpu":
+        ap.error(f"--clock cpu times CPU work only; use --clock wall with --device {args.device}")
+    if args.soap_baseline and not os.path.isfile(args.soap_baseline):
+        ap.error(f"--soap-baseline must name a file (a copy of soap.py), got {args.soap_baseline!r}")
+    try:
+        custom = _parse_shapes(args.shapes) if args.shapes else None
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     dev, pdt = torch.device(args.device), _DTYPES[args.param_dtype]
     d = args.d
-    shapes = _parse_shapes(args.shapes) if args.shapes else {"attn": (d, d), "mlp_up": (4 * d, d),
-                                                              "mlp_down": (d, 4 * d)}
+    shapes = custom or {"attn": (d, d), "mlp_up": (4 * d, d), "mlp_down": (d, 4 * d)}
     gen = torch.Generator().manual_seed(0)
     init = {k: torch.randn(*s, generator=gen) / s[1] ** 0.5 for k, s in shapes.items()}
     init["embed"] = torch.randn(args.vocab, d, generator=gen)
@@ -286,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    if args.clock == "cpu" and dev.type != "cpu":
-        raise SystemExit("error: --clock cpu times CPU work only; use --clock wall with --device " + args.device)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     dropped: dict[str, str] = {}
     for it in range(args.warmup + args.steps):
