@@ -46,18 +46,29 @@ def main() -> None:
         ap.error(f"--iterations must be ≥ 500 (the claim is about iteration 500), got {args.iterations}")
     if args.patterns != "exact" and not (args.patterns.isdigit() and int(args.patterns) >= 1):
         ap.error(f"--patterns must be 'exact' or a count ≥ 1, got {args.patterns!r}")
+    if args.n < 2 or args.d < 1:
+        ap.error(f"--n must be ≥ 2 and --d ≥ 1, got --n {args.n} --d {args.d}")
+    if not (args.beta > 0 and 0 < args.alpha < 2):
+        ap.error(f"--beta must be > 0 and --alpha in (0, 2), got --beta {args.beta:g} --alpha {args.alpha:g}")
+    try:
+        seeds = [int(v) for v in args.seeds.split(",")]
+        rhos = [float(v) for v in args.rhos.split(",")]
+    except ValueError:
+        ap.error(f"--seeds must be integers and --rhos numbers, comma-separated; got {args.seeds!r}, {args.rhos!r}")
+    if min(seeds) < 0 or not all(r > 0 for r in rhos):
+        ap.error(f"--seeds must be ≥ 0 and --rhos > 0, got {args.seeds!r}, {args.rhos!r}")
     torch.set_num_threads(1)
     print(f"n={args.n} d={args.d} β={args.beta:g} α={args.alpha:g} patterns={args.patterns} "
           f"iterations={args.iterations}")
     print("| seed | P | cvxpy objective | ρ | gap@500 | ≤1e-3 from | max ratio 50–450 | late rate /100 it | "
           "violation | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         x, y = cr.synthetic_data(args.n, args.d, seed=seed)
         pats = (cr.arrangement_patterns(x) if args.patterns == "exact"
                 else cr.sample_arrangements(x, int(args.patterns), seed=seed + 100))
         sol = cr.solve_cvxpy(x, y, pats, args.beta)
-        for rho in (float(r) for r in args.rhos.split(",")):
+        for rho in rhos:
             t0 = time.perf_counter()
             res = cr.admm(x, y, pats, args.beta, rho=rho, max_iter=args.iterations, relaxation=args.alpha)
             gaps = [abs(o - sol.objective) / sol.objective for o in res.objective]

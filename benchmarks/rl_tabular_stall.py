@@ -69,6 +69,12 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--methods", default=",".join(METHODS))
     a = ap.parse_args()
+    known = [*METHODS, "exact_ascent"]
+    if a.seeds < 1 or a.budget < 2:
+        ap.error(f"--seeds must be ≥ 1 and --budget ≥ 2, got --seeds {a.seeds} --budget {a.budget}")
+    unknown = [m for m in a.methods.split(",") if m not in known]
+    if unknown:
+        ap.error(f"--methods must be among {', '.join(known)}, got {', '.join(unknown)}")
     torch.set_num_threads(1)
     j_star, a_star = MDP.optimal_J(), optimal_actions()
     for m in a.methods.split(","):
