@@ -79,11 +79,40 @@ def test_cartpole_defaults_reach_the_algorithms() -> None:
     s = ENVS["CartPole-v1"]
     assert s.hidden == (32, 32) and s.baseline and s.batch_size == 5
     assert s.describe()["baseline"] is True
+    assert s.hessian_batch_size == 2
+    assert "hessian_batch_size" not in s.describe("gpomdp") and s.describe("n_harpg")["hessian_batch_size"] == 2
     for method in ("gpomdp", "n_pg_igt", "n_harpg"):
         sampler, policy = make_env("CartPole-v1", seed=0)
         alg = make_method(method, policy, sampler, s, seed=0)
         assert alg.baseline and alg.batch_size == 5
+        if method == "n_harpg":
+            assert isinstance(alg, NHARPG) and alg.hessian_batch_size == 2
         assert alg.flat.dim == (4 * 32 + 32) + (32 * 32 + 32) + (32 * 2 + 2)
         alg.step()
         assert alg.trajectories == 5   # (N-)HARPG's first iteration has no Hessian term: one batch
         sampler.close()
+
+
+def test_hessian_batch_is_its_own_size() -> None:
+    """``hessian_batch_size`` sets how many trajectories the Hessian term samples at θ̂ (the authors' code takes a
+    separate, smaller batch for it); the gradient batch keeps ``batch_size``.  Counted per iteration: the first
+    iteration has no Hessian term, each later one samples batch + Hessian batch."""
+    mdp = TabularMDP.random(3, 2, gamma=0.9, horizon=5, seed=0)
+    alg = NHARPG(TabularSoftmaxPolicy(3, 2), mdp, batch_size=5, hessian_batch_size=2, baseline=True, seed=0)
+    alg.step()
+    assert alg.trajectories == 5
+    alg.step()
+    assert alg.trajectories == 5 + 5 + 2
+    same = NHARPG(TabularSoftmaxPolicy(3, 2), mdp, batch_size=5, seed=0)
+    assert same.hessian_batch_size == 5   # default: the gradient's batch size
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"hessian_batch_size": 0}, "hessian_batch_size"),
+    ({"hessian_batch_size": 1.5}, "hessian_batch_size"),
+    ({"hessian_batch_size": 1, "baseline": True}, "baseline=True needs hessian_batch_size ≥ 2, got 1"),
+])
+def test_hessian_batch_is_checked(kwargs: dict[str, object], match: str) -> None:
+    mdp = TabularMDP.random(3, 2, gamma=0.9, horizon=5, seed=0)
+    with pytest.raises(ValueError, match=match):
+        NHARPG(TabularSoftmaxPolicy(3, 2), mdp, batch_size=4, **kwargs)  # type: ignore[arg-type]

@@ -32,6 +32,8 @@ is an argument (a number means a constant).
 Checked against: the estimators against exact derivatives of the tabular MDP (``tests/rl/test_estimators.py``:
 exact expectation by enumeration to 1e-10, sampled means within 5 % relative); the algorithms on the claims of
 ``tests/rl/test_tabular.py``.  Deviations: HARPG's first iteration samples one trajectory (its Hessian term is 0).
+Option ``hessian_batch_size`` ((N-)HARPG; default ``batch_size``): the number of trajectories sampled at ``θ̂`` for
+the Hessian term, separate from the gradient's batch, as in the authors' run script (a separate Hessian batch).
 Option ``baseline=True`` (GPOMDP, normalized PG, N-PG-IGT, (N-)HARPG; ``batch_size ≥ 2``): GPOMDP's leave-one-out
 baseline in ``g`` and in ``Φ`` of the Hessian term, both still unbiased (exactly, over all pairs of a tiny MDP:
 ``tests/rl/test_baseline.py``).  The authors' code subtracts a baseline too (garage's linear feature baseline); the
@@ -100,9 +102,10 @@ class PolicyGradient:
         self.trajectories = 0
         self.env_steps = 0
 
-    def _sample(self, theta: Tensor) -> Trajectories:
+    def _sample(self, theta: Tensor, n: int | None = None) -> Trajectories:
+        """``n`` trajectories (default ``batch_size``) from ``π_theta``, counted."""
         self.flat.set(theta)
-        traj = self.sampler.sample(self.policy, self.batch_size, self.generator)
+        traj = self.sampler.sample(self.policy, self.batch_size if n is None else n, self.generator)
         self.trajectories += traj.n
         self.env_steps += traj.steps
         self._sampled.append(traj)
@@ -208,9 +211,14 @@ class HARPG(PolicyGradient):
     normalized = False
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = HARPG_STEP,
-                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, baseline: bool = False,
-                 seed: int = 0) -> None:
+                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1,
+                 hessian_batch_size: int | None = None, baseline: bool = False, seed: int = 0) -> None:
+        if hessian_batch_size is not None:  # checked before anything is built; None: batch_size's own checks
+            check_int("hessian_batch_size", hessian_batch_size, 1)
+            if baseline and hessian_batch_size < 2:
+                raise ValueError(f"baseline=True needs hessian_batch_size ≥ 2, got {hessian_batch_size}")
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
+        self.hessian_batch_size = batch_size if hessian_batch_size is None else hessian_batch_size
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
         self.d = torch.zeros_like(self.theta)
@@ -232,7 +240,8 @@ class HARPG(PolicyGradient):
 
     def _hessian_vector(self, theta_hat: Tensor, delta: Tensor) -> Tensor:
         """The correction ``B(τ̂, θ̂)·Δ`` from a fresh trajectory at ``θ̂`` (one HVP, :func:`harpg_hvp`)."""
-        v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat), delta, baseline=self.baseline)
+        v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat, self.hessian_batch_size), delta,
+                      baseline=self.baseline)
         assert isinstance(v, Tensor)
         return v
 
@@ -244,7 +253,7 @@ class NHARPG(HARPG):
     normalized = True
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = STEP_2_OVER_T,
-                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1, baseline: bool = False,
-                 seed: int = 0) -> None:
-        super().__init__(policy, sampler, lr=lr, momentum=momentum, batch_size=batch_size, baseline=baseline,
-                         seed=seed)
+                 momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1,
+                 hessian_batch_size: int | None = None, baseline: bool = False, seed: int = 0) -> None:
+        super().__init__(policy, sampler, lr=lr, momentum=momentum, batch_size=batch_size,
+                         hessian_batch_size=hessian_batch_size, baseline=baseline, seed=seed)
