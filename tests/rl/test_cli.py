@@ -34,6 +34,23 @@ def test_run_stores_curves_and_report(tmp_path: Path) -> None:
     assert out.read_text().count("<img") >= 1
 
 
+def test_report_keeps_runs_of_different_budgets_apart(tmp_path: Path) -> None:
+    """Runs of one method at two budgets are two rows (and two curves), not one row pooling 2 × seeds."""
+    from descend.rl.study import report_rows
+
+    db = tmp_path / "rl.db"
+    for budget in ("20", "40"):
+        res = runner.invoke(app, ["rl", "run", "--env", "tabular", "--methods", "gpomdp", "--seeds", "2",
+                                  "--budget", budget, "--eval-every", "10", "--storage", str(db), "--quiet"])
+        assert res.exit_code == 0, res.output
+    rows = report_rows(ResultStore(db), "tabular")
+    assert [(r["method"], r["budget"], r["seeds"]) for r in rows] == [
+        ("gpomdp (budget 20)", 20, 2), ("gpomdp (budget 40)", 40, 2)]
+    rep = runner.invoke(app, ["rl", "report", "--storage", str(db), "--out", str(tmp_path / "r.html")])
+    assert rep.exit_code == 0, rep.output
+    assert "gpomdp (budget 40)" in (tmp_path / "r.html").read_text()   # the printed table wraps long labels
+
+
 def test_same_seed_same_curve(tmp_path: Path) -> None:
     from descend.rl.study import run_curve
 

@@ -24,6 +24,7 @@ not 1.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -340,19 +341,34 @@ def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int]
     return added
 
 
+def _run_groups(recs: Sequence[Any], study: str) -> list[tuple[str, str, list[Any]]]:
+    """``(label, method, records)`` per method *and setting* of ``study`` (runs of another budget or other defaults
+    are not pooled); the label is the method, with the budget added where a method has runs of several settings."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for r in recs:
+        if r.study == study:
+            groups.setdefault((r.method, json.dumps(r.setting, sort_keys=True, default=str)), []).append(r)
+    per_method: dict[str, int] = {}
+    for method, _ in groups:
+        per_method[method] = per_method.get(method, 0) + 1
+    out = []
+    for (method, _), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0].setting.get("budget", 0),
+                                                                   kv[0][1])):
+        label = method if per_method[method] == 1 else f"{method} (budget {rs[0].setting.get('budget')})"
+        out.append((label, method, rs))
+    return out
+
+
 def report_rows(store: Any, env: str | None = None) -> list[dict[str, Any]]:
-    """One row per (environment, method): seeds, median final return, solved seeds, median trajectories to solve."""
+    """One row per (environment, method, setting): budget, seeds, median final return, solved seeds, median
+    trajectories to solve."""
     rows = []
     recs = store.records(FAMILY)
     for study in sorted({r.study for r in recs} if env is None else {env}):
-        by_method: dict[str, list[Any]] = {}
-        for r in recs:
-            if r.study == study:
-                by_method.setdefault(r.method, []).append(r)
-        for method, rs in sorted(by_method.items()):
+        for label, _, rs in _run_groups(recs, study):
             finals = sorted(float(r.summary.get("final_return", math.nan)) for r in rs)
-            row: dict[str, Any] = {"env": study, "method": method, "seeds": len(rs),
-                                   "final return (median)": _quantile(finals, 0.5),
+            row: dict[str, Any] = {"env": study, "method": label, "budget": rs[0].setting.get("budget"),
+                                   "seeds": len(rs), "final return (median)": _quantile(finals, 0.5),
                                    "20%": _quantile(finals, 0.2), "80%": _quantile(finals, 0.8)}
             slopes = sorted(float(r.summary["regret_slope"]) for r in rs if r.summary.get("regret_slope") is not None)
             if slopes:
@@ -404,17 +420,17 @@ def write_report(store: Any, path: Any) -> Any:
         raise ValueError(f"no {FAMILY!r} results in {store.url}; run `descend rl run` first")
     body = []
     for study in sorted({r.study for r in recs}):
-        methods = sorted({r.method for r in recs if r.study == study})
-        col = colors(methods)
+        groups = _run_groups(recs, study)
+        col = colors([label for label, _, _ in groups])
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for m in methods:
-            curves = [dict(r.curve) for r in recs if r.study == study and r.method == m and r.curve.get("return")]
+        for label, _, rs in groups:
+            curves = [dict(r.curve) for r in rs if r.curve.get("return")]
             if not curves:
                 continue
             for ax, x in zip(axes, ("trajectories", "env_steps"), strict=True):
                 xs, med, lo, hi = band(curves, x)
-                ax.plot(xs, med, color=col[m], label=f"{m} ({len(curves)} seeds)")
-                ax.fill_between(xs, lo, hi, color=col[m], alpha=0.2)
+                ax.plot(xs, med, color=col[label], label=f"{label} ({len(curves)} seeds)")
+                ax.fill_between(xs, lo, hi, color=col[label], alpha=0.2)
         axes[0].set_xlabel("trajectories sampled")
         axes[1].set_xlabel("environment steps (median over seeds)")
         axes[0].set_ylabel({"tabular": "exact J(θ)", AVERAGE_ENV: "exact average reward ρ(θ)"}.get(
