@@ -18,21 +18,21 @@ import numpy as np
 import torch
 
 from descend.rl import AverageRewardIGT, Power, TabularMDP, TabularSoftmaxPolicy
+from descend.rl.study import regret_slope
 
 DEFAULT_GRID = [(lr, 0.8) for lr in (1.0, 2.0, 3.0, 4.0)] + \
     [(lr, p) for lr in (0.3, 0.5, 1.0) for p in (0.5, 0.67, 1.0)]
 
 
 def slope(seed: int, lr: float, power: float, steps: int = 100_000) -> float:
-    """The regret slope of one IGT run (the fit of tests/rl/test_average_reward.py)."""
+    """The regret slope of one IGT run: :func:`descend.rl.study.regret_slope` over every iteration (T ≥ 10³)."""
     mdp = TabularMDP.random(5, 2, gamma=1.0, horizon=1, seed=0)
     alg = AverageRewardIGT(TabularSoftmaxPolicy(5, 2), mdp, seed=seed, lr=Power(lr, 1.0),
                            momentum=Power(1.0, power))
     curve = alg.run(steps)
-    x = np.array([c[0] for c in curve], dtype=float)
-    y = np.array([c[1] for c in curve], dtype=float)
-    sel = x >= 1e3
-    return float(np.polyfit(np.log(x[sel]), np.log(y[sel]), 1)[0])
+    value = regret_slope({"env_steps": [float(c[0]) for c in curve], "regret": [float(c[1]) for c in curve]})
+    assert value is not None
+    return value
 
 
 def _floats(ap: argparse.ArgumentParser, name: str, text: str | None, low_open: float) -> list[float] | None:
@@ -57,7 +57,7 @@ def main() -> None:
         seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     except ValueError:
         ap.error(f"--seeds must be comma-separated integers ≥ 0, got {a.seeds!r}")
-    if not seeds or min(seeds) < 0:
+    if not seeds or min(seeds) < 0 or max(seeds) >= 2**63:
         ap.error(f"--seeds must be comma-separated integers ≥ 0, got {a.seeds!r}")
     lrs, powers = _floats(ap, "lrs", a.lrs, 0.0), _floats(ap, "powers", a.powers, 0.0)
     if (lrs is None) != (powers is None):

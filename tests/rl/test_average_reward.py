@@ -4,16 +4,16 @@
   within 4 standard errors (measured from the epochs) of autograd through the stationary-distribution solve.
   The estimator is biased by O(mixing^N) (window N): the MDP mixes in a few steps, so at N = 10 that bias is far
   below the standard error here.
-* The claim: cumulative regret's log–log slope over T ∈ [10³, 10⁵] ≤ 0.75.  Measured (seeds 0–2, this MDP,
-  H = 200, N = 10, one curve point per iteration; ``descend rl run --env tabular-average --methods avg_igt
-  --seeds 3 --budget 500 --eval-every 1``, ``avg_hessian`` with ``--eval-every 2``): IGT at the default step
-  γ_k = 2/(k+2): 0.792, 0.829, 0.743 (mean 0.788: does **not** reproduce, strict xfail below); Hessian-based at the
-  default: 0.676, 1.003, 0.909; at ``--lr 2`` (γ_0 = 2): 0.642, 0.769, 0.748 (mean 0.720 ≤ 0.75: the slow test
-  below).  The paper's own schedules could not be read (only its abstract and introduction are stored offline), so
-  these schedules stay ours: see descend.rl.average_reward and docs/families/rl.md.  Its published version states
-  Õ(T^{2/3}) for IGT (v1: Õ(T^{3/5})); one log factor, T^{2/3} log T, has the local slope 2/3 + 1/ln T ≈ 0.78
-  at T = 10⁴.  ``benchmarks/rl_average_sweep.py`` (seeds 10–14) found no step or momentum schedule better than the
-  default (mean 0.765).
+* The claim: cumulative regret's log–log slope over T ∈ [10³, 10⁵] ≤ 0.75. Measured (seeds 0–2, this MDP, H = 200, N
+  = 10, one curve point per iteration; ``descend rl run --env tabular-average --methods avg_igt --seeds 3 --budget
+  500 --eval-every 1``, ``avg_hessian`` with ``--eval-every 2``): IGT at the default step γ_k = 2/(k+2): 0.792,
+  0.829, 0.743 (mean 0.788: does **not** reproduce, strict xfail below); Hessian-based at the default: 0.676, 1.003,
+  0.909; at ``--lr 2`` (γ_0 = 2): 0.642, 0.769, 0.748 (mean 0.720 ≤ 0.75: the slow test below). The paper's own
+  schedules could not be read (only its abstract and introduction are stored offline), so these schedules stay ours:
+  see descend.rl.average_reward and docs/families/rl.md. Its published version states Õ(T^{2/3}) for IGT (v1:
+  Õ(T^{3/5})); one log factor, T^{2/3} log T, fitted on the same grid (one point per iteration, T ≥ 10³), has slope
+  0.769. ``benchmarks/rl_average_sweep.py`` (seeds 10–14) found no step or momentum schedule better than the default
+  (mean 0.765).
 """
 
 from __future__ import annotations

@@ -80,7 +80,11 @@ def test_cartpole_defaults_reach_the_algorithms() -> None:
     assert s.hidden == (32, 32) and s.baseline and s.batch_size == 5
     assert s.describe()["baseline"] is True
     assert s.hessian_batch_size == 2
-    assert "hessian_batch_size" not in s.describe("gpomdp") and s.describe("n_harpg")["hessian_batch_size"] == 2
+    # the setting stored with a run: unchanged for the methods without a Hessian term (their stored runs match)
+    assert s.describe("gpomdp") == {"gamma": 0.99, "hidden": [32, 32], "lr_normalized": repr(s.lr_normalized),
+                                    "lr_sga": repr(s.lr_sga), "momentum_igt": repr(s.momentum_igt),
+                                    "momentum_harpg": repr(s.momentum_harpg), "batch_size": 5, "baseline": True}
+    assert s.describe("n_harpg") == {**s.describe("gpomdp"), "hessian_batch_size": 2}
     for method in ("gpomdp", "n_pg_igt", "n_harpg"):
         sampler, policy = make_env("CartPole-v1", seed=0)
         alg = make_method(method, policy, sampler, s, seed=0)
@@ -103,8 +107,10 @@ def test_hessian_batch_is_its_own_size() -> None:
     assert alg.trajectories == 5
     alg.step()
     assert alg.trajectories == 5 + 5 + 2
-    same = NHARPG(TabularSoftmaxPolicy(3, 2), mdp, batch_size=5, seed=0)
-    assert same.hessian_batch_size == 5   # default: the gradient's batch size
+    same = NHARPG(TabularSoftmaxPolicy(3, 2), mdp, batch_size=5, seed=0)   # default: the gradient's batch size
+    same.step()
+    same.step()
+    assert same.hessian_batch_size == 5 and same.trajectories == 5 + 5 + 5
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

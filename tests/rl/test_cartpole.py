@@ -1,14 +1,14 @@
 """CartPole-v1 (the issue's check): the variance-reduced methods at descend's CartPole defaults solve it within a
 stated trajectory budget on most seeds — N-PG-IGT within 1000 trajectories, N-HARPG within 3000.
 
-"Solved" (``descend rl report``'s "seeds solved"): the mean of the last 10 evaluation windows (20 trajectories
-each) is ≥ 475 at the end of the budget; "trajectories to solve": where 10 consecutive windows first reached it.
-Measured with ``descend rl run --env CartPole-v1 --seeds 3 --budget 1000``: N-PG-IGT solved seeds 0, 1, 2 after
-460, 440, 580 trajectories, GPOMDP after 540, 580, 640.  With ``--methods n_harpg --budget 3000 --eval-every 20``
+"Solved" (``descend rl report``'s "seeds solved"): the mean of the last 10 evaluation windows (20 trajectories each)
+is ≥ 475 at the end of the budget; "trajectories to solve": where the mean of 10 consecutive windows first reached
+it. Measured with ``descend rl run --env CartPole-v1 --seeds 3 --budget 1000``: N-PG-IGT solved seeds 0, 1, 2 after
+460, 440, 580 trajectories, GPOMDP after 540, 580, 640. With ``--methods n_harpg --budget 3000 --eval-every 20``
 (its Hessian term on a separate batch of 2 trajectories): N-HARPG reached 475 on seeds 0, 1, 2 after 1400, 1200,
-2060 trajectories and ends solved on seeds 0 and 2 (final returns 495, 469, 499: the constant steps let a solved
-run dip again).  The test asserts the claim — most of the three seeds — rather than every seed, since a float64
-rounding difference on another CPU changes the sampled episodes of a chaotic learning run.
+2060 trajectories and ends solved on seeds 0 and 2 (final returns 495, 469, 499: the constant steps let a solved run
+dip again). The test asserts the claim — most of the three seeds — rather than every seed, since a float64 rounding
+difference on another CPU changes the sampled episodes of a chaotic learning run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,5 @@ def test_variance_reduced_method_solves_cartpole_on_most_seeds(method: str, budg
         curve = run_curve("CartPole-v1", method, seed=seed, budget=budget, eval_every=20)
         s = summarize(curve, ENVS["CartPole-v1"].solved)
         runs.append((seed, round(s["final_return"], 1), s["solved_at"]))
-    # both readings of "solves it within the budget" on most seeds: the last 10 evaluations at the end of the
-    # budget average ≥ 475 (the report's "seeds solved"), and 10 consecutive ones reached it at some point
+    # the report's "seeds solved" on most seeds (it implies that 10 consecutive evaluations reached 475 as well)
     assert sum(final >= 475 for _, final, _ in runs) >= 2, runs
-    assert sum(solved_at is not None for _, _, solved_at in runs) >= 2, runs

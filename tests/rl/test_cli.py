@@ -34,21 +34,23 @@ def test_run_stores_curves_and_report(tmp_path: Path) -> None:
     assert out.read_text().count("<img") >= 1
 
 
-def test_report_keeps_runs_of_different_budgets_apart(tmp_path: Path) -> None:
-    """Runs of one method at two budgets are two rows (and two curves), not one row pooling 2 × seeds."""
+def test_report_keeps_runs_of_different_settings_apart(tmp_path: Path) -> None:
+    """Runs of one method at two budgets, or at one budget with two evaluation intervals, are separate rows (and
+    curves) with distinct labels, not one row pooling their seeds; ``method`` stays the method's name."""
     from descend.rl.study import report_rows
 
     db = tmp_path / "rl.db"
-    for budget in ("20", "40"):
+    for budget, every in (("20", "10"), ("40", "10"), ("40", "20")):
         res = runner.invoke(app, ["rl", "run", "--env", "tabular", "--methods", "gpomdp", "--seeds", "2",
-                                  "--budget", budget, "--eval-every", "10", "--storage", str(db), "--quiet"])
+                                  "--budget", budget, "--eval-every", every, "--storage", str(db), "--quiet"])
         assert res.exit_code == 0, res.output
     rows = report_rows(ResultStore(db), "tabular")
-    assert [(r["method"], r["budget"], r["seeds"]) for r in rows] == [
-        ("gpomdp (budget 20)", 20, 2), ("gpomdp (budget 40)", 40, 2)]
+    assert [(r["method"], r["setting"], r["budget"], r["every"], r["seeds"]) for r in rows] == [
+        ("gpomdp", "gpomdp (budget 20, every 10)", 20, 10, 2), ("gpomdp", "gpomdp (budget 40, every 10)", 40, 10, 2),
+        ("gpomdp", "gpomdp (budget 40, every 20)", 40, 20, 2)]
     rep = runner.invoke(app, ["rl", "report", "--storage", str(db), "--out", str(tmp_path / "r.html")])
     assert rep.exit_code == 0, rep.output
-    assert "gpomdp (budget 40)" in (tmp_path / "r.html").read_text()   # the printed table wraps long labels
+    assert "gpomdp (budget 40, every 20)" in (tmp_path / "r.html").read_text()   # the printed table wraps labels
 
 
 def test_same_seed_same_curve(tmp_path: Path) -> None:

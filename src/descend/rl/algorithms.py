@@ -24,8 +24,9 @@ Defaults.  The schedule forms are checked against the authors' released code (ga
 ``η_t = η_0 (2/(t+2))^{4/5}``, ``γ_t = γ_0 · 2/(t+2)``; N-HARPG ``η_t = η_0 · 2/(t+2)``, ``γ_t = γ_0 · 2/(t+2)``;
 HARPG (unnormalized) ``η_t = η_0 · 2/(t+2)``, ``γ_t = γ_0 (2/(t+2))^{1/2}`` — ours have the same forms (``η_0 = 1``,
 the code's default).  Differences: the code counts ``t`` from 1 at the first update (ours from 0, so its first
-``η`` is ``(2/3)^{4/5}``, not 1), its run script uses ``γ_0 = 0.1`` with batches of 1000–5000 environment steps and
-32 Hessian trajectories (ours: one trajectory per estimate, as the paper's algorithms state), and the constants
+``η`` is ``(2/3)^{4/5}``, not 1), its run script uses ``γ_0 = 0.1`` with batches of 1000–5000 environment steps and a
+separate Hessian batch of ≥ 32 steps (ours: one trajectory per estimate by default, as the paper's algorithms state;
+``batch_size`` and ``hessian_batch_size`` set them), and the constants
 ``γ_0`` here (1 for the normalized methods, 0.01 for HARPG) were chosen on the tabular check MDP.  Every schedule
 is an argument (a number means a constant).
 
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from descend._validate import check_choice, check_int
+from descend._validate import check_choice, check_int, check_optional_int
 
 from .estimators import FlatPolicy, gpomdp, harpg_hvp, reinforce
 from .policies import Policy
@@ -84,7 +85,6 @@ class PolicyGradient:
     """
 
     name = "pg"
-    trajectories_per_iteration = 1
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule, batch_size: int = 1,
                  baseline: bool = False, seed: int = 0) -> None:
@@ -207,18 +207,17 @@ class HARPG(PolicyGradient):
     Hessian-vector correction at a uniformly random point of the last step."""
 
     name = "harpg"
-    trajectories_per_iteration = 2
     normalized = False
 
     def __init__(self, policy: Policy, sampler: Sampler, *, lr: float | Schedule = HARPG_STEP,
                  momentum: float | Schedule = MOMENTUM_HARPG, batch_size: int = 1,
                  hessian_batch_size: int | None = None, baseline: bool = False, seed: int = 0) -> None:
-        if hessian_batch_size is not None:  # checked before anything is built; None: batch_size's own checks
-            check_int("hessian_batch_size", hessian_batch_size, 1)
-            if baseline and hessian_batch_size < 2:
-                raise ValueError(f"baseline=True needs hessian_batch_size ≥ 2, got {hessian_batch_size}")
+        # checked before anything is built; None: batch_size, with its own checks
+        hessian = check_optional_int("hessian_batch_size", hessian_batch_size)
+        if baseline and hessian is not None and hessian < 2:
+            raise ValueError(f"baseline=True needs hessian_batch_size ≥ 2, got {hessian}")
         super().__init__(policy, sampler, lr=lr, batch_size=batch_size, baseline=baseline, seed=seed)
-        self.hessian_batch_size = batch_size if hessian_batch_size is None else hessian_batch_size
+        self.hessian_batch_size = batch_size if hessian is None else hessian
         self.momentum = as_schedule("momentum", momentum)
         self.prev = self.theta.clone()
         self.d = torch.zeros_like(self.theta)
@@ -239,7 +238,8 @@ class HARPG(PolicyGradient):
 
 
     def _hessian_vector(self, theta_hat: Tensor, delta: Tensor) -> Tensor:
-        """The correction ``B(τ̂, θ̂)·Δ`` from a fresh trajectory at ``θ̂`` (one HVP, :func:`harpg_hvp`)."""
+        """The correction ``B(τ̂, θ̂)·Δ`` from ``hessian_batch_size`` fresh trajectories at ``θ̂`` (one HVP,
+        :func:`harpg_hvp`)."""
         v = harpg_hvp(self.flat, theta_hat, self._sample(theta_hat, self.hessian_batch_size), delta,
                       baseline=self.baseline)
         assert isinstance(v, Tensor)

@@ -24,7 +24,6 @@ not 1.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -78,7 +77,7 @@ class EnvSetting:
                "lr_sga": repr(self.lr_sga), "momentum_igt": repr(self.momentum_igt),
                "momentum_harpg": repr(self.momentum_harpg), "batch_size": self.batch_size,
                "baseline": self.baseline}
-        if self.hessian_batch_size is not None and method in ("harpg", "n_harpg"):
+        if self.hessian_batch_size is not None and method in (HARPG.name, NHARPG.name):
             out["hessian_batch_size"] = self.hessian_batch_size
         return out
 
@@ -341,33 +340,53 @@ def run_study(store: Any, env: str, methods: Sequence[str], seeds: Sequence[int]
     return added
 
 
-def _run_groups(recs: Sequence[Any], study: str) -> list[tuple[str, str, list[Any]]]:
-    """``(label, method, records)`` per method *and setting* of ``study`` (runs of another budget or other defaults
-    are not pooled); the label is the method, with the budget added where a method has runs of several settings."""
+def _run_groups(recs: Sequence[Any], study: str) -> list[tuple[str, list[Any]]]:
+    """``(label, records)`` per method *and setting* of ``study``: runs of another budget, evaluation interval or
+    other defaults are not pooled.  The label is the method, plus what tells its settings apart (budget, then
+    ``every``, then a setting digest) where a method has runs of several settings."""
     groups: dict[tuple[str, str], list[Any]] = {}
     for r in recs:
         if r.study == study:
-            groups.setdefault((r.method, json.dumps(r.setting, sort_keys=True, default=str)), []).append(r)
-    per_method: dict[str, int] = {}
-    for method, _ in groups:
-        per_method[method] = per_method.get(method, 0) + 1
+            groups.setdefault((r.method, r.setting_key), []).append(r)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for (method, _), rs in groups.items():
+        by_method.setdefault(method, []).append(rs[0].setting)
     out = []
-    for (method, _), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0].setting.get("budget", 0),
-                                                                   kv[0][1])):
-        label = method if per_method[method] == 1 else f"{method} (budget {rs[0].setting.get('budget')})"
-        out.append((label, method, rs))
+    def order(kv: tuple[tuple[str, str], list[Any]]) -> tuple[Any, ...]:
+        st = kv[1][0].setting
+        return (kv[0][0], *(_sort_number(st.get(f)) for f in ("budget", "eval_every")), kv[0][1])
+
+    for (method, key), rs in sorted(groups.items(), key=order):
+        label, settings, st = method, by_method[method], rs[0].setting
+        if len(settings) > 1:
+            parts = [f"{name} {st.get(field)}" for field, name in (("budget", "budget"), ("eval_every", "every"))
+                     if len({str(x.get(field)) for x in settings}) > 1]
+            if sum(all(x.get(f) == st.get(f) for f in ("budget", "eval_every")) for x in settings) > 1:
+                parts.append(f"setting {key[:6]}")   # same budget and interval, other defaults
+            label = f"{method} ({', '.join(parts)})"
+        out.append((label, rs))
     return out
 
 
+def _sort_number(value: Any) -> tuple[int, float, str]:
+    """A sort key that puts numbers in numeric order and anything else (None, a string) after them."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
 def report_rows(store: Any, env: str | None = None) -> list[dict[str, Any]]:
-    """One row per (environment, method, setting): budget, seeds, median final return, solved seeds, median
-    trajectories to solve."""
+    """One row per (environment, method, setting): the method, its budget and evaluation interval, seeds, median
+    final return, solved seeds, median trajectories to solve (``setting`` tells apart a method's runs of several
+    settings; empty where it has one)."""
     rows = []
     recs = store.records(FAMILY)
     for study in sorted({r.study for r in recs} if env is None else {env}):
-        for label, _, rs in _run_groups(recs, study):
+        for label, rs in _run_groups(recs, study):
             finals = sorted(float(r.summary.get("final_return", math.nan)) for r in rs)
-            row: dict[str, Any] = {"env": study, "method": label, "budget": rs[0].setting.get("budget"),
+            row: dict[str, Any] = {"env": study, "method": rs[0].method,
+                                   "setting": "" if label == rs[0].method else label,
+                                   "budget": rs[0].setting.get("budget"), "every": rs[0].setting.get("eval_every"),
                                    "seeds": len(rs), "final return (median)": _quantile(finals, 0.5),
                                    "20%": _quantile(finals, 0.2), "80%": _quantile(finals, 0.8)}
             slopes = sorted(float(r.summary["regret_slope"]) for r in rs if r.summary.get("regret_slope") is not None)
@@ -421,9 +440,9 @@ def write_report(store: Any, path: Any) -> Any:
     body = []
     for study in sorted({r.study for r in recs}):
         groups = _run_groups(recs, study)
-        col = colors([label for label, _, _ in groups])
+        col = colors([label for label, _ in groups])
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for label, _, rs in groups:
+        for label, rs in groups:
             curves = [dict(r.curve) for r in rs if r.curve.get("return")]
             if not curves:
                 continue
