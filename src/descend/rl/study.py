@@ -351,11 +351,12 @@ def _run_groups(recs: Sequence[Any], study: str) -> list[tuple[str, list[Any]]]:
     by_method: dict[str, list[dict[str, Any]]] = {}
     for (method, _), rs in groups.items():
         by_method.setdefault(method, []).append(rs[0].setting)
-    out = []
+
     def order(kv: tuple[tuple[str, str], list[Any]]) -> tuple[Any, ...]:
         st = kv[1][0].setting
         return (kv[0][0], *(_sort_number(st.get(f)) for f in ("budget", "eval_every")), kv[0][1])
 
+    out = []
     for (method, key), rs in sorted(groups.items(), key=order):
         label, settings, st = method, by_method[method], rs[0].setting
         if len(settings) > 1:
