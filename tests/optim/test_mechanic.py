@@ -625,3 +625,61 @@ def test_loading_a_state_into_the_same_optimizer_forgets_the_record_of_its_write
 
     for a, b in zip(run(True), run(False), strict=True):
         assert torch.equal(a, b)
+
+
+def _sums_run(dtype: torch.dtype, scale: float, fused: bool, steps: int = 6) -> tuple[Mechanic, list[torch.Tensor]]:
+    """Mechanic around AdamW on open-loop gradients ``scale · (g0 + 0.1 noise_t)`` (fixed seed): a consistent
+    direction, so that ⟨Δ, g⟩ is far from cancelling and the tuner's scale grows within a few steps."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(40, 30), (30,), (700,)]
+    params = [torch.randn(s, generator=gen).to(dtype).requires_grad_() for s in shapes]
+    g0 = [torch.randn(s, generator=gen) for s in shapes]
+    opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=fused)
+    for _ in range(steps):
+        for p, g in zip(params, g0, strict=True):
+            p.grad = (scale * (g + 0.1 * torch.randn(g.shape, generator=gen))).to(dtype)
+        opt.step()
+    return opt, [p.detach().double() for p in params]
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1.0, 1e18])
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_sums_fall_back_to_float64_where_a_product_leaves_float32s_range(
+        scale: float, fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below float64 the sums are accumulated in float32 unless a maximum of |x⁺|, |g|, |Δ| is outside
+    [2^-30, 2^30]; then in float64.  Gradients × 1e18 overflow a float32 ‖g‖² (2830 squares ~1e36 sum past
+    3.4e38) and make the first step's decay term 0·inf = NaN, while float32 AdamW still works (its v ~ g² fits;
+    from ~2e19 on AdamW's own float32 v overflows); × 1e-25 the squares underflow to 0.  The float32 run must track
+    the float64 run of the same gradients: the tuner is nearly invariant to the gradients' scale (s ~ m/√v, both
+    ∝ |h|), its inputs are sums of a consistent-sign ⟨Δ, g⟩ (condition number ~1) each with relative rounding
+    ≲ 1e-6 in float32, composed over 6 steps: 1e-4 relative on the learned scale leaves a margin of ~10; the
+    parameters move by ~S·6·lr, and agree to 1e-6 absolute (float32 resolution at |x| ≈ 3 is 2.4e-7)."""
+    import descend.optim.mechanic as mech
+
+    wide_calls = []
+    real = mech.mechanic_sums
+
+    def spy(*args: object, wide: bool, **kwargs: object) -> tuple[torch.Tensor, ...]:
+        if wide:
+            wide_calls.append(1)
+        return real(*args, wide=wide, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mech, "mechanic_sums", spy)
+    lo, _ = _sums_run(torch.float32, scale, fused)
+    assert bool(wide_calls) == (scale != 1.0), "float64 sums exactly where a maximum leaves the float32 range"
+    wide_calls.clear()
+    hi, hi_params = _sums_run(torch.float64, scale, fused=False)
+    assert not wide_calls, "float64 parameters accumulate in float64 anyway"
+    assert lo.s_sum > 1e-6 and lo.s_sum == pytest.approx(hi.s_sum, rel=1e-4, abs=0.0)
+    for a, b in zip(_sums_run(torch.float32, scale, fused)[1], hi_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-6)
+
+
+def test_float32_sums_range_check() -> None:
+    """The maxima accepted for float32 sums: 0, or within [2^-30, 2^30]; NaN and inf are not."""
+    from descend.optim.mechanic import _float32_sums_safe
+
+    ok = torch.tensor([0.0, 2.0**-30, 1.0, 2.0**30])
+    assert _float32_sums_safe(ok)
+    for bad in (2.0**-31, 2.0**31, float("nan"), float("inf")):
+        assert not _float32_sums_safe(torch.cat([ok, torch.tensor([bad])]))
