@@ -12,7 +12,10 @@ from the float32 values its step reads per element.  This script measures the pi
   x⁺ and a fifth stream D) in the same function: inductor emits a reduction loop and a separate store loop,
   so this costs about the two passes it needs rather than one;
 * ``Mechanic sums float32`` / ``float64`` -- :func:`descend.optim.mechanic.mechanic_sums` over x⁺, g, D with
-  float32 and with float64 accumulation (``wide``).
+  float32 accumulation, and with ``wide`` (Mechanic's fallback: the inputs, Δ and all four sums in float64).
+
+"streams read" counts what the generated loops read: for ``AdamW math + 4 sums`` the reduction loop's five
+(p, g, m, v, D) and the store loop's four (p, g, m, v).
 
 Usage::
 
@@ -72,13 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--d", type=int, default=1024, help="model width of step_time's transformer-block shapes")
     ap.add_argument("--params-m", type=float, default=12.6, help="millions of parameter elements")
     ap.add_argument("--steps", type=int, default=10, help="timed calls per entry")
-    ap.add_argument("--warmup", type=int, default=3, help="discarded calls per entry (compilation included)")
+    ap.add_argument("--warmup", type=int, default=3, help="discarded calls per entry (>= 1: compilation)")
     args = ap.parse_args(argv)
     for name in ("threads", "d", "steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0 or not args.params_m > 0:
-        ap.error("--warmup must be >= 0 and --params-m > 0")
+    if args.warmup < 1 or not args.params_m > 0:
+        ap.error("--warmup must be >= 1 (the first call compiles) and --params-m > 0")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shapes = block_shapes(args.d, int(args.params_m * 1e6))
@@ -110,14 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     c_both = torch.compile(multi_tensor(adamw_math_with_sums), dynamic=True)
     both_scalars = {**scalars, **_as_compiled_scalars({"inv_s": 2.0}, p[0])}
     rows.append(("AdamW math + 4 sums compiled", median_ms(lambda: c_both(adam_d, both_scalars), args.steps,
-                                                            args.warmup), 5))
+                                                            args.warmup), 5 + 4))
 
     c_sums = torch.compile(multi_tensor(mechanic_sums), dynamic=True)
     sums_lists = [(None, x, gx, x, dx) for x, gx, dx in zip(p, g, d, strict=True)]
     for wide in (False, True):
         sc: dict[str, object] = {**_as_compiled_scalars({"offset_scale": 2.0}, p[0]), "kind": "offset", "wide": wide}
         ms = median_ms(functools.partial(c_sums, sums_lists, sc), args.steps, args.warmup)
-        rows.append((f"Mechanic sums {'float64' if wide else 'float32'}", ms, 3))
+        rows.append((f"Mechanic sums {'float64 (wide)' if wide else 'float32'}", ms, 3))
 
     base = rows[0][1]
     print(f"{len(shapes)} tensors, {n / 1e6:.2f}M float32 elements, {args.threads} thread(s), "
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|---:|")
     for name, ms, reads in rows:
         print(f"| {name} | {ms:.2f} | {ms / base:.2f} | {reads} | {reads * f32 / (ms / 1e3):.1f} |")
+
 
 if __name__ == "__main__":
     main()

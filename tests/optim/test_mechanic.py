@@ -7,6 +7,7 @@ import contextlib
 import copy
 import io
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -642,44 +643,114 @@ def _sums_run(dtype: torch.dtype, scale: float, fused: bool, steps: int = 6) -> 
     return opt, [p.detach().double() for p in params]
 
 
+def _spy_wide_sums(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
+    """Record the dtype of ``g`` of every tensor whose sums are taken in float64 (``wide``)."""
+    import descend.optim.mechanic as mech
+
+    seen: list[torch.dtype] = []
+    real = mech.mechanic_sums
+
+    def spy(*args: Any, wide: bool, **kwargs: Any) -> tuple[torch.Tensor, ...]:
+        if wide:
+            seen.append(args[2].dtype)
+        return real(*args, wide=wide, **kwargs)
+
+    monkeypatch.setattr(mech, "mechanic_sums", spy)
+    return seen
+
+
 @pytest.mark.parametrize("scale", [1e-25, 1.0, 1e18])
 @pytest.mark.parametrize("fused", [False, True])
 def test_float32_sums_fall_back_to_float64_where_a_product_leaves_float32s_range(
         scale: float, fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Below float64 the sums are accumulated in float32 unless a maximum of |x⁺|, |g|, |Δ| is outside
-    [2^-30, 2^30]; then in float64.  Gradients × 1e18 overflow a float32 ‖g‖² (2830 squares ~1e36 sum past
-    3.4e38) and make the first step's decay term 0·inf = NaN, while float32 AdamW still works (its v ~ g² fits;
-    from ~2e19 on AdamW's own float32 v overflows); × 1e-25 the squares underflow to 0.  The float32 run must track
-    the float64 run of the same gradients: the tuner is nearly invariant to the gradients' scale (s ~ m/√v, both
-    ∝ |h|), its inputs are sums of a consistent-sign ⟨Δ, g⟩ (condition number ~1) each with relative rounding
-    ≲ 1e-6 in float32, composed over 6 steps: 1e-4 relative on the learned scale leaves a margin of ~10; the
-    parameters move by ~S·6·lr, and agree to 1e-6 absolute (float32 resolution at |x| ≈ 3 is 2.4e-7)."""
+    [2^-30, 2^30]; then that tensor's in float64.  Gradients × 1e18 overflow a float32 ‖g‖² (the 1200 squares
+    ~1e36 of the 40×30 tensor sum past 3.4e38) and make the first step's decay term 0·inf = NaN, while float32
+    AdamW still works (its v ~ g² fits; from ~2e19 on AdamW's own float32 v overflows).  There the float32 run
+    must track the float64 run of the same gradients: the tuner is nearly invariant to the gradients' scale
+    (s ~ m/√v, both ∝ |h|), and h is a sum of consistent-sign ⟨Δ, g⟩ terms (condition number ~1), each rounded
+    to ≲ 1e-6 relative in float32, composed over 6 steps.  Measured 8e-8 relative on the learned scale; the
+    1e-4 bound is what float32 rounding of h can reach, and a lost or wrong sum moves it by far more (without
+    the fallback it is NaN).  The tuner's v (which carries h² directly) is held to the same 1e-4.
+    × 1e-25 the squares underflow float32; there float32 AdamW itself stalls (its v underflows), so the runs
+    are not compared and only the fallback is checked to run."""
+    wide = _spy_wide_sums(monkeypatch)
+    lo, lo_params = _sums_run(torch.float32, scale, fused)
+    assert bool(wide) == (scale != 1.0), "float64 sums exactly where a maximum leaves the float32 range"
+    if scale == 1e-25:
+        return
+    wide.clear()
+    hi, hi_params = _sums_run(torch.float64, scale, fused=False)
+    assert all(dt == torch.float64 for dt in wide), "float64 parameters: all sums in float64, no fallback"
+    assert lo.s_sum > 1e-6 and lo.s_sum == pytest.approx(hi.s_sum, rel=1e-4, abs=0.0)
+    torch.testing.assert_close(lo.state["mechanic"]["v"], hi.state["mechanic"]["v"], rtol=1e-4, atol=0.0)
+    for a, b in zip(lo_params, hi_params, strict=True):  # float32 resolution at |x| ≈ 3 is 2.4e-7
+        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e18])
+def test_float32_sums_and_their_float64_fallback_match_a_float64_reference(scale: float) -> None:
+    """:func:`mechanic_sums` on extreme float32 inputs: the maxima fail the range test, and the ``wide`` sums
+    equal float64 sums of the same values.  Both are float64 sums of identical products in another order: the
+    squared norms are sums of positive terms (relative error ≤ n·2^-53 ≈ 1e-13 for n = 1000), the inner products
+    err by at most that relative to ‖a‖ ‖b‖ (Cauchy–Schwarz): 1e-12 of that scale bounds both.  At scale 1 the
+    float32 sums are within n·2^-24 ≈ 6e-5 of it (the worst case of any summation order) and pass the test."""
+    from descend.optim.mechanic import _float32_sums_safe, mechanic_sums
+
+    gen = torch.Generator().manual_seed(5)
+    x, g, ref, d = (torch.randn(1000, generator=gen) for _ in range(4))
+    for s, expect_safe in ((scale, False), (1.0, True)):
+        xs, gs, ds = x * s, g * s, d
+        narrow = mechanic_sums(None, xs, gs, ref, ds, offset_scale=2.0, kind="offset", wide=False)
+        assert _float32_sums_safe(torch.stack(narrow[4:]).view(1, 3)) == [expect_safe]
+        got = mechanic_sums(None, xs, gs, ref, ds, offset_scale=2.0, kind="offset", wide=not expect_safe)
+        a, b, dd = xs.double(), gs.double(), ds.double() / 2.0
+        want = [(a * a).sum(), (b * b).sum(), (dd * b).sum(), (dd * a).sum()]
+        scales = [(a * a).sum(), (b * b).sum(), dd.norm() * b.norm(), dd.norm() * a.norm()]
+        rel = 6e-5 if expect_safe else 1e-12
+        for value, ref_value, size in zip(got[:4], want, scales, strict=True):
+            assert abs(float(value) - float(ref_value)) <= rel * float(size), (s, float(value), float(ref_value))
+
+
+def test_float64_fallback_recomputes_only_the_tensor_out_of_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model mixing float64, float32 and an empty parameter, one float32 tensor with gradients ~3e9 (max > 2^30):
+    only that tensor's sums are recomputed in float64, and the tuner agrees with a run that takes every float32
+    tensor's sums in float64.  The runs are identical up to step 2's sums (step 1 has Δ = 0, so h = 0 in both);
+    there the in-range tensors' float32 sums err by ≤ n·2^-24 ≈ 9e-5 of ‖Δ‖‖g‖ (n = 1500), and ⟨Δ, g⟩ is
+    consistent in sign, so h² differs by ≲ 2e-4 relative: 1e-3 bounds that, while any tensor's sums lost or
+    swapped change h by ≥ 10 % (each tensor contributes n × its gradient scale, 14-57 % of h)."""
     import descend.optim.mechanic as mech
 
-    wide_calls = []
-    real = mech.mechanic_sums
+    def run(all_wide: bool) -> tuple[torch.Tensor, list[torch.dtype]]:
+        gen = torch.Generator().manual_seed(11)
+        spec = [(torch.float64, 300, 1e9), (torch.float32, 1500, 1e8), (torch.float32, 200, 3e9),
+                (torch.float32, 0, 1.0)]
+        params = [torch.randn(n, generator=gen).to(dt).requires_grad_() for dt, n, _ in spec]
+        g0 = [torch.randn(n, generator=gen) for _, n, _ in spec]
+        opt = mechanize(torch.optim.AdamW)(params, lr=1e-2, s_init=1e-4, tuner_fused=False)
+        with monkeypatch.context() as mp:
+            wide = _spy_wide_sums(mp)
+            if all_wide:
+                mp.setattr(mech, "_float32_sums_safe", lambda maxima: [False] * maxima.shape[0])
+            for _ in range(2):
+                for p, g, (dt, _, sc) in zip(params, g0, spec, strict=True):
+                    p.grad = (sc * (g + 0.1 * torch.randn(g.shape, generator=gen))).to(dt)
+                opt.step()
+        return opt.state["mechanic"]["v"].clone(), wide
 
-    def spy(*args: object, wide: bool, **kwargs: object) -> tuple[torch.Tensor, ...]:
-        if wide:
-            wide_calls.append(1)
-        return real(*args, wide=wide, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(mech, "mechanic_sums", spy)
-    lo, _ = _sums_run(torch.float32, scale, fused)
-    assert bool(wide_calls) == (scale != 1.0), "float64 sums exactly where a maximum leaves the float32 range"
-    wide_calls.clear()
-    hi, hi_params = _sums_run(torch.float64, scale, fused=False)
-    assert not wide_calls, "float64 parameters accumulate in float64 anyway"
-    assert lo.s_sum > 1e-6 and lo.s_sum == pytest.approx(hi.s_sum, rel=1e-4, abs=0.0)
-    for a, b in zip(_sums_run(torch.float32, scale, fused)[1], hi_params, strict=True):
-        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-6)
+    v_fallback, wide = run(all_wide=False)
+    # per step: the float64 tensor (its own wide call) and the one float32 tensor out of range
+    assert sorted(map(str, wide)) == sorted(map(str, [torch.float64, torch.float32] * 2))
+    v_all, wide_all = run(all_wide=True)
+    assert wide_all.count(torch.float32) == 3 * 2
+    assert bool((v_fallback > 0).all())
+    torch.testing.assert_close(v_fallback, v_all, rtol=1e-3, atol=0.0)
 
 
 def test_float32_sums_range_check() -> None:
     """The maxima accepted for float32 sums: 0, or within [2^-30, 2^30]; NaN and inf are not."""
     from descend.optim.mechanic import _float32_sums_safe
 
-    ok = torch.tensor([0.0, 2.0**-30, 1.0, 2.0**30])
-    assert _float32_sums_safe(ok)
+    assert _float32_sums_safe(torch.tensor([[0.0, 2.0**-30, 1.0], [2.0**30, 0.0, 0.0]])) == [True, True]
     for bad in (2.0**-31, 2.0**31, float("nan"), float("inf")):
-        assert not _float32_sums_safe(torch.cat([ok, torch.tensor([bad])]))
+        assert _float32_sums_safe(torch.tensor([[1.0, bad, 1.0], [1.0, 1.0, 1.0]])) == [False, True]

@@ -48,7 +48,9 @@ per process -- dynamo traces, inductor generates C++ and gcc builds it.  Inducto
 run -- skips code generation and gcc.  Measured on a shared 2-core CPU (torch 2.13, ``benchmarks/
 step_time.py --compile-cost``, load average 2.5-4.5): the first step of Lion / NAdamW / Mechanic took 21 / 21 /
 45 s in a process with an empty cache and 14 / 10 / 12 s in the next process (cache hit; importing inductor
-and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per call.  Those
+and dynamo tracing are not cached); later calls cost ~0.1-0.2 ms of wrapper overhead per call.  On an idle
+2-core Intel Xeon (release 0.5, same command, group graphs) every elementwise default's first step took 15-18 s
+with an empty cache and 4.1-4.5 s with a warm one.  The older
 numbers are for per-tensor graphs; a graph over a whole group (17 tensors in ``benchmarks/step_time.py``'s
 12.6M-parameter model) compiled in 31-110 s with an empty cache at load average 8 (first-step column of that
 benchmark) and 5-35 s with a warm one (Adam-mini's first step, two graphs over 17 segments: ~115 s).  Workers

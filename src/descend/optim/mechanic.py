@@ -89,9 +89,11 @@ pass) and :func:`mechanic_apply` (the new offset and parameters) -- compiled whe
 ``h = ⟨Δ, g⟩ + c ⟨Δ, x⁺⟩`` with ``c = λ S ‖g‖ / (‖x⁺‖ + ε)`` is summed as two inner products (the reference:
 one, of ``Δ`` with ``g + c x⁺``), which changes rounding only.  Below float64 the four sums are accumulated in
 float32 (per tensor; across tensors in the tuner's dtype) where the same pass's maxima of ``|x⁺|``, ``|g|``,
-``|Δ|`` show that no product over- or underflows (each maximum 0 or in ``[2^-30, 2^30]``), and else that step
-recomputes them in float64: float64 accumulation halves the vector width and took 25 ms of a 63 ms step at 12.6 M
-parameters, float32 13 ms.  (Before 0.5 the squared norms were always accumulated in float64.)
+``|Δ|`` show that no product over- or underflows (each maximum 0 or in ``[2^-30, 2^30]``); a tensor outside that
+range has its sums recomputed in float64 (eagerly) in that step.  float64 accumulation halves the vector width:
+before 0.5 the squared norms were always accumulated in float64, and a step next to fused AdamW took 63.0 ms
+(12.6 M parameters, one thread; 49.7 ms with the float32 sums; ``benchmarks/step_time.py --optimizers
+adamw,mechanic``).
 
 Where the exact offset ``D`` is kept (below float64, ``store_delta=False``: the default for float32 models) the
 parameters before the base step are not copied: they are rebuilt as ``x = x_ref + D``, the value the previous
@@ -523,24 +525,28 @@ class Mechanic(torch.optim.Optimizer):
             kinds.append((kind, stored))
             x_new = p if p.dtype == g.dtype else p.detach().to(g.dtype)
             works.append(x_new)
-        # one compiled call per kind (the tensors' sums are accumulated in their order, as one by one)
+        # one compiled call per (kind, float64?) (the tensors' sums are accumulated in their order, as one by one)
         args = [(x, x_new, g, self.state[p][_REF], stored)
                 for p, x, g, x_new, (_, stored) in zip(active, before, grads, works, kinds, strict=True)]
         outs: list[Any] = [None] * len(active)
-        for kind, idx in _by_kind(kinds).items():
+        wides = [g.dtype == torch.float64 for g in grads]
+        for (kind, wide), idx in _grouped(kinds, wides).items():
             res = run_elementwise_many(mechanic_sums, fused, [args[i] for i in idx], offset_scale=offset_scale,
-                                       kind=kind, wide=False)
+                                       kind=kind, wide=wide)
             for i, out in zip(idx, res, strict=True):
                 outs[i] = out
-        narrow = [i for i, g in enumerate(grads) if g.dtype != torch.float64]
-        if narrow and not _float32_sums_safe(torch.stack([torch.stack(outs[i][4:]).float() for i in narrow])):
-            # a product may over- or underflow float32: these tensors' sums again, accumulated in float64
-            # (eagerly: a rare step is not worth a second compiled graph)
-            for kind, idx in _by_kind([kinds[i] for i in narrow]).items():
-                res = run_elementwise_many(mechanic_sums, False, [args[narrow[j]] for j in idx],
+        narrow = [i for i, wide in enumerate(wides) if not wide]
+        if narrow:
+            maxima = torch.stack([m.to(device=dev, dtype=torch.float32) for i in narrow for m in outs[i][4:]])
+            redo = [i for i, ok in zip(narrow, _float32_sums_safe(maxima.view(len(narrow), 3)), strict=True)
+                    if not ok]
+            # where a product may over- or underflow float32: that tensor's sums again, in float64 (eagerly: a
+            # rare step is not worth a second compiled graph)
+            for (kind, _), idx in _grouped([kinds[i] for i in redo], [True] * len(redo)).items():
+                res = run_elementwise_many(mechanic_sums, False, [args[redo[j]] for j in idx],
                                            offset_scale=offset_scale, kind=kind, wide=True)
                 for j, out in zip(idx, res, strict=True):
-                    outs[narrow[j]] = out
+                    outs[redo[j]] = out
         for out in outs:
             sums += torch.stack(out[:4]).to(device=dev, dtype=tdt)
         p_norm, g_norm = sums[0].sqrt(), sums[1].sqrt()
@@ -582,6 +588,15 @@ def _by_kind(kinds: Sequence[tuple[str, torch.Tensor | None]]) -> dict[str, list
     return out
 
 
+def _grouped(kinds: Sequence[tuple[str, torch.Tensor | None]],
+             wides: Sequence[bool]) -> dict[tuple[str, bool], list[int]]:
+    """Indices of the tensors of each (Δ kind, ``wide``) pair, in order: one call of :func:`mechanic_sums` each."""
+    out: dict[tuple[str, bool], list[int]] = {}
+    for i, ((kind, _), wide) in enumerate(zip(kinds, wides, strict=True)):
+        out.setdefault((kind, wide), []).append(i)
+    return out
+
+
 #: torch optimizers whose ``step`` never writes ``p.grad`` (Mechanic need not copy the gradients).
 _GRAD_PRESERVING_BASES = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam,
                           torch.optim.RAdam, torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop)
@@ -608,16 +623,22 @@ def mechanic_sums(x: torch.Tensor | None, x_new: torch.Tensor, g: torch.Tensor, 
     (Δ: :func:`_offset`), the math of the eager and the compiled path (:mod:`descend.optim._fused`): one read
     of each input instead of one pass per term.
 
-    The sums are accumulated in the inputs' dtype, or in float64 with ``wide`` (then the maxima are not
-    computed and are returned as 0).  :meth:`Mechanic._tune` takes the float32 sums only where the maxima
-    show that no product over- or underflows (:func:`_float32_sums_safe`) and else recomputes with ``wide``:
-    float64 accumulation costs twice the time of the whole pass on the CPU (it halves the vector width).
+    The sums are accumulated in the inputs' dtype, or with ``wide`` in float64 from float64 copies of the inputs
+    (Δ included; the maxima are then not computed and are returned as 0): what float64 parameters use, and the
+    fallback of :meth:`Mechanic._tune` for a float32 tensor whose maxima show that a product may leave float32's
+    range (:func:`_float32_sums_safe`).  float64 accumulation of float32 inputs halves the vector width
+    (``benchmarks/memory_passes.py``: 15.4 ms in float32 against 42.9 ms in float64 at 12.6 M elements).
     """
-    delta = _offset(x, ref, stored, offset_scale, kind)
     if wide:
-        a, b, d = x_new.to(torch.float64), g.to(torch.float64), delta.to(torch.float64)
-        zero = a.new_zeros(())
-        return (a * a).sum(), (b * b).sum(), (d * b).sum(), (d * a).sum(), zero, zero, zero
+        x_new, g, ref = x_new.to(torch.float64), g.to(torch.float64), ref.to(torch.float64)
+        wide_x, wide_stored = (None if t is None else t.to(torch.float64) for t in (x, stored))
+        delta = _offset(wide_x, ref, wide_stored, offset_scale, kind)
+        zero = x_new.new_zeros(())
+        return (x_new * x_new).sum(), (g * g).sum(), (delta * g).sum(), (delta * x_new).sum(), zero, zero, zero
+    delta = _offset(x, ref, stored, offset_scale, kind)
+    if x_new.numel() == 0:  # (amax has no identity; an empty tensor never reaches the compiled path)
+        zero = x_new.new_zeros(())
+        return zero, zero, zero, zero, zero, zero, zero
     return ((x_new * x_new).sum(), (g * g).sum(), (delta * g).sum(), (delta * x_new).sum(),
             x_new.abs().amax(), g.abs().amax(), delta.abs().amax())
 
@@ -626,17 +647,20 @@ def mechanic_sums(x: torch.Tensor | None, x_new: torch.Tensor, g: torch.Tensor, 
 _F32_SAFE_RANGE = (2.0**-30, 2.0**30)
 
 
-def _float32_sums_safe(maxima: torch.Tensor) -> bool:
-    """Whether float32 sums of products of factors with these maxima are as good as float64 ones.
+def _float32_sums_safe(maxima: torch.Tensor) -> list[bool]:
+    """Per row of ``maxima`` (one tensor's max|x⁺|, max|g|, max|Δ|): whether its float32 sums lose nothing to
+    float32's range, compared with float64 accumulation.
 
-    With every nonzero maximum in ``[2^-30, 2^30]``: the largest product of two factors is at most ``2^60``, so
-    a sum of up to ``2^67`` of them stays below float32's ``2^128``; the largest product of two nonzero factors
-    is at least ``2^-60``, and the products that fall below float32's normal range (``2^-126``) lose at most
-    ``n · 2^-126``, a ``n · 2^-66`` fraction of it (``2^-42`` at 16 M elements).  A maximum of 0 makes its
-    products exactly 0.  NaN or inf fails the test (the float64 pass then shows the same NaN/inf).
+    With every nonzero maximum in ``[2^-30, 2^30]``: a product of two factors is at most ``2^60``, so a sum of up
+    to ``2^67`` of them stays below float32's ``2^128``.  The products that fall below float32's normal range
+    (``2^-126``, or flushed to zero) change a sum by at most ``n · 2^-126`` in all, which is ``n · 2^-66`` of
+    ``max|a| · max|b| ≥ 2^-60`` and so of ``‖a‖ ‖b‖`` (``2^-42`` at 16 M elements): for the squared norms that
+    is relative to the sum, for the inner products relative to the Cauchy–Schwarz bound ``‖Δ‖ ‖g‖``, the scale
+    their float32 rounding has anyway (about ``2^-24`` per addition).  A maximum of 0 makes its products exactly
+    0.  NaN or inf fails the test (the float64 pass then shows the same NaN or inf).
     """
     lo, hi = _F32_SAFE_RANGE
-    return bool(((maxima == 0) | ((maxima >= lo) & (maxima <= hi))).all())
+    return [bool(ok) for ok in ((maxima == 0) | ((maxima >= lo) & (maxima <= hi))).all(dim=1).tolist()]
 
 
 def mechanic_apply(x_new: torch.Tensor, x: torch.Tensor | None, ref: torch.Tensor, stored: torch.Tensor | None, *,
