@@ -150,8 +150,8 @@ Differences between this (PyTorch) algorithm and the JAX one the paper's experim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
@@ -170,6 +170,7 @@ _REF, _DELTA = "mechanic_ref", "mechanic_delta"  # per-parameter keys
 _OFFSET = "mechanic_offset"  # store_delta=False: the exact offset x - x_ref (see "Deviations")
 _M_INIT = 1e-6  # initial running max of |h| (reference value)
 _TUNER_DTYPES = (torch.float64, torch.float32)
+_K = TypeVar("_K", bound=Hashable)
 
 
 def _check_mechanic_args(s_decay: float, s_betas: Sequence[float], s_init: float, s_eps: float,
@@ -530,7 +531,7 @@ class Mechanic(torch.optim.Optimizer):
                 for p, x, g, x_new, (_, stored) in zip(active, before, grads, works, kinds, strict=True)]
         outs: list[Any] = [None] * len(active)
         wides = [g.dtype == torch.float64 for g in grads]
-        for (kind, wide), idx in _grouped(kinds, wides).items():
+        for (kind, wide), idx in _indices_by([(k, w) for (k, _), w in zip(kinds, wides, strict=True)]).items():
             res = run_elementwise_many(mechanic_sums, fused, [args[i] for i in idx], offset_scale=offset_scale,
                                        kind=kind, wide=wide)
             for i, out in zip(idx, res, strict=True):
@@ -542,7 +543,7 @@ class Mechanic(torch.optim.Optimizer):
                     if not ok]
             # where a product may over- or underflow float32: that tensor's sums again, in float64 (eagerly: a
             # rare step is not worth a second compiled graph)
-            for (kind, _), idx in _grouped([kinds[i] for i in redo], [True] * len(redo)).items():
+            for kind, idx in _indices_by([kinds[i][0] for i in redo]).items():
                 res = run_elementwise_many(mechanic_sums, False, [args[redo[j]] for j in idx],
                                            offset_scale=offset_scale, kind=kind, wide=True)
                 for j, out in zip(idx, res, strict=True):
@@ -566,7 +567,7 @@ class Mechanic(torch.optim.Optimizer):
         scale = float(s.sum().clamp(min=0.0))
         applies = [(x_new, x, self.state[p][_REF], stored)
                    for p, x, x_new, (_, stored) in zip(active, before, works, kinds, strict=True)]
-        for kind, idx in _by_kind(kinds).items():
+        for kind, idx in _indices_by([k for k, _ in kinds]).items():
             run_elementwise_many(mechanic_apply, fused, [applies[i] for i in idx], offset_scale=offset_scale,
                                  scale=scale, kind=kind)
         for p, x_new in zip(active, works, strict=True):
@@ -580,20 +581,12 @@ def _write_mark(p: torch.Tensor) -> tuple[int, int, int]:
     return p._version, p.untyped_storage().data_ptr(), int(p.storage_offset())
 
 
-def _by_kind(kinds: Sequence[tuple[str, torch.Tensor | None]]) -> dict[str, list[int]]:
-    """Indices of the tensors of each Δ kind ("delta", "offset", "ref"), in order."""
-    out: dict[str, list[int]] = {}
-    for i, (kind, _) in enumerate(kinds):
-        out.setdefault(kind, []).append(i)
-    return out
-
-
-def _grouped(kinds: Sequence[tuple[str, torch.Tensor | None]],
-             wides: Sequence[bool]) -> dict[tuple[str, bool], list[int]]:
-    """Indices of the tensors of each (Δ kind, ``wide``) pair, in order: one call of :func:`mechanic_sums` each."""
-    out: dict[tuple[str, bool], list[int]] = {}
-    for i, ((kind, _), wide) in enumerate(zip(kinds, wides, strict=True)):
-        out.setdefault((kind, wide), []).append(i)
+def _indices_by(keys: Sequence[_K]) -> dict[_K, list[int]]:
+    """Indices of the tensors of each key (a Δ kind "delta"/"offset"/"ref", or a (kind, wide) pair), in order:
+    one call of :func:`mechanic_sums` or :func:`mechanic_apply` per key."""
+    out: dict[_K, list[int]] = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
     return out
 
 
