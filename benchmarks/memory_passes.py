@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("threads", "d", "steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 1 or not args.params_m > 0:
-        ap.error("--warmup must be >= 1 (the first call compiles) and --params-m > 0")
+    if args.warmup < 1:
+        ap.error(f"--warmup must be >= 1 (the first call compiles), got {args.warmup}")
+    if not args.params_m > 0:
+        ap.error(f"--params-m must be > 0, got {args.params_m}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shapes = block_shapes(args.d, int(args.params_m * 1e6))
